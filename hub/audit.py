@@ -1,0 +1,128 @@
+"""The audit log outside the gate: storage form, verification, signed checkpoints, accounting."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+
+from consent.audit import AuditEntry, ChainProblem, verify_chain
+from hub.core.ports import AuditRow
+from hub.keys import KeyRing
+
+
+def entry_from_row(row: AuditRow) -> AuditEntry:
+    """The entry a stored row holds (its body; the seq column names where it sits)."""
+    data: dict[str, Any] = orjson.loads(row.body)
+    for name in ("released", "withheld", "reasons"):
+        data[name] = tuple(data.get(name) or ())
+    data["seq"] = row.seq if "seq" not in data else data["seq"]
+    return AuditEntry(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of ``hub audit verify``."""
+
+    entries: int
+    head: tuple[int, str] | None
+    problem: ChainProblem | None
+    checkpoint_problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the chain and every checkpoint check out."""
+        return self.problem is None and self.checkpoint_problem is None
+
+
+async def _entries(store: Any) -> Any:
+    async for batch in store.iter_audit():
+        for row in batch:
+            yield row
+
+
+async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
+    """Walk the whole chain once; then check every signed checkpoint against it."""
+    rows: list[AuditEntry] = []
+    heads: dict[int, str] = {}
+    count = 0
+    problem: ChainProblem | None = None
+
+    async def collect() -> list[AuditEntry]:
+        nonlocal count
+        out: list[AuditEntry] = []
+        async for row in _entries(store):
+            count += 1
+            try:
+                entry = entry_from_row(row)
+            except (ValueError, TypeError):
+                # An unreadable body is an altered entry; keep the seq so it is named.
+                entry = AuditEntry(row.seq, "", "", "", "", "", "", (), (), None, (), None, None,
+                                   row.prev_hash, "unreadable")
+            if entry.seq != row.seq:
+                entry = dataclasses.replace(entry, hash="moved")
+            heads[entry.seq] = entry.hash
+            out.append(entry)
+        return out
+
+    rows = await collect()
+    problem = verify_chain(rows)
+    head = (rows[-1].seq, rows[-1].hash) if rows else None
+    cp_problem: str | None = None
+    verifier = keys.verifier()
+    for seq, head_hash, signature, key_id in await store.checkpoints():
+        try:
+            verifier.verify(signature, checkpoint_message(seq, head_hash))
+        except InvalidSignature:
+            cp_problem = f"checkpoint at entry {seq} (key {key_id}) has a bad signature"
+            break
+        if heads.get(seq) != head_hash:
+            cp_problem = (
+                f"entry {seq} does not match the signed checkpoint: the log was rewritten "
+                "or truncated after it was signed"
+            )
+            break
+    return VerifyReport(count, head, problem, cp_problem)
+
+
+def checkpoint_message(seq: int, head_hash: str) -> bytes:
+    """The bytes a checkpoint signature covers."""
+    return f"cie-hub-audit-checkpoint/1|{seq}|{head_hash}".encode()
+
+
+async def write_checkpoint(store: Any, keys: KeyRing) -> tuple[int, str] | None:
+    """Sign the current chain head and store the checkpoint; None for an empty log."""
+    async with store.transaction() as tx:
+        head = await tx.audit_head()
+    if head is None:
+        return None
+    seq, head_hash = head
+    signature = keys.signer().sign(checkpoint_message(seq, head_hash))
+    await store.add_checkpoint(seq, head_hash, signature, keys.signing_key_id)
+    return head
+
+
+async def disclosures(store: Any, person_id: str) -> list[dict[str, Any]]:
+    """HIPAA-style accounting: every release of the person's data to another agency."""
+    out: list[dict[str, Any]] = []
+    for row in await store.audit_for_client(person_id):
+        e = entry_from_row(row)
+        if e.recipient == e.owner or e.decision == "deny":
+            continue
+        out.append(
+            {
+                "date": e.at,
+                "recipient": e.recipient,
+                "owner": e.owner,
+                "what": list(e.released),
+                "withheld": list(e.withheld),
+                "purpose": e.purpose,
+                "record": e.record,
+                "consent_id": e.consent_id,
+                "audit_seq": e.seq,
+            }
+        )
+    return out

@@ -1,0 +1,84 @@
+"""Partner API keys: created once, stored only as a slow hash, looked up by an id prefix.
+
+A key reads ``hub_<key id>_<secret>``. The key id finds the stored row; the secret is checked
+against its scrypt hash. Verified keys are cached briefly (by a fast hash of the whole key)
+so that a busy partner does not pay scrypt on every request; revocation clears the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("partner", "admin")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the agency it acts as, its role and the key id used."""
+
+    agency: str
+    role: str
+    key_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the caller may use admin endpoints."""
+        return self.role == "admin"
+
+
+def new_key() -> tuple[str, str, bytes, bytes]:
+    """A new key: (full key to show once, key id, salt, scrypt hash of the secret)."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(24)
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+    return f"hub_{key_id}_{secret}", key_id, salt, digest
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed key, else None."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "hub" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+class KeyVerifier:
+    """Checks bearer keys against the store, with a short-lived cache of good keys."""
+
+    def __init__(self, store: Any, ttl_seconds: float = 60.0) -> None:
+        self.store = store
+        self.ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, Caller]] = {}
+
+    async def verify(self, key: str) -> Caller | None:
+        """The caller a key belongs to, or None (malformed, unknown, revoked or wrong)."""
+        fast = hashlib.sha256(key.encode()).hexdigest()
+        hit = self._cache.get(fast)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        parts = split_key(key)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        row = await self.store.find_partner_key(key_id)
+        if row is None:
+            return None
+        agency, role, salt, digest = row
+        got = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+        if not hmac.compare_digest(got, digest):
+            return None
+        caller = Caller(agency, role, key_id)
+        self._cache[fast] = (now + self.ttl, caller)
+        return caller
+
+    def forget(self, key_id: str) -> None:
+        """Drop cached entries of a revoked key."""
+        self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}

@@ -1,0 +1,402 @@
+"""``hub.toml``: load, validate (naming the key and its line), and expose typed settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from consent import Agency, ConsentPolicy
+from consent.categories import AGENCY_KINDS, CATEGORIES, NETWORKS, PURPOSES
+from hub.core.routing import FeedSpec
+
+DEFAULT_CONFIG = "hub.toml"
+
+CORE_SECTIONS: dict[str, str] = {
+    "store": "where the hub keeps its data",
+    "http": "the HTTP server (FHIR, admin API, health, metrics)",
+    "agencies": "the organisations of the network",
+    "consent": "MPA policy switches",
+    "feeds": "partner subscriptions",
+    "delivery": "outbox workers, retries, dead letters",
+    "retention": "pruning of payloads and delivered outbox rows",
+    "keys": "where the key file is",
+    "logging": "log level and format",
+    "plugins": "disabled plugins",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file, line and key it concerns."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """Outbox workers: concurrency, retries with exponential backoff and jitter, leases."""
+
+    workers: int = 2
+    batch_size: int = 50
+    max_attempts: int = 8
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 3600.0
+    lease_seconds: float = 60.0
+    poll_seconds: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How long payloads, delivered outbox rows and audit entries are kept."""
+
+    delivered_days: int = 30
+    payload_days: int = 365
+    audit_years: int = 6
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """The validated configuration."""
+
+    path: Path | None
+    base_dir: Path
+    store_url: str = "sqlite:///hub-data/hub.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    agencies: Mapping[str, Agency] = field(default_factory=dict)
+    organization_agencies: Mapping[str, str] = field(default_factory=dict)
+    consent_policy: ConsentPolicy = field(default_factory=ConsentPolicy)
+    feeds: tuple[FeedSpec, ...] = ()
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    keys_file: Path | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"
+    disabled_plugins: frozenset[str] = frozenset()
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A raw top-level section (plugins read their own); empty when absent."""
+        value = self.sections.get(name, {})
+        return value if isinstance(value, Mapping) else {}
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+# ---- locating errors ---------------------------------------------------------------------
+
+
+def line_of(text: str, dotted: str) -> int | None:
+    """Best-effort line number of a key path such as ``agencies[1].kind`` in TOML text."""
+    parts = [p for p in re.split(r"[.\[\]]", dotted) if p]
+    lines = text.splitlines()
+    section = parts[0]
+    leaf = parts[-1]
+    index = next((int(p) for p in parts[1:] if p.isdigit()), None)
+    start = 0
+    seen = -1
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if s in (f"[[{section}]]", f"[{section}]") or s.startswith(f"[{section}."):
+            seen += 1
+            if index is None or seen == index:
+                start = i
+                if len(parts) == 1:
+                    return i + 1
+                break
+    pattern = re.compile(rf"^\s*\"?{re.escape(leaf)}\"?\s*=")
+    for i in range(start, len(lines)):
+        if i > start and lines[i].strip().startswith("[") and not leaf.isdigit():
+            break
+        if pattern.match(lines[i]):
+            return i + 1
+    return start + 1 if start else None
+
+
+class _Checker:
+    def __init__(self, path: Path | None, text: str) -> None:
+        self.path = path
+        self.text = text
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        where = str(self.path) if self.path else "config"
+        line = line_of(self.text, key)
+        at = f"{where} line {line}" if line else where
+        return ConfigError(f"{at}: key '{key}': {message}")
+
+    def table(self, value: Any, key: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected a table, got {type(value).__name__}")
+        return value
+
+    def known(self, table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+        for k in table:
+            if k not in allowed:
+                hint = ", ".join(sorted(allowed))
+                raise self.fail(f"{key}.{k}", f"unknown key (known: {hint})")
+
+    def typed(self, table: Mapping[str, Any], key: str, name: str, tp: Any, default: Any) -> Any:
+        if name not in table:
+            return default
+        value = table[name]
+        ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            want = tp.__name__ if isinstance(tp, type) else "/".join(t.__name__ for t in tp)
+            raise self.fail(f"{key}.{name}", f"expected {want}, got {type(value).__name__}")
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, name: str) -> list[str]:
+        value = table.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{key}.{name}", "expected a list of strings")
+        return list(value)
+
+
+def _agencies(c: _Checker, raw: Any) -> tuple[dict[str, Agency], dict[str, str]]:
+    agencies: dict[str, Agency] = {}
+    orgs: dict[str, str] = {}
+    if not isinstance(raw, list):
+        raise c.fail("agencies", "expected [[agencies]] tables")
+    allowed = {
+        "id",
+        "name",
+        "kind",
+        "networks",
+        "active",
+        "active_from",
+        "active_until",
+        "identifiers",
+        "hmis_organization_ids",
+    }
+    for i, item in enumerate(raw):
+        key = f"agencies[{i}]"
+        t = c.table(item, key)
+        c.known(t, key, allowed)
+        aid = c.typed(t, key, "id", str, "")
+        if not aid:
+            raise c.fail(f"{key}.id", "required")
+        if aid in agencies:
+            raise c.fail(f"{key}.id", f"duplicate agency id {aid!r}")
+        kind = c.typed(t, key, "kind", str, "cie")
+        if kind not in AGENCY_KINDS:
+            raise c.fail(f"{key}.kind", f"unknown kind {kind!r} (one of {', '.join(AGENCY_KINDS)})")
+        networks = c.strings(t, key, "networks")
+        for n in networks:
+            if n not in NETWORKS:
+                raise c.fail(f"{key}.networks", f"unknown network {n!r}")
+        idents: list[tuple[str, str]] = []
+        for j, ident in enumerate(t.get("identifiers", [])):
+            it = c.table(ident, f"{key}.identifiers[{j}]")
+            c.known(it, f"{key}.identifiers[{j}]", {"system", "value"})
+            idents.append((str(it.get("system", "")), str(it.get("value", ""))))
+        dates: dict[str, date | None] = {}
+        for name in ("active_from", "active_until"):
+            v = t.get(name)
+            if v is not None and not isinstance(v, date):
+                raise c.fail(f"{key}.{name}", "expected a date (YYYY-MM-DD)")
+            dates[name] = v
+        agencies[aid] = Agency(
+            id=aid,
+            name=c.typed(t, key, "name", str, aid),
+            kind=kind,
+            networks=frozenset(networks),
+            active=c.typed(t, key, "active", bool, True),
+            active_from=dates["active_from"],
+            active_until=dates["active_until"],
+            identifiers=tuple(idents),
+        )
+        for org in t.get("hmis_organization_ids", []):
+            orgs[str(org)] = aid
+    return agencies, orgs
+
+
+def _feeds(c: _Checker, raw: Any, agencies: Mapping[str, Agency]) -> list[FeedSpec]:
+    feeds: list[FeedSpec] = []
+    if not isinstance(raw, list):
+        raise c.fail("feeds", "expected [[feeds]] tables")
+    allowed = {
+        "name",
+        "recipient",
+        "kinds",
+        "purpose",
+        "categories",
+        "connector",
+        "schedule",
+        "owners",
+        "person_has",
+        "where",
+        "batch_size",
+        "max_attempts",
+        "options",
+    }
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"feeds[{i}]"
+        t = c.table(item, key)
+        c.known(t, key, allowed)
+        name = c.typed(t, key, "name", str, f"feed-{i + 1}")
+        if name in names:
+            raise c.fail(f"{key}.name", f"duplicate feed name {name!r}")
+        names.add(name)
+        recipient = c.typed(t, key, "recipient", str, "")
+        if recipient not in agencies:
+            raise c.fail(f"{key}.recipient", f"unknown agency {recipient!r}")
+        purpose = c.typed(t, key, "purpose", str, "coordination")
+        if purpose not in PURPOSES:
+            raise c.fail(f"{key}.purpose", f"unknown purpose {purpose!r}")
+        cats = t.get("categories")
+        categories: frozenset[str] | None = None
+        if cats is not None:
+            categories = frozenset(c.strings(t, key, "categories"))
+            bad = sorted(categories - set(CATEGORIES))
+            if bad:
+                raise c.fail(f"{key}.categories", f"unknown category {bad[0]!r}")
+        kinds = c.strings(t, key, "kinds") or ["client"]
+        connector = c.typed(t, key, "connector", str, "")
+        if not connector:
+            raise c.fail(f"{key}.connector", "required (webhook, fhir-push, hl7-mllp, csv-file …)")
+        where_raw = c.table(t.get("where", {}), f"{key}.where")
+        where = {
+            k: frozenset(str(x) for x in (v if isinstance(v, list) else [v]))
+            for k, v in where_raw.items()
+        }
+        feeds.append(
+            FeedSpec(
+                name=name,
+                recipient=recipient,
+                kinds=frozenset(kinds),
+                purpose=purpose,
+                connector=connector,
+                categories=categories,
+                schedule=c.typed(t, key, "schedule", str, "on-change"),
+                owners=frozenset(c.strings(t, key, "owners")),
+                person_has=frozenset(c.strings(t, key, "person_has")),
+                where=where,
+                batch_size=c.typed(t, key, "batch_size", int, 100),
+                max_attempts=c.typed(t, key, "max_attempts", int, 8),
+                options=dict(c.table(t.get("options", {}), f"{key}.options")),
+            )
+        )
+    return feeds
+
+
+def _dataclass_section(c: _Checker, raw: Any, key: str, cls: Any) -> Any:
+    t = c.table(raw, key)
+    fields = cls.__dataclass_fields__
+    c.known(t, key, set(fields))
+    kwargs = {}
+    for name, f in fields.items():
+        default = f.default
+        kwargs[name] = c.typed(t, key, name, type(default), default)
+    return cls(**kwargs)
+
+
+SectionValidator = Callable[[str, Any, frozenset[str]], list[str]]
+
+
+def load_config(
+    path: Path | None,
+    *,
+    owned_sections: Mapping[str, str] | None = None,
+    validate_section: SectionValidator | None = None,
+    text: str | None = None,
+) -> HubConfig:
+    """Read and validate ``hub.toml``; raise :class:`ConfigError` naming file, line and key.
+
+    With no file, the defaults (embedded SQLite in ``./hub-data``) are used.
+    """
+    if text is None:
+        if path is None or not path.exists():
+            if path is not None and path.name != DEFAULT_CONFIG:
+                raise ConfigError(f"{path}: config file not found (create one with 'hub init')")
+            return HubConfig(path=None, base_dir=Path.cwd())
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    c = _Checker(path, text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path or 'config'}: not valid TOML: {exc}") from None
+    owned = dict(owned_sections or {})
+    for section in raw:
+        if section not in CORE_SECTIONS and section not in owned:
+            known = ", ".join(sorted({*CORE_SECTIONS, *owned}))
+            raise c.fail(section, f"unknown section (known: {known})")
+    base_dir = path.parent.resolve() if path is not None else Path.cwd()
+
+    store = c.table(raw.get("store", {}), "store")
+    c.known(store, "store", {"url"})
+    store_url = os.environ.get("HUB_STORE_URL") or c.typed(
+        store, "store", "url", str, "sqlite:///hub-data/hub.db"
+    )
+    if not store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise c.fail("store.url", "expected sqlite:///path or postgresql://user@host:port/db")
+
+    http = c.table(raw.get("http", {}), "http")
+    c.known(http, "http", {"host", "port", "max_body_bytes"})
+    port = c.typed(http, "http", "port", int, 8080)
+    if not 0 <= port <= 65535:
+        raise c.fail("http.port", f"port {port} out of range 0-65535")
+
+    agencies, orgs = _agencies(c, raw.get("agencies", []))
+    try:
+        policy = ConsentPolicy.from_mapping(c.table(raw.get("consent", {}), "consent"))
+    except ValueError as exc:
+        raise c.fail("consent", str(exc)) from None
+    feeds = _feeds(c, raw.get("feeds", []), agencies)
+    delivery = _dataclass_section(c, raw.get("delivery", {}), "delivery", DeliveryConfig)
+    retention = _dataclass_section(c, raw.get("retention", {}), "retention", RetentionConfig)
+
+    keys = c.table(raw.get("keys", {}), "keys")
+    c.known(keys, "keys", {"file"})
+    keys_file = c.typed(keys, "keys", "file", str, "")
+
+    logging_t = c.table(raw.get("logging", {}), "logging")
+    c.known(logging_t, "logging", {"level", "format"})
+    level = c.typed(logging_t, "logging", "level", str, "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise c.fail("logging.level", f"unknown level {level!r}")
+    fmt = c.typed(logging_t, "logging", "format", str, "text")
+    if fmt not in ("text", "json"):
+        raise c.fail("logging.format", "expected 'text' or 'json'")
+
+    plugins_t = c.table(raw.get("plugins", {}), "plugins")
+    c.known(plugins_t, "plugins", {"disabled"})
+
+    if validate_section is not None:
+        for section in owned:
+            if section in raw:
+                errors = validate_section(section, raw[section], frozenset(agencies))
+                if errors:
+                    first = errors[0]
+                    k, _, msg = first.partition(": ")
+                    raise c.fail(k, msg or first)
+
+    return HubConfig(
+        path=path,
+        base_dir=base_dir,
+        store_url=store_url,
+        http_host=c.typed(http, "http", "host", str, "127.0.0.1"),
+        http_port=port,
+        agencies=agencies,
+        organization_agencies=orgs,
+        consent_policy=policy,
+        feeds=tuple(feeds),
+        delivery=delivery,
+        retention=retention,
+        keys_file=(base_dir / keys_file) if keys_file else None,
+        log_level=level,
+        log_format=fmt,
+        disabled_plugins=frozenset(c.strings(plugins_t, "plugins", "disabled")),
+        sections=raw,
+    )

@@ -1,0 +1,217 @@
+"""``hub consent …``: import, revoke, show and check MPA consents (see CONSENT.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from consent import ConsentRecord
+from consent.categories import CATEGORIES, DEFAULT_CATEGORIES
+from consent.parsing import ConsentValidationError, parse_consent_file
+from hub.cli_support import CliState, echo_json, fail, run_with_context
+from hub.context import ConsentImportError, HubContext
+from hub.core.identity import identifier_key, identifier_value_key
+
+
+def _parse_at(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at: not an ISO date-time: {text!r}")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _matches(c: ConsentRecord, value: str, system: str | None) -> bool:
+    if c.client.value != value:
+        return False
+    return system is None or c.client.system is None or c.client.system == system
+
+
+async def find_person(ctx: HubContext, value: str, system: str | None) -> str | None:
+    """The person a client identifier names, when exactly one does."""
+    key = identifier_key(system, value) if system else identifier_value_key(value)
+    async with ctx.store.transaction() as tx:
+        found = await tx.persons_with_keys([ctx.keys.blind(key)])
+    persons = set().union(*found.values()) if found else set()
+    return next(iter(persons)) if len(persons) == 1 else None
+
+
+async def check(
+    ctx: HubContext,
+    *,
+    value: str,
+    system: str | None,
+    owner: str,
+    recipient: str,
+    purpose: str,
+    categories: frozenset[str],
+    at: datetime,
+) -> dict[str, Any]:
+    """The decision for one hypothetical disclosure (not audited: nothing is released)."""
+    person = await find_person(ctx, value, system)
+    direct = [c for c in ctx.gate.all_consents() if _matches(c, value, system)]
+    if person is not None:
+        async with ctx.store.transaction() as tx:
+            linked = await ctx.gate.consents_for(tx, person)
+            facts = await ctx.gate.facts(tx, person)
+        consents = list({c.id: c for c in [*linked, *direct]}.values())
+    else:
+        from consent import ClientFacts
+
+        consents, facts = direct, ClientFacts()
+    decision = ctx.gate.decide(
+        consents=consents,
+        facts=facts,
+        owner=owner,
+        recipient=recipient,
+        purpose=purpose,
+        categories=categories,
+        at=at,
+    )
+    return decision.to_json()
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``consent`` group to the CLI."""
+
+    @cli.group()
+    def consent() -> None:
+        """MPA consents: import, revoke, show, check."""
+
+    @consent.command("import")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.pass_obj
+    def consent_import(state: CliState, file: Path) -> None:
+        """Import consents from a JSON array or JSON Lines FILE (all or nothing).
+
+        \b
+        Example:
+          hub consent import consents.jsonl
+        """
+        cfg = state.config
+        try:
+            records = parse_consent_file(
+                file.read_text(encoding="utf-8"), agencies=cfg.agencies, policy=cfg.consent_policy
+            )
+        except ConsentValidationError as exc:
+            fail(f"{file}: {exc}; nothing imported")
+        except UnicodeDecodeError:
+            fail(f"{file}: not UTF-8 text; nothing imported")
+
+        async def work(ctx: HubContext) -> int:
+            return await ctx.import_consents(records)
+
+        try:
+            count = run_with_context(state, work, migrate=True)
+        except ConsentImportError as exc:
+            fail(f"{file}: {exc}; nothing imported")
+        echo_json({"imported": count, "file": str(file)})
+
+    @consent.command("revoke")
+    @click.argument("consent_id")
+    @click.option("--on", "on", required=True, help="Revocation date, YYYY-MM-DD.")
+    @click.pass_obj
+    def consent_revoke(state: CliState, consent_id: str, on: str) -> None:
+        """Record that consent ID was revoked on a date (queued data stops at delivery).
+
+        \b
+        Example:
+          hub consent revoke mpa-0001 --on 2025-06-30
+        """
+        try:
+            day = date.fromisoformat(on)
+        except ValueError:
+            fail(f"--on: not a date (YYYY-MM-DD): {on!r}")
+
+        async def work(ctx: HubContext) -> bool:
+            found = [c for c in ctx.gate.all_consents() if c.id == consent_id]
+            if not found:
+                return False
+            if day < found[0].signed_on:
+                fail(f"consent {consent_id}: --on {on} is before it was signed")
+            await ctx.import_consents([dataclasses.replace(found[0], revoked_on=day)])
+            return True
+
+        if not run_with_context(state, work):
+            fail(f"no consent with id {consent_id!r}")
+        echo_json({"revoked": consent_id, "on": on})
+
+    @consent.command("show")
+    @click.option("--client", "value", required=True, help="Client identifier value.")
+    @click.option("--client-system", "system", default=None, help="Identifier system.")
+    @click.pass_obj
+    def consent_show(state: CliState, value: str, system: str | None) -> None:
+        """Show the consents recorded for a client (newest first).
+
+        \b
+        Example:
+          hub consent show --client 4711 --client-system hmis:sd
+        """
+
+        async def work(ctx: HubContext) -> list[dict[str, object]]:
+            person = await find_person(ctx, value, system)
+            found = {c.id: c for c in ctx.gate.all_consents() if _matches(c, value, system)}
+            if person is not None:
+                async with ctx.store.transaction() as tx:
+                    for c in await ctx.gate.consents_for(tx, person):
+                        found[c.id] = c
+            ordered = sorted(found.values(), key=lambda c: (c.signed_on, c.id), reverse=True)
+            return [c.to_json() for c in ordered]
+
+        echo_json(run_with_context(state, work))
+
+    @consent.command("check")
+    @click.option("--client", "value", required=True, help="Client identifier value.")
+    @click.option("--client-system", "system", default=None, help="Identifier system.")
+    @click.option("--owner", required=True, help="Agency that owns the record.")
+    @click.option("--recipient", required=True, help="Agency that would receive it.")
+    @click.option("--purpose", required=True, help="Purpose of use (coordination, …).")
+    @click.option("--categories", default=None,
+                  help="Comma-separated categories (default: all non-sensitive).")
+    @click.option("--at", "at_text", default=None, help="ISO date-time (default: now).")
+    @click.pass_obj
+    def consent_check(
+        state: CliState,
+        value: str,
+        system: str | None,
+        owner: str,
+        recipient: str,
+        purpose: str,
+        categories: str | None,
+        at_text: str | None,
+    ) -> None:
+        """Print the consent decision for one disclosure as JSON (exit 0 whatever it is).
+
+        \b
+        Example:
+          hub consent check --client 4711 --owner shelter-a --recipient hospital-x \\
+              --purpose coordination --categories identity,housing
+        """
+        cats = DEFAULT_CATEGORIES
+        if categories:
+            cats = frozenset(c.strip() for c in categories.split(",") if c.strip())
+            unknown = sorted(cats - set(CATEGORIES))
+            if unknown:
+                fail(f"--categories: unknown category {unknown[0]!r}")
+        at = _parse_at(at_text)
+        result = run_with_context(
+            state,
+            lambda ctx: check(
+                ctx,
+                value=value,
+                system=system,
+                owner=owner,
+                recipient=recipient,
+                purpose=purpose,
+                categories=cats,
+                at=at,
+            ),
+            migrate=True,
+        )
+        echo_json(result)

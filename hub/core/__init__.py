@@ -1,0 +1,1 @@
+"""The domain and the engine: canonical records, identity, consent gate, routing, ports."""

@@ -1,0 +1,352 @@
+"""The engine: the flow of a record from intake to the outbox, in one transaction.
+
+``ingest`` stores records idempotently, links clients to persons, routes changed records to
+the feeds that want them and passes each through the consent gate, writing the audit entry
+and the outbox entry together. Inbound acknowledgement happens after ``ingest`` returns,
+i.e. after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from hub.core.gate import AuditWriter, ConsentGate, Disclosure
+from hub.core.identity import BlindIndex, decide_link, match_keys
+from hub.core.ports import OutboxRow, RecordRow, UpsertOutcome
+from hub.core.records import (
+    FLAG_FLEEING_DV,
+    FLAG_NOT_FLEEING_DV,
+    Client,
+    Record,
+    record_client,
+)
+from hub.core.routing import FeedSpec
+from hub.core.rows import record_to_row, row_to_record
+
+log = logging.getLogger("hub.engine")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """Identity of an inbound message for de-duplication (sender, control id, content hash)."""
+
+    sender: str
+    control_id: str
+    content_hash: str
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one ``ingest`` call did."""
+
+    outcomes: list[UpsertOutcome] = field(default_factory=list)
+    persons: dict[str, str] = field(default_factory=dict)
+    enqueued: int = 0
+    withheld: int = 0
+    reviews: int = 0
+    duplicate: bool = False
+    response: bytes = b""
+
+    def counts(self) -> dict[str, int]:
+        """Outcomes counted by kind (inserted, updated, unchanged, stale)."""
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o] = out.get(o, 0) + 1
+        return out
+
+
+def idempotency_key(record: Record, feed: str, recipient: str) -> str:
+    """One key per (record version, recipient, feed): receivers de-duplicate on it."""
+    m = record.meta
+    raw = f"{m.kind}|{m.key.source}|{m.key.id}|{m.version}|{recipient}|{feed}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def record_ref(record: Record) -> str:
+    """How the audit log names a record (kind/source/id: ids only, no client data)."""
+    return f"{record.meta.kind}/{record.meta.key}"
+
+
+class Engine:
+    """Intake, identity, routing and the gate, over one store."""
+
+    def __init__(
+        self,
+        store: Any,
+        gate: ConsentGate,
+        blind: BlindIndex,
+        feeds: Iterable[FeedSpec] = (),
+        clock: Clock = utcnow,
+        on_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        self.blind = blind
+        self.feeds = list(feeds)
+        self.clock = clock
+        self.on_change = on_change
+
+    # ---- intake --------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        records: Sequence[Record],
+        *,
+        message: InboundMessage | None = None,
+        response: bytes = b"",
+    ) -> IngestResult:
+        """Store, link, route and gate records in one transaction.
+
+        With ``message``, a re-sent message (same sender, control id and content) changes
+        nothing and returns the response given the first time; a control id reused for
+        different content is processed as new (and logged).
+        """
+        result = IngestResult()
+        async with self.store.transaction() as tx:
+            if message is not None:
+                seen = await tx.seen_message(message.sender, message.control_id)
+                if seen is not None:
+                    if seen[0] == message.content_hash:
+                        result.duplicate = True
+                        result.response = seen[1]
+                        return result
+                    log.info(
+                        "control id reused for different content; processing as new",
+                        extra={"sender": message.sender, "control_id": message.control_id},
+                    )
+            await self._ingest(tx, records, result)
+            if message is not None:
+                await tx.remember_message(
+                    message.sender, message.control_id, message.content_hash, response
+                )
+                result.response = response
+        if result.enqueued and self.on_change is not None:
+            self.on_change(result.enqueued)
+        return result
+
+    async def _ingest(self, tx: Any, records: Sequence[Record], result: IngestResult) -> None:
+        rows = [record_to_row(r) for r in records]
+        result.outcomes = await tx.upsert_records(rows)
+        changed = [
+            (rec, row)
+            for rec, row, outcome in zip(records, rows, result.outcomes, strict=True)
+            if outcome in ("inserted", "updated")
+        ]
+        if not changed:
+            return
+        clients = [(rec, row) for rec, row in changed if isinstance(rec, Client)]
+        persons = await self._link_clients(tx, clients, result)
+        await self._resolve_persons(tx, changed, persons)
+        result.persons = persons
+        await self._record_facts(tx, changed, persons)
+        if any(f.on_change for f in self.feeds):
+            await self._route(tx, changed, persons, result)
+
+    async def _link_clients(
+        self, tx: Any, clients: list[tuple[Record, RecordRow]], result: IngestResult
+    ) -> dict[str, str]:
+        """Link client records to persons, in batch; returns record-key → person."""
+        persons: dict[str, str] = {}
+        if not clients:
+            return persons
+        keyed = [(rec, row, match_keys(rec, self.blind)) for rec, row in clients]  # type: ignore[arg-type]
+        found = await tx.persons_with_keys([k for _, _, mk in keyed for k in mk.all()])
+        links: list[tuple[str, str, str, str, Sequence[str]]] = []
+        fresh: list[str] = []
+        facts: list[tuple[str, str]] = []
+        for rec, row, mk in keyed:
+            decision = decide_link(mk, found)
+            person = decision.person
+            if person is None:
+                person = uuid.uuid4().hex
+                fresh.append(person)
+            if decision.review_candidates:
+                await tx.add_review(
+                    f"{row.kind}/{row.source}/{row.source_id}",
+                    decision.review_candidates,
+                    decision.reason,
+                )
+                result.reviews += 1
+            for k in mk.all():
+                found.setdefault(k, set()).add(person)
+            links.append((row.kind, row.source, row.source_id, person, mk.all()))
+            persons[f"{row.source}/{row.source_id}"] = person
+            birth = rec.birth_date  # type: ignore[attr-defined]
+            if birth is not None:
+                facts.append((person, birth.isoformat()))
+            self.gate.forget_person(person)
+        await tx.insert_persons(fresh)
+        await tx.link_records(links)
+        for person, birth in facts:
+            await tx.set_person_facts(person, birth, None)
+        return persons
+
+    async def _resolve_persons(
+        self, tx: Any, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
+    ) -> None:
+        """Find the person of each non-client record through its client's link."""
+        wanted: dict[str, list[str]] = {}
+        for rec, _row in changed:
+            client = record_client(rec)
+            if client is not None and str(client) not in persons:
+                wanted.setdefault(client.source, []).append(client.id)
+        for source, ids in wanted.items():
+            for cid, person in (await tx.persons_of_clients(source, ids)).items():
+                persons[f"{source}/{cid}"] = person
+
+    async def _record_facts(
+        self, tx: Any, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
+    ) -> None:
+        for rec, _row in changed:
+            flags = rec.meta.flags
+            if not flags:
+                continue
+            client = record_client(rec)
+            person = persons.get(str(client)) if client else None
+            if person is None:
+                continue
+            if FLAG_FLEEING_DV in flags:
+                await tx.set_person_facts(person, None, True)
+            elif FLAG_NOT_FLEEING_DV in flags:
+                await tx.set_person_facts(person, None, False)
+
+    async def _route(
+        self,
+        tx: Any,
+        changed: list[tuple[Record, RecordRow]],
+        persons: dict[str, str],
+        result: IngestResult,
+    ) -> None:
+        audit = AuditWriter(tx)
+        now = self.clock()
+        kinds_of: dict[str, list[str]] = {}
+        for rec, _row in changed:
+            client = record_client(rec)
+            person = persons.get(str(client)) if client else None
+            if person is None:
+                continue
+            for feed in self.feeds:
+                if not feed.on_change or rec.meta.kind not in feed.kinds:
+                    continue
+                if feed.person_has:
+                    if person not in kinds_of:
+                        kinds_of[person] = [
+                            r.kind for r in await tx.records_of_person(person, list(feed.person_has))
+                        ]
+                    if not feed.wants(rec, kinds_of[person]):
+                        continue
+                elif not feed.wants(rec):
+                    continue
+                disclosure = await self.gate.disclose(
+                    tx,
+                    audit,
+                    record=rec,
+                    person_id=person,
+                    recipient=feed.recipient,
+                    purpose=feed.purpose,
+                    categories=feed.categories,
+                    at=now,
+                    record_ref=record_ref(rec),
+                )
+                if disclosure.payload is None:
+                    result.withheld += 1
+                    continue
+                await tx.enqueue([self._outbox_row(feed, rec, person, disclosure, now)])
+                result.enqueued += 1
+
+    def _outbox_row(
+        self, feed: FeedSpec, rec: Record, person: str, disclosure: Disclosure, now: datetime
+    ) -> OutboxRow:
+        stamp = now.isoformat(timespec="microseconds")
+        return OutboxRow(
+            id=0,
+            feed=feed.name,
+            recipient=feed.recipient,
+            person_id=person,
+            record_kind=rec.meta.kind,
+            record_source=rec.meta.key.source,
+            record_source_id=rec.meta.key.id,
+            record_version=rec.meta.version,
+            idempotency_key=idempotency_key(rec, feed.name, feed.recipient),
+            status="pending",
+            attempts=0,
+            next_attempt_at=stamp,
+            created_at=stamp,
+            audit_seq=disclosure.audit.seq,
+            payload=orjson.dumps(disclosure.payload),
+        )
+
+    # ---- reads by another agency ----------------------------------------------------------
+
+    async def disclose_person(
+        self,
+        person_id: str,
+        *,
+        recipient: str,
+        purpose: str,
+        kinds: Sequence[str] | None = None,
+        categories: frozenset[str] | None = None,
+    ) -> list[tuple[Record, dict[str, Any]]]:
+        """Every record of a person the recipient may see, redacted, each decision audited.
+
+        This is the path for API reads and query answers: a record owned by the recipient
+        passes as ``SAME_AGENCY``; everything else needs a permit.
+        """
+        out: list[tuple[Record, dict[str, Any]]] = []
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            audit = AuditWriter(tx)
+            for row in await tx.records_of_person(person_id, kinds):
+                rec = row_to_record(row)
+                d = await self.gate.disclose(
+                    tx,
+                    audit,
+                    record=rec,
+                    person_id=person_id,
+                    recipient=recipient,
+                    purpose=purpose,
+                    categories=categories,
+                    at=now,
+                    record_ref=record_ref(rec),
+                )
+                if d.payload is not None:
+                    out.append((rec, d.payload))
+        return out
+
+    async def redisclose(self, tx: Any, item: OutboxRow, purpose: str, categories: Any) -> Disclosure:
+        """Re-check a queued delivery at send time against the consent in force now."""
+        row = await tx.get_record(item.record_kind, item.record_source, item.record_source_id)
+        if row is None:
+            raise LookupError(f"record {item.record_kind}/{item.record_source}/{item.record_source_id} is gone")
+        rec = row_to_record(row)
+        queued = orjson.loads(item.payload)
+        # Deliver what was queued (that version, already minimised), decided again now.
+        from hub.core.serialize import record_from_payload
+
+        rec = record_from_payload(rec.meta, queued)
+        return await self.gate.disclose(
+            tx,
+            AuditWriter(tx),
+            record=rec,
+            person_id=item.person_id,
+            recipient=item.recipient,
+            purpose=purpose,
+            categories=categories,
+            at=self.clock(),
+            record_ref=record_ref(rec),
+        )

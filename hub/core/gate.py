@@ -1,0 +1,233 @@
+"""The consent gate: the one function every disclosure passes.
+
+Whenever any part of a record becomes available to an agency other than its owner — a feed
+delivery (at enqueue and again at send time), an API read, an export file — the core calls
+:meth:`ConsentGate.disclose`. It decides with the MPA policy (``consent``), redacts the payload
+to what the decision releases, and appends the decision to the hash-chained audit log in the
+caller's transaction. Plugins never call the policy themselves and cannot skip this: the
+only way to get another agency's data out of the core is through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from consent import (
+    Agency,
+    ClientFacts,
+    ConsentPolicy,
+    ConsentRecord,
+    Decision,
+    DecisionRequest,
+    evaluate,
+    redact,
+)
+from consent.audit import AuditEntry, make_entry
+from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
+from consent.decision import VSP_RECORD
+from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
+from hub.core.ports import AuditRow
+from hub.core.records import Record
+
+_NON_CLINICAL = frozenset({"identity", "demographics"})
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """The outcome of one gate pass: the decision, what may be sent, and its audit entry."""
+
+    decision: Decision
+    payload: dict[str, Any] | None
+    audit: AuditEntry
+
+    @property
+    def permitted(self) -> bool:
+        """Whether anything may be released."""
+        return self.payload is not None
+
+
+def audit_row(entry: AuditEntry) -> AuditRow:
+    """The stored form of an audit entry: every field as JSON."""
+    return AuditRow(entry.seq, orjson.dumps(dataclasses.asdict(entry)), entry.prev_hash, entry.hash)
+
+
+class AuditWriter:
+    """Appends chained entries inside one transaction (the head is read once, locked)."""
+
+    def __init__(self, tx: Any) -> None:
+        self._tx = tx
+        self._head: tuple[int, str] | None = None
+        self._loaded = False
+
+    async def append(self, person_id: str, build: Any) -> AuditEntry:
+        """Chain and store the entry ``build(prev)`` returns."""
+        if not self._loaded:
+            self._head = await self._tx.audit_head()
+            self._loaded = True
+        entry: AuditEntry = build(self._head)
+        await self._tx.append_audit([audit_row(entry)], [person_id])
+        self._head = (entry.seq, entry.hash)
+        return entry
+
+
+class ConsentGate:
+    """Decides and records every disclosure; holds consents in memory for the hot path."""
+
+    def __init__(
+        self,
+        agencies: Mapping[str, Agency],
+        policy: ConsentPolicy,
+        blind: BlindIndex,
+    ) -> None:
+        self.agencies = dict(agencies)
+        self.policy = policy
+        self._blind = blind
+        self._by_ref: dict[str, list[ConsentRecord]] = {}
+        self._person_consents: dict[str, tuple[ConsentRecord, ...]] = {}
+
+    # ---- consent cache -------------------------------------------------------------------
+
+    def ref_key(self, consent: ConsentRecord) -> str:
+        """The blind match key a consent's client reference resolves through."""
+        ref = consent.client
+        if ref.system:
+            return self._blind(identifier_key(ref.system, ref.value))
+        return self._blind(identifier_value_key(ref.value))
+
+    def load_consents(self, consents: Iterable[ConsentRecord]) -> None:
+        """Replace or add consents (same id replaces) and forget cached person look-ups."""
+        by_id = {c.id: c for refs in self._by_ref.values() for c in refs}
+        for c in consents:
+            by_id[c.id] = c
+        self._by_ref = {}
+        for c in by_id.values():
+            self._by_ref.setdefault(self.ref_key(c), []).append(c)
+        self._person_consents.clear()
+
+    def forget_person(self, person_id: str) -> None:
+        """Drop a cached consent look-up after a person's links changed."""
+        self._person_consents.pop(person_id, None)
+
+    def all_consents(self) -> list[ConsentRecord]:
+        """Every consent the gate knows."""
+        return [c for refs in self._by_ref.values() for c in refs]
+
+    async def consents_for(self, tx: Any, person_id: str) -> tuple[ConsentRecord, ...]:
+        """The consents of a person (memory after the first look-up of that person)."""
+        cached = self._person_consents.get(person_id)
+        if cached is not None:
+            return cached
+        found: tuple[ConsentRecord, ...] = ()
+        if self._by_ref:
+            keys = await tx.person_keys(person_id)
+            found = tuple(c for k in keys for c in self._by_ref.get(k, ()))
+            found = tuple({c.id: c for c in found}.values())
+        self._person_consents[person_id] = found
+        return found
+
+    # ---- decisions -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        *,
+        consents: Sequence[ConsentRecord],
+        facts: ClientFacts,
+        owner: str,
+        recipient: str,
+        purpose: str,
+        categories: frozenset[str],
+        at: datetime,
+    ) -> Decision:
+        """The MPA decision alone (no audit): used by ``hub consent check`` and the consult."""
+        return evaluate(
+            DecisionRequest(facts, owner, recipient, purpose, categories, at),
+            consents,
+            self.agencies,
+            self.policy,
+        )
+
+    def record_categories(self, record: Record) -> tuple[dict[str, str], frozenset[str]]:
+        """Effective field categories of a record and the extra categories it carries.
+
+        A record flagged sensitive (an ARV segment, a Part 2 program's data) releases its
+        clinical fields only when every flagged category is released.
+        """
+        cats = dict(record.field_categories())
+        extra = set(record.meta.sensitivity)
+        owner = self.agencies.get(record.meta.owner)
+        if owner is not None and owner.kind == "part2":
+            extra.add("substance_use")
+        return cats, frozenset(extra & SENSITIVE_CATEGORIES)
+
+    async def disclose(
+        self,
+        tx: Any,
+        audit: AuditWriter,
+        *,
+        record: Record,
+        person_id: str,
+        recipient: str,
+        purpose: str,
+        categories: frozenset[str] | None,
+        at: datetime,
+        record_ref: str,
+    ) -> Disclosure:
+        """Decide, redact and audit one record for one recipient, in the caller's transaction."""
+        from hub.core.serialize import record_payload
+
+        cats, extra = self.record_categories(record)
+        wanted = DEFAULT_CATEGORIES if categories is None else categories
+        present = frozenset(cats.values()) | extra
+        asked = (wanted & present) or wanted
+        facts = await self.facts(tx, person_id)
+        consents = await self.consents_for(tx, person_id)
+        decision = self.decide(
+            consents=consents,
+            facts=facts,
+            owner=record.meta.owner,
+            recipient=recipient,
+            purpose=purpose,
+            categories=asked,
+            at=at,
+        )
+        if record.meta.restricted and recipient != record.meta.owner:
+            decision = Decision("deny", frozenset(), asked, (VSP_RECORD,), decision.consent_id)
+        payload: dict[str, Any] | None = None
+        if decision.permitted:
+            if extra and not extra <= decision.released:
+                cats = {f: c if c in _NON_CLINICAL else "__withheld__" for f, c in cats.items()}
+            full = record_payload(record)
+            payload = redact(full, cats, decision, record.location_fields())
+            if not payload:
+                payload = None
+        payload_hash = None
+        if payload is not None:
+            from hub.core.records import payload_hash as sha
+
+            payload_hash = sha(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+        entry = await audit.append(
+            person_id,
+            lambda prev: make_entry(
+                prev,
+                at=at,
+                client=person_id,
+                owner=record.meta.owner,
+                recipient=recipient,
+                purpose=purpose,
+                decision=decision,
+                payload_hash=payload_hash,
+                record=record_ref,
+            ),
+        )
+        return Disclosure(decision, payload, entry)
+
+    async def facts(self, tx: Any, person_id: str) -> ClientFacts:
+        """What the policy needs to know about the person (birth date, fleeing DV)."""
+        birth, fleeing = await tx.person_facts(person_id)
+        return ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)

@@ -1,0 +1,152 @@
+"""Person identity across sources: which records are the same human being.
+
+Rules (strongest first):
+
+* a source identifier matches (HMIS PersonalID per implementation, an MRN per assigning
+  authority), or a full, valid SSN matches → link;
+* two of three agree — normalised full name, birth date, full SSN → link;
+* anything conflicting (strong keys pointing at different persons, or several two-of-three
+  candidates) or weaker (same name only, same birth date and family name) → a new person and
+  an item on the review list; never an automatic merge.
+
+Match keys are blind: the caller passes a keyed hash, so the store keeps no readable PII.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from hub.core.records import Client
+
+BlindIndex = Callable[[str], str]
+
+_NON_LETTERS = re.compile(r"[^A-Z]")
+_SSN_DIGITS = re.compile(r"\D")
+
+
+def normalise_name(family: str, given: Sequence[str]) -> str:
+    """Upper-case ASCII letters of the first given name and the family name, accents folded."""
+    first = given[0] if given else ""
+
+    def fold(s: str) -> str:
+        ascii_form = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
+        return _NON_LETTERS.sub("", ascii_form.upper())
+
+    f, g = fold(family), fold(first)
+    return f"{f}|{g}" if f and g else ""
+
+
+def full_valid_ssn(ssn: str | None) -> str | None:
+    """The nine digits of an SSN when it is full and could have been issued, else None."""
+    if not ssn:
+        return None
+    digits = _SSN_DIGITS.sub("", ssn)
+    if len(digits) != 9 or "x" in ssn.lower():
+        return None
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return None
+    if len(set(digits)) == 1 or digits in ("123456789", "078051120"):
+        return None
+    return digits
+
+
+class MatchStrength(Enum):
+    """How much a match key proves on its own."""
+
+    STRONG = "strong"
+    PAIR = "pair"
+    WEAK = "weak"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchKeys:
+    """The blind match keys of one client record, by strength."""
+
+    strong: tuple[str, ...]
+    pair: tuple[str, ...]
+    weak: tuple[str, ...]
+    value_only: tuple[str, ...]
+
+    def all(self) -> tuple[str, ...]:
+        """Every key, to index under the person the record is linked to."""
+        return self.strong + self.pair + self.weak + self.value_only
+
+
+def identifier_key(system: str, value: str) -> str:
+    """The plain (not yet blinded) key of a source identifier."""
+    return f"id:{system}|{value}"
+
+
+def identifier_value_key(value: str) -> str:
+    """The plain key of an identifier value whatever its system (consents may omit it)."""
+    return f"idv:{value}"
+
+
+def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
+    """The blind match keys of a client record."""
+    strong: list[str] = []
+    values: list[str] = []
+    for ident in client.identifiers:
+        if ident.value:
+            strong.append(blind(identifier_key(ident.system, ident.value)))
+            values.append(blind(identifier_value_key(ident.value)))
+    name = ""
+    if client.names:
+        n = client.names[0]
+        name = normalise_name(n.family, n.given)
+    dob = client.birth_date.isoformat() if client.birth_date else ""
+    ssn = full_valid_ssn(client.ssn) or ""
+    if ssn:
+        strong.append(blind(f"ssn:{ssn}"))
+    pair: list[str] = []
+    if name and dob:
+        pair.append(blind(f"nd:{name}|{dob}"))
+    if name and ssn:
+        pair.append(blind(f"ns:{name}|{ssn}"))
+    if dob and ssn:
+        pair.append(blind(f"ds:{dob}|{ssn}"))
+    weak: list[str] = []
+    if name:
+        weak.append(blind(f"n:{name}"))
+    if dob and client.names and client.names[0].family:
+        weak.append(blind(f"df:{dob}|{normalise_name(client.names[0].family, ['X'])}"))
+    return MatchKeys(tuple(strong), tuple(pair), tuple(weak), tuple(values))
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDecision:
+    """What to do with a client record: link to ``person`` (None: a new person), maybe review."""
+
+    person: str | None
+    review_candidates: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def decide_link(keys: MatchKeys, found: dict[str, set[str]]) -> LinkDecision:
+    """Decide a link from the persons that already carry each of the record's keys."""
+
+    def persons(ks: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for k in ks:
+            out |= found.get(k, set())
+        return out
+
+    strong = persons(keys.strong)
+    if len(strong) == 1:
+        return LinkDecision(next(iter(strong)))
+    if len(strong) > 1:
+        return LinkDecision(None, tuple(sorted(strong)), "conflicting source identifiers")
+    pair = persons(keys.pair)
+    if len(pair) == 1:
+        return LinkDecision(next(iter(pair)))
+    if len(pair) > 1:
+        return LinkDecision(None, tuple(sorted(pair)), "several persons match two of three")
+    weak = persons(keys.weak)
+    if weak:
+        return LinkDecision(None, tuple(sorted(weak)), "weak match (name or birth date only)")
+    return LinkDecision(None)

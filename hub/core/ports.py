@@ -1,0 +1,321 @@
+"""Ports: what the core needs from the outside world, as Protocols.
+
+Adapters (``hub.store.sqlite``, ``hub.store.postgres``) implement them; the core and the
+plugins use only these names, so the core knows no database driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+UpsertOutcome = Literal["inserted", "updated", "unchanged", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """A record as the store keeps it: meta in columns, the data fields as a JSON payload."""
+
+    kind: str
+    source: str
+    source_id: str
+    owner: str
+    version: str
+    payload: bytes
+    payload_hash: str
+    source_system: str
+    received_at: str
+    deleted: bool = False
+    sensitivity: str = ""
+    restricted: bool = False
+    client_source_id: str | None = None
+    person_id: str | None = None
+    seq: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<RecordRow {self.kind} {self.source}/{self.source_id} v{self.version}>"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One stored audit entry (see ``consent.audit``); ``body`` is its canonical JSON."""
+
+    seq: int
+    body: bytes
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One pending or finished delivery to one recipient."""
+
+    id: int
+    feed: str
+    recipient: str
+    person_id: str
+    record_kind: str
+    record_source: str
+    record_source_id: str
+    record_version: str
+    idempotency_key: str
+    status: str
+    attempts: int
+    next_attempt_at: str
+    created_at: str
+    last_error: str = ""
+    delivered_at: str | None = None
+    audit_seq: int | None = None
+    payload: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"<OutboxRow {self.id} {self.feed}->{self.recipient} {self.status}>"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A possible match that identity resolution would not decide on its own."""
+
+    id: int
+    record: str
+    candidates: tuple[str, ...]
+    reason: str
+    status: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One permitted, redacted record on its way to a recipient through a sink.
+
+    ``payload`` holds only the fields the consent gate released (a canonical record payload);
+    ``record`` is the same data as a canonical record, for codecs that render records.
+    ``idempotency_key`` must travel with the delivery so the receiver can de-duplicate.
+    """
+
+    outbox_id: int
+    feed: str
+    recipient: str
+    idempotency_key: str
+    record: Any
+    payload: dict[str, Any]
+    options: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.outbox_id} {self.feed}->{self.recipient}>"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """How one delivery went: ``ok``; else ``retry`` (transient) or not (dead-letter now)."""
+
+    ok: bool
+    retry: bool = True
+    error: str = ""
+    retry_after: float | None = None
+
+
+class Sink(Protocol):
+    """Delivers permitted records to partners in one format over one transport.
+
+    Sinks get only what the gate released; they never see the outbox or the store.
+    ``deliver`` must answer one outcome per delivery, in order, and must not raise for a
+    partner's failure (that is an outcome with ``retry``).
+    """
+
+    name: str
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[DeliveryOutcome]:
+        """Send a batch; one outcome per delivery."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Transaction(Protocol):
+    """One unit of work: everything done through it commits together or not at all."""
+
+    # records
+    async def upsert_records(self, rows: Sequence[RecordRow]) -> list[UpsertOutcome]:
+        """Insert or update records keyed on (kind, source, source_id); never go back a version.
+
+        A row whose version is older than the stored one is ``stale`` and ignored; the same
+        version with the same payload hash is ``unchanged``.
+        """
+        ...
+
+    async def get_record(self, kind: str, source: str, source_id: str) -> RecordRow | None:
+        """One record by its key, or None."""
+        ...
+
+    async def records_of_person(
+        self, person_id: str, kinds: Sequence[str] | None = None
+    ) -> list[RecordRow]:
+        """Every live record linked to a person, oldest first."""
+        ...
+
+    async def mark_deleted_except(
+        self, kind: str, source: str, keep: Iterable[str], scope_owner: str | None = None
+    ) -> int:
+        """Full refresh: mark deleted every record of (kind, source) not in ``keep``."""
+        ...
+
+    # identity
+    async def persons_with_keys(self, keys: Sequence[str]) -> dict[str, set[str]]:
+        """For each blind match key, the persons that carry it."""
+        ...
+
+    async def create_person(self) -> str:
+        """A new person id."""
+        ...
+
+    async def link_record(
+        self, kind: str, source: str, source_id: str, person_id: str, keys: Sequence[str]
+    ) -> None:
+        """Link a record to a person and index its blind match keys under that person."""
+        ...
+
+    async def unlink_record(self, kind: str, source: str, source_id: str) -> str | None:
+        """Undo a record's link; returns the person it was linked to."""
+        ...
+
+    async def add_review(self, record: str, candidates: Sequence[str], reason: str) -> int:
+        """Put an undecided match on the review list."""
+        ...
+
+    async def list_reviews(self, status: str = "open") -> list[ReviewItem]:
+        """Review items with that status."""
+        ...
+
+    async def set_review_status(self, review_id: int, status: str) -> bool:
+        """Close or reopen a review item."""
+        ...
+
+    async def set_person_facts(
+        self, person_id: str, birth_date: str | None, fleeing_dv: bool | None
+    ) -> None:
+        """Facts the consent gate needs about a person (birth date, fleeing DV)."""
+        ...
+
+    async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
+        """(birth date ISO or None, currently fleeing DV)."""
+        ...
+
+    # consents
+    async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> None:
+        """Store consents as (id, client system, client value key, JSON body); replace by id."""
+        ...
+
+    async def all_consents(self) -> list[bytes]:
+        """Every consent JSON body (the gate caches them in memory)."""
+        ...
+
+    # audit
+    async def audit_head(self) -> tuple[int, str] | None:
+        """The last audit entry's (seq, hash), locked for this transaction's append."""
+        ...
+
+    async def append_audit(self, rows: Sequence[AuditRow]) -> None:
+        """Append chained entries; must follow :meth:`audit_head` in the same transaction."""
+        ...
+
+    # outbox
+    async def enqueue(self, rows: Sequence[OutboxRow]) -> list[int]:
+        """Add deliveries; a duplicate idempotency key is ignored. Returns new ids."""
+        ...
+
+    # inbound de-duplication
+    async def seen_message(self, sender: str, control_id: str) -> tuple[str, bytes] | None:
+        """A message already taken from this sender under this control id: (hash, response)."""
+        ...
+
+    async def remember_message(
+        self, sender: str, control_id: str, content_hash: str, response: bytes
+    ) -> None:
+        """Remember a taken message and what was answered, to answer a re-send the same way."""
+        ...
+
+
+class Store(Protocol):
+    """The hub's durable state: records, identity, consents, audit log and outbox."""
+
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect; refuse to run on an out-of-date schema (see :meth:`migrate`)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; returns the versions applied."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The schema version in the store (0 for an empty store)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work; commits on clean exit, rolls back on an exception."""
+        ...
+
+    async def iter_records(
+        self, kind: str, source: str | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[RecordRow]]:
+        """Live and deleted records of a kind in key order, in batches (for exports)."""
+        ...
+
+    def iter_audit(self, batch: int = 1000) -> AsyncIterator[list[AuditRow]]:
+        """The audit log in sequence order, in batches."""
+        ...
+
+    async def audit_for_client(self, person_id: str) -> list[AuditRow]:
+        """Audit entries about one person, in sequence order."""
+        ...
+
+    async def add_checkpoint(self, seq: int, head_hash: str, signature: bytes, key_id: str) -> None:
+        """Store a signed audit checkpoint."""
+        ...
+
+    async def checkpoints(self) -> list[tuple[int, str, bytes, str]]:
+        """Stored checkpoints: (seq, head hash, signature, key id)."""
+        ...
+
+    async def claim_outbox(self, worker: str, limit: int, lease_seconds: float) -> list[OutboxRow]:
+        """Claim due deliveries under a lease (SKIP LOCKED on PostgreSQL)."""
+        ...
+
+    async def finish_outbox(
+        self,
+        outbox_id: int,
+        status: str,
+        *,
+        error: str = "",
+        retry_at: str | None = None,
+    ) -> None:
+        """Settle a claimed delivery: delivered, withheld, retry (with a time) or dead."""
+        ...
+
+    async def list_outbox(
+        self, status: str | None = None, recipient: str | None = None, limit: int = 100
+    ) -> list[OutboxRow]:
+        """Outbox entries, newest first."""
+        ...
+
+    async def get_outbox(self, outbox_id: int) -> OutboxRow | None:
+        """One outbox entry."""
+        ...
+
+    async def requeue_outbox(self, outbox_id: int) -> bool:
+        """Put a dead or failed entry back in the queue (replay)."""
+        ...
+
+    async def outbox_depth(self) -> dict[str, int]:
+        """Count of outbox entries by status."""
+        ...

@@ -1,0 +1,61 @@
+"""Canonical records to and from the store's row form."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+
+from hub.core.ports import RecordRow
+from hub.core.records import Provenance, Record, RecordMeta, SourceKey, payload_hash, record_client
+from hub.core.serialize import record_from_payload, record_payload
+
+_RAW = "_raw_hash"
+_FLAGS = "_flags"
+
+
+def record_to_row(record: Record) -> RecordRow:
+    """The store row of a record; ``payload_hash`` covers the data only, so a re-sent payload
+    that carries the same data is recognised as unchanged."""
+    meta = record.meta
+    data = record_payload(record)
+    data_bytes = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    digest = payload_hash(data_bytes)
+    data[_RAW] = meta.provenance.payload_hash
+    if meta.flags:
+        data[_FLAGS] = sorted(meta.flags)
+    client = record_client(record)
+    return RecordRow(
+        kind=meta.kind,
+        source=meta.key.source,
+        source_id=meta.key.id,
+        owner=meta.owner,
+        version=meta.version,
+        payload=orjson.dumps(data),
+        payload_hash=digest,
+        source_system=meta.provenance.source_system,
+        received_at=meta.provenance.received_at.isoformat(timespec="microseconds"),
+        deleted=meta.deleted,
+        sensitivity=",".join(sorted(meta.sensitivity)),
+        restricted=meta.restricted,
+        client_source_id=client.id if client is not None else None,
+    )
+
+
+def row_to_record(row: RecordRow) -> Record:
+    """Rebuild the canonical record of a store row."""
+    data = orjson.loads(row.payload)
+    meta = RecordMeta(
+        kind=row.kind,
+        key=SourceKey(row.source, row.source_id),
+        owner=row.owner,
+        provenance=Provenance(
+            row.source_system, datetime.fromisoformat(row.received_at), data.pop(_RAW, "")
+        ),
+        version=row.version,
+        deleted=row.deleted,
+        sensitivity=frozenset(filter(None, row.sensitivity.split(","))),
+        restricted=row.restricted,
+        flags=frozenset(data.pop(_FLAGS, ())),
+    )
+    return record_from_payload(meta, data)

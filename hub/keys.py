@@ -1,0 +1,125 @@
+"""The key ring: blind-index key, audit signing key, field encryption keys.
+
+Keys come from a JSON key file with 0600 permissions (``hub init`` writes one) or from the
+``HUB_KEYS`` environment variable holding the same JSON. They are never in the repository or
+the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+
+class KeyError_(RuntimeError):
+    """The key file is missing, unreadable, too open, or malformed."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode())
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Keys the hub works with; ``repr`` shows ids only."""
+
+    index_key: bytes
+    signing_key: bytes
+    signing_key_id: str
+    data_keys: tuple[tuple[str, bytes], ...]
+    active_data_key: str
+
+    def __repr__(self) -> str:
+        return f"<KeyRing signing={self.signing_key_id} data={self.active_data_key}>"
+
+    def blind(self, value: str) -> str:
+        """Blind index of a normalised value: HMAC-SHA256, hex, 128 bits kept."""
+        return hmac.new(self.index_key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def signer(self) -> Ed25519PrivateKey:
+        """The Ed25519 key that signs audit checkpoints."""
+        return Ed25519PrivateKey.from_private_bytes(self.signing_key)
+
+    def verifier(self) -> Ed25519PublicKey:
+        """The public half, for checking checkpoints."""
+        return self.signer().public_key()
+
+    @classmethod
+    def generate(cls) -> KeyRing:
+        """Fresh random keys."""
+        kid = "k" + secrets.token_hex(4)
+        return cls(
+            index_key=secrets.token_bytes(32),
+            signing_key=Ed25519PrivateKey.generate().private_bytes_raw(),
+            signing_key_id="s" + secrets.token_hex(4),
+            data_keys=((kid, secrets.token_bytes(32)),),
+            active_data_key=kid,
+        )
+
+    def to_json(self) -> str:
+        """The key file's JSON text."""
+        return json.dumps(
+            {
+                "index_key": _b64(self.index_key),
+                "signing_key": _b64(self.signing_key),
+                "signing_key_id": self.signing_key_id,
+                "data_keys": [{"id": k, "key": _b64(v)} for k, v in self.data_keys],
+                "active_data_key": self.active_data_key,
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> KeyRing:
+        """Parse key file JSON; errors name ``where`` and the missing field, never a key."""
+        try:
+            data = json.loads(text)
+            return cls(
+                index_key=_unb64(data["index_key"]),
+                signing_key=_unb64(data["signing_key"]),
+                signing_key_id=str(data["signing_key_id"]),
+                data_keys=tuple((d["id"], _unb64(d["key"])) for d in data["data_keys"]),
+                active_data_key=str(data["active_data_key"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyError_(f"{where}: malformed key file ({type(exc).__name__}: {exc})") from None
+
+    def write(self, path: Path) -> None:
+        """Write the key file with 0600 permissions."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.to_json())
+        os.chmod(path, 0o600)
+
+
+def load_keyring(path: Path | None) -> KeyRing:
+    """Keys from ``HUB_KEYS`` or the key file; refuse a file others can read."""
+    env = os.environ.get("HUB_KEYS")
+    if env:
+        return KeyRing.from_json(env, "HUB_KEYS")
+    if path is None:
+        raise KeyError_("no key file configured: set [keys] file in hub.toml or run 'hub init'")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyError_(f"{path}: key file not found (run 'hub init' to create one)") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyError_(f"{path}: key file is readable by others; run 'chmod 600 {path}'")
+    return KeyRing.from_json(path.read_text(encoding="utf-8"), str(path))

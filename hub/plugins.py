@@ -1,0 +1,93 @@
+"""The plugin manager: an object the application owns (never a module-level global)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from dataclasses import dataclass
+
+import pluggy
+
+from hub import hookspecs
+from hub.plugin_api import ConnectorInfo
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or implements a hook that does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginDescription:
+    """A loaded plugin: its entry-point name, distribution version and connectors."""
+
+    name: str
+    version: str
+    module: str
+    connectors: tuple[ConnectorInfo, ...]
+
+
+class PluginManager:
+    """Loads plugins from the ``cie_hub`` entry-point group and calls their hooks."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._versions: dict[str, tuple[str, str]] = {}
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        """The hook relay (``manager.hook.hub_sinks(ctx=…)``)."""
+        return self.pm.hook
+
+    def load_entry_points(self, disabled: frozenset[str] = frozenset()) -> None:
+        """Register every installed plugin of the group, then refuse unknown hook names."""
+        for ep in md.entry_points(group=hookspecs.PROJECT):
+            if ep.name in disabled or self.pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}; "
+                    f"reinstall it or disable it in [plugins] disabled"
+                ) from None
+            self.pm.register(module, name=ep.name)
+            dist = ep.dist
+            self._versions[ep.name] = (
+                dist.version if dist is not None else "unknown",
+                ep.value,
+            )
+        self.check()
+
+    def register(self, plugin: object, name: str, version: str = "local") -> None:
+        """Register a plugin object directly (tests, embedded use)."""
+        self.pm.register(plugin, name=name)
+        self._versions[name] = (version, getattr(plugin, "__name__", type(plugin).__name__))
+        self.check()
+
+    def check(self) -> None:
+        """Fail loudly on a hook implementation that matches no hookspec (a misspelt hook)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin implements an unknown hook: {exc}") from None
+
+    def describe(self) -> list[PluginDescription]:
+        """Every loaded plugin with its version and connectors, sorted by name."""
+        out: list[PluginDescription] = []
+        for name, plugin in self.pm.list_name_plugin():
+            if name is None:
+                continue
+            infos: list[ConnectorInfo] = []
+            impl = getattr(plugin, "hub_connectors", None)
+            if impl is not None:
+                infos = list(impl())
+            version, module = self._versions.get(name, ("unknown", name))
+            out.append(PluginDescription(name, version, module, tuple(infos)))
+        return sorted(out, key=lambda d: d.name)
+
+    def owned_sections(self) -> dict[str, str]:
+        """Config section → owning plugin's summary, over every plugin."""
+        sections: dict[str, str] = {}
+        for result in self.hook.hub_config_sections():
+            sections.update(result or {})
+        return sections

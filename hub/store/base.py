@@ -1,0 +1,298 @@
+"""The store operations that live outside a caller's unit of work, shared by both adapters."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hub.core.ports import AuditRow, OutboxRow, RecordRow
+from hub.store import schema
+from hub.store.sql import (
+    OUTBOX_COLUMNS,
+    RECORD_COLUMNS,
+    Connection,
+    SqlTransaction,
+    now_iso,
+    outbox_from_row,
+    record_from_row,
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used: unreachable, or its schema is not up to date."""
+
+
+class SqlStore(ABC):
+    """A store over one SQL dialect; subclasses provide connections and transactions."""
+
+    dialect: str = ""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
+        """A unit of work that commits on clean exit and rolls back on an exception."""
+
+    @abstractmethod
+    def _reader(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for reads and short single statements (autocommit)."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and check the schema version."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    # ---- schema --------------------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        """The newest migration applied (0 for an empty store)."""
+        async with self._reader() as c:
+            try:
+                row = await c.fetchrow("SELECT MAX(version) FROM schema_migrations")
+            except Exception:
+                return 0
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def migrate(self) -> list[int]:
+        """Apply every pending migration, each in its own transaction."""
+        applied: list[int] = []
+        async with self.transaction() as tx:
+            await tx._c.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, title TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+        current = await self.schema_version()
+        for version, title, _ in schema.MIGRATIONS:
+            if version <= current:
+                continue
+            async with self.transaction() as tx:
+                for stmt in schema.statements(self.dialect, version):
+                    await tx._c.execute(stmt)
+                await tx._c.execute(
+                    "INSERT INTO schema_migrations (version, title, applied_at) VALUES (?,?,?)",
+                    (version, title, now_iso()),
+                )
+            applied.append(version)
+        return applied
+
+    async def check_schema(self) -> None:
+        """Raise :class:`StoreError` unless the schema is at the version this code expects."""
+        version = await self.schema_version()
+        if version < schema.LATEST_VERSION:
+            raise StoreError(
+                f"store schema is at version {version}, this hub needs "
+                f"{schema.LATEST_VERSION}: run 'hub migrate'"
+            )
+
+    # ---- records -------------------------------------------------------------------------
+
+    async def iter_records(
+        self, kind: str, source: str | None = None, batch: int = 1000
+    ) -> AsyncIterator[list[RecordRow]]:
+        """Records of a kind (live and deleted) in key order, ``batch`` at a time."""
+        last: tuple[str, str] = ("", "")
+        while True:
+            sql = f"SELECT {RECORD_COLUMNS} FROM records WHERE kind=? AND (source, source_id) > (?, ?)"
+            args: list[Any] = [kind, *last]
+            if source is not None:
+                sql += " AND source=?"
+                args.append(source)
+            sql += " ORDER BY source, source_id LIMIT ?"
+            args.append(batch)
+            async with self._reader() as c:
+                rows = await c.fetch(sql, args)
+            if not rows:
+                return
+            records = [record_from_row(r) for r in rows]
+            yield records
+            last = (records[-1].source, records[-1].source_id)
+
+    async def count_records(self, kind: str | None = None) -> dict[str, int]:
+        """Live records by kind."""
+        sql = "SELECT kind, COUNT(*) FROM records WHERE deleted=0"
+        args: list[Any] = []
+        if kind:
+            sql += " AND kind=?"
+            args.append(kind)
+        async with self._reader() as c:
+            rows = await c.fetch(sql + " GROUP BY kind", args)
+        return {r[0]: int(r[1]) for r in rows}
+
+    # ---- audit ---------------------------------------------------------------------------
+
+    async def iter_audit(self, batch: int = 1000) -> AsyncIterator[list[AuditRow]]:
+        """The audit log in sequence order."""
+        last = 0
+        while True:
+            async with self._reader() as c:
+                rows = await c.fetch(
+                    "SELECT seq, body, prev_hash, hash FROM audit_log WHERE seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (last, batch),
+                )
+            if not rows:
+                return
+            out = [AuditRow(int(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]
+            yield out
+            last = out[-1].seq
+
+    async def audit_for_client(self, person_id: str) -> list[AuditRow]:
+        """Audit entries about one person."""
+        async with self._reader() as c:
+            rows = await c.fetch(
+                "SELECT seq, body, prev_hash, hash FROM audit_log WHERE person_id=? ORDER BY seq",
+                (person_id,),
+            )
+        return [AuditRow(int(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]
+
+    async def add_checkpoint(self, seq: int, head_hash: str, signature: bytes, key_id: str) -> None:
+        """Store a signed checkpoint of the audit chain head."""
+        async with self.transaction() as tx:
+            await tx._c.execute(
+                "INSERT INTO audit_checkpoints (seq, head_hash, signature, key_id, created_at) "
+                "VALUES (?,?,?,?,?)",
+                (seq, head_hash, signature, key_id, now_iso()),
+            )
+
+    async def checkpoints(self) -> list[tuple[int, str, bytes, str]]:
+        """Every stored checkpoint, oldest first."""
+        async with self._reader() as c:
+            rows = await c.fetch(
+                "SELECT seq, head_hash, signature, key_id FROM audit_checkpoints ORDER BY seq"
+            )
+        return [(int(r[0]), r[1], bytes(r[2]), r[3]) for r in rows]
+
+    # ---- outbox --------------------------------------------------------------------------
+
+    def _claim_sql(self) -> str:
+        # The earliest open entry per (recipient, person) only: order is kept per person.
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        return (
+            "UPDATE outbox SET status='leased', lease_owner=?, lease_until=?, "
+            "attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o WHERE "
+            "((o.status IN ('pending','retry') AND o.next_attempt_at <= ?) OR "
+            "(o.status='leased' AND o.lease_until < ?)) AND NOT EXISTS (SELECT 1 FROM outbox p "
+            "WHERE p.recipient=o.recipient AND p.person_id=o.person_id AND p.id < o.id "
+            "AND p.status IN ('pending','retry','leased')) ORDER BY o.id LIMIT ?"
+            f"{lock}) RETURNING {OUTBOX_COLUMNS}"
+        )
+
+    async def claim_outbox(self, worker: str, limit: int, lease_seconds: float) -> list[OutboxRow]:
+        """Claim up to ``limit`` due deliveries under a lease that expires if the worker dies."""
+        now = datetime.now(UTC)
+        until = (now + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
+        now_s = now.isoformat(timespec="microseconds")
+        async with self.transaction() as tx:
+            rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, limit))
+        return sorted((outbox_from_row(r) for r in rows), key=lambda o: o.id)
+
+    async def finish_outbox(
+        self, outbox_id: int, status: str, *, error: str = "", retry_at: str | None = None
+    ) -> None:
+        """Settle a claimed delivery as delivered, withheld, retry (at ``retry_at``) or dead."""
+        delivered = now_iso() if status == "delivered" else None
+        async with self.transaction() as tx:
+            await tx._c.execute(
+                "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, "
+                "next_attempt_at), delivered_at=?, lease_owner=NULL, lease_until=NULL WHERE id=?",
+                (status, error[:500], retry_at, delivered, outbox_id),
+            )
+
+    async def list_outbox(
+        self, status: str | None = None, recipient: str | None = None, limit: int = 100
+    ) -> list[OutboxRow]:
+        """Outbox entries, newest first, optionally by status and recipient."""
+        sql = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1=1"
+        args: list[Any] = []
+        if status:
+            sql += " AND status=?"
+            args.append(status)
+        if recipient:
+            sql += " AND recipient=?"
+            args.append(recipient)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        async with self._reader() as c:
+            return [outbox_from_row(r) for r in await c.fetch(sql, args)]
+
+    async def get_outbox(self, outbox_id: int) -> OutboxRow | None:
+        """One outbox entry by id."""
+        async with self._reader() as c:
+            r = await c.fetchrow(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id=?", (outbox_id,))
+        return None if r is None else outbox_from_row(r)
+
+    async def requeue_outbox(self, outbox_id: int) -> bool:
+        """Replay a dead or retrying entry: back to pending, due now, attempts reset."""
+        async with self.transaction() as tx:
+            n = await tx._c.execute(
+                "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, "
+                "last_error='' WHERE id=? AND status IN ('dead','retry','failed')",
+                (now_iso(), outbox_id),
+            )
+        return n > 0
+
+    async def outbox_depth(self) -> dict[str, int]:
+        """Outbox entries by status."""
+        async with self._reader() as c:
+            rows = await c.fetch("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def prune(self, delivered_before: str, batch: int = 500) -> int:
+        """Delete delivered or withheld outbox rows settled before a time, in small batches."""
+        total = 0
+        while True:
+            async with self.transaction() as tx:
+                n = await tx._c.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status IN "
+                    "('delivered','withheld') AND COALESCE(delivered_at, created_at) < ? "
+                    "LIMIT ?)",
+                    (delivered_before, batch),
+                )
+            total += n
+            if n < batch:
+                return total
+
+    # ---- partner API keys ----------------------------------------------------------------
+
+    async def add_partner_key(
+        self, key_id: str, agency: str, role: str, salt: bytes, digest: bytes
+    ) -> None:
+        """Store a partner key's slow hash (never the key)."""
+        async with self.transaction() as tx:
+            await tx._c.execute(
+                "INSERT INTO partner_keys (key_id, agency, role, salt, hash, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (key_id, agency, role, salt, digest, now_iso()),
+            )
+
+    async def find_partner_key(self, key_id: str) -> tuple[str, str, bytes, bytes] | None:
+        """(agency, role, salt, hash) of a live key, or None (unknown or revoked)."""
+        async with self._reader() as c:
+            r = await c.fetchrow(
+                "SELECT agency, role, salt, hash FROM partner_keys "
+                "WHERE key_id=? AND revoked_at IS NULL",
+                (key_id,),
+            )
+        return None if r is None else (r[0], r[1], bytes(r[2]), bytes(r[3]))
+
+    async def list_partner_keys(self) -> list[tuple[str, str, str, str, str | None]]:
+        """(key id, agency, role, created, revoked) of every key."""
+        async with self._reader() as c:
+            rows = await c.fetch(
+                "SELECT key_id, agency, role, created_at, revoked_at FROM partner_keys "
+                "ORDER BY created_at"
+            )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def revoke_partner_key(self, key_id: str) -> bool:
+        """Revoke a key at once."""
+        async with self.transaction() as tx:
+            n = await tx._c.execute(
+                "UPDATE partner_keys SET revoked_at=? WHERE key_id=? AND revoked_at IS NULL",
+                (now_iso(), key_id),
+            )
+        return n > 0

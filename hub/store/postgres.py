@@ -1,0 +1,96 @@
+"""PostgreSQL adapter (asyncpg): the scale-out store several workers share."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from hub.store.base import SqlStore, StoreError
+from hub.store.sql import Row, SqlTransaction
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@lru_cache(maxsize=512)
+def to_dollar(sql: str) -> str:
+    """Rewrite ``?`` placeholders to asyncpg's ``$1, $2 …``."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
+
+
+def _rowcount(status: str) -> int:
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class PgConnection:
+    """The shared-SQL connection calls over one asyncpg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the affected row count."""
+        return _rowcount(await self._conn.execute(to_dollar(sql), *args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many argument rows (one round trip)."""
+        await self._conn.executemany(to_dollar(sql), list(rows))
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        """All rows of a query."""
+        return list(await self._conn.fetch(to_dollar(sql), *args))
+
+    async def fetchrow(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        """The first row of a query."""
+        row: Row | None = await self._conn.fetchrow(to_dollar(sql), *args)
+        return row
+
+
+class PostgresStore(SqlStore):
+    """The store in a PostgreSQL database, through an asyncpg pool."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._min = min_size
+        self._max = max_size
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        """Create the connection pool."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=self._min, max_size=self._max, timeout=10
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            where = self.url.split("@")[-1]
+            raise StoreError(f"cannot reach PostgreSQL at {where}: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _require(self) -> Any:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTransaction]:
+        """A pooled connection in one transaction."""
+        async with self._require().acquire() as conn, conn.transaction():
+            yield SqlTransaction(PgConnection(conn), self.dialect)
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[PgConnection]:
+        async with self._require().acquire() as conn:
+            yield PgConnection(conn)

@@ -1,0 +1,85 @@
+"""Versioned schema migrations, written once for both dialects.
+
+Each migration is a list of statements in which ``{blob}``, ``{id}`` and ``{bigint}`` are
+replaced by the dialect's types. A store refuses to run on a schema older than the code
+(``hub migrate`` brings it up to date; ``hub serve`` migrates on start).
+"""
+
+from __future__ import annotations
+
+TYPES: dict[str, dict[str, str]] = {
+    "sqlite": {"blob": "BLOB", "id": "INTEGER PRIMARY KEY AUTOINCREMENT", "bigint": "INTEGER"},
+    "postgresql": {"blob": "BYTEA", "id": "BIGSERIAL PRIMARY KEY", "bigint": "BIGINT"},
+}
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "records, identity, consents, audit log, outbox, inbound de-duplication",
+        [
+            """CREATE TABLE records (
+                kind TEXT NOT NULL, source TEXT NOT NULL, source_id TEXT NOT NULL,
+                owner TEXT NOT NULL, version TEXT NOT NULL, payload {blob} NOT NULL,
+                payload_hash TEXT NOT NULL, source_system TEXT NOT NULL,
+                received_at TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+                sensitivity TEXT NOT NULL DEFAULT '', restricted INTEGER NOT NULL DEFAULT 0,
+                client_source_id TEXT, person_id TEXT,
+                PRIMARY KEY (kind, source, source_id))""",
+            "CREATE INDEX records_person ON records (person_id)",
+            "CREATE INDEX records_client ON records (source, client_source_id)",
+            "CREATE INDEX records_received ON records (received_at)",
+            """CREATE TABLE persons (
+                id TEXT PRIMARY KEY, created_at TEXT NOT NULL,
+                birth_date TEXT, fleeing_dv INTEGER NOT NULL DEFAULT 0)""",
+            """CREATE TABLE person_keys (
+                match_key TEXT NOT NULL, person_id TEXT NOT NULL, kind TEXT NOT NULL,
+                source TEXT NOT NULL, source_id TEXT NOT NULL,
+                PRIMARY KEY (match_key, kind, source, source_id))""",
+            "CREATE INDEX person_keys_record ON person_keys (kind, source, source_id)",
+            """CREATE TABLE identity_review (
+                id {id}, record TEXT NOT NULL, candidates TEXT NOT NULL,
+                reason TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)""",
+            """CREATE TABLE consents (
+                id TEXT PRIMARY KEY, client_system TEXT, client_value TEXT NOT NULL,
+                body {blob} NOT NULL, updated_at TEXT NOT NULL)""",
+            """CREATE TABLE audit_log (
+                seq {bigint} PRIMARY KEY, person_id TEXT NOT NULL, body {blob} NOT NULL,
+                prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
+            "CREATE INDEX audit_person ON audit_log (person_id)",
+            "CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq {bigint} NOT NULL, hash TEXT NOT NULL)",
+            """CREATE TABLE audit_checkpoints (
+                seq {bigint} NOT NULL, head_hash TEXT NOT NULL, signature {blob} NOT NULL,
+                key_id TEXT NOT NULL, created_at TEXT NOT NULL)""",
+            """CREATE TABLE outbox (
+                id {id}, feed TEXT NOT NULL, recipient TEXT NOT NULL, person_id TEXT NOT NULL,
+                record_kind TEXT NOT NULL, record_source TEXT NOT NULL,
+                record_source_id TEXT NOT NULL, record_version TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL,
+                created_at TEXT NOT NULL, last_error TEXT NOT NULL DEFAULT '',
+                delivered_at TEXT, audit_seq {bigint}, payload {blob} NOT NULL,
+                lease_owner TEXT, lease_until TEXT)""",
+            "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
+            "CREATE INDEX outbox_order ON outbox (recipient, person_id, id)",
+            """CREATE TABLE inbound_messages (
+                sender TEXT NOT NULL, control_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+                response {blob} NOT NULL, received_at TEXT NOT NULL,
+                PRIMARY KEY (sender, control_id))""",
+            """CREATE TABLE partner_keys (
+                key_id TEXT PRIMARY KEY, agency TEXT NOT NULL, role TEXT NOT NULL,
+                salt {blob} NOT NULL, hash {blob} NOT NULL, created_at TEXT NOT NULL,
+                revoked_at TEXT)""",
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def statements(dialect: str, version: int) -> list[str]:
+    """The statements of one migration, in the dialect's types."""
+    types = TYPES[dialect]
+    for number, _title, stmts in MIGRATIONS:
+        if number == version:
+            return [s.format(**types) for s in stmts]
+    raise KeyError(version)

@@ -1,0 +1,500 @@
+"""The SQL both store adapters share: one implementation of every store operation.
+
+Statements are written once with ``?`` placeholders; each adapter supplies a
+:class:`Connection` that runs them in its own dialect (the PostgreSQL one rewrites the
+placeholders to ``$n``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from hub.core.ports import AuditRow, OutboxRow, RecordRow, ReviewItem, UpsertOutcome
+
+Row = Sequence[Any]
+
+
+def now_iso() -> str:
+    """Current UTC time as the store writes it (sortable ISO text, microseconds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def new_person_id() -> str:
+    """A fresh, random person id (reveals nothing about the person)."""
+    return uuid.uuid4().hex
+
+
+class Connection(Protocol):
+    """The four calls the shared SQL needs from a driver connection."""
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the affected row count where the driver knows it."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many argument rows."""
+        ...
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        """Rows of a query."""
+        ...
+
+    async def fetchrow(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        """The first row of a query, or None."""
+        ...
+
+
+RECORD_COLUMNS = (
+    "kind, source, source_id, owner, version, payload, payload_hash, source_system, "
+    "received_at, deleted, sensitivity, restricted, client_source_id, person_id"
+)
+OUTBOX_COLUMNS = (
+    "id, feed, recipient, person_id, record_kind, record_source, record_source_id, "
+    "record_version, idempotency_key, status, attempts, next_attempt_at, created_at, "
+    "last_error, delivered_at, audit_seq, payload"
+)
+
+
+def record_from_row(r: Row) -> RecordRow:
+    """A :class:`RecordRow` from a row selected with :data:`RECORD_COLUMNS`."""
+    return RecordRow(
+        kind=r[0],
+        source=r[1],
+        source_id=r[2],
+        owner=r[3],
+        version=r[4],
+        payload=bytes(r[5]),
+        payload_hash=r[6],
+        source_system=r[7],
+        received_at=r[8],
+        deleted=bool(r[9]),
+        sensitivity=r[10],
+        restricted=bool(r[11]),
+        client_source_id=r[12],
+        person_id=r[13],
+    )
+
+
+def outbox_from_row(r: Row) -> OutboxRow:
+    """An :class:`OutboxRow` from a row selected with :data:`OUTBOX_COLUMNS`."""
+    return OutboxRow(
+        id=int(r[0]),
+        feed=r[1],
+        recipient=r[2],
+        person_id=r[3],
+        record_kind=r[4],
+        record_source=r[5],
+        record_source_id=r[6],
+        record_version=r[7],
+        idempotency_key=r[8],
+        status=r[9],
+        attempts=int(r[10]),
+        next_attempt_at=r[11],
+        created_at=r[12],
+        last_error=r[13],
+        delivered_at=r[14],
+        audit_seq=None if r[15] is None else int(r[15]),
+        payload=bytes(r[16]),
+    )
+
+
+class SqlTransaction:
+    """Every :class:`hub.core.ports.Transaction` operation, in portable SQL."""
+
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self._c = conn
+        self._dialect = dialect
+
+    # ---- records -------------------------------------------------------------------------
+
+    async def upsert_records(self, rows: Sequence[RecordRow]) -> list[UpsertOutcome]:
+        """See :meth:`hub.core.ports.Transaction.upsert_records`."""
+        if not rows:
+            return []
+        outcomes: list[UpsertOutcome] = []
+        existing = await self._versions(rows)
+        inserts: list[RecordRow] = []
+        updates: list[RecordRow] = []
+        for row in rows:
+            key = (row.kind, row.source, row.source_id)
+            old = existing.get(key)
+            if old is None:
+                inserts.append(row)
+                existing[key] = (row.version, row.payload_hash, row.deleted)
+                outcomes.append("inserted")
+            elif row.version < old[0]:
+                outcomes.append("stale")
+            elif (row.version, row.payload_hash, row.deleted) == old:
+                outcomes.append("unchanged")
+            else:
+                updates.append(row)
+                existing[key] = (row.version, row.payload_hash, row.deleted)
+                outcomes.append("updated")
+        if inserts:
+            await self._c.executemany(
+                f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (kind, source, source_id) DO NOTHING",
+                [_record_args(r) for r in inserts],
+            )
+        if updates:
+            await self._c.executemany(
+                "UPDATE records SET owner=?, version=?, payload=?, payload_hash=?, "
+                "source_system=?, received_at=?, deleted=?, sensitivity=?, restricted=?, "
+                "client_source_id=? WHERE kind=? AND source=? AND source_id=?",
+                [
+                    (
+                        r.owner,
+                        r.version,
+                        r.payload,
+                        r.payload_hash,
+                        r.source_system,
+                        r.received_at,
+                        int(r.deleted),
+                        r.sensitivity,
+                        int(r.restricted),
+                        r.client_source_id,
+                        r.kind,
+                        r.source,
+                        r.source_id,
+                    )
+                    for r in updates
+                ],
+            )
+        return outcomes
+
+    async def _versions(self, rows: Sequence[RecordRow]) -> dict[tuple[str, str, str], Any]:
+        found: dict[tuple[str, str, str], Any] = {}
+        groups: dict[tuple[str, str], list[str]] = {}
+        for r in rows:
+            groups.setdefault((r.kind, r.source), []).append(r.source_id)
+        for (kind, source), ids in groups.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for v in await self._c.fetch(
+                    "SELECT source_id, version, payload_hash, deleted FROM records "
+                    f"WHERE kind=? AND source=? AND source_id IN ({marks})",
+                    [kind, source, *chunk],
+                ):
+                    found[(kind, source, v[0])] = (v[1], v[2], bool(v[3]))
+        return found
+
+    async def get_record(self, kind: str, source: str, source_id: str) -> RecordRow | None:
+        """See :meth:`hub.core.ports.Transaction.get_record`."""
+        r = await self._c.fetchrow(
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE kind=? AND source=? AND source_id=?",
+            (kind, source, source_id),
+        )
+        return None if r is None else record_from_row(r)
+
+    async def records_of_person(
+        self, person_id: str, kinds: Sequence[str] | None = None
+    ) -> list[RecordRow]:
+        """See :meth:`hub.core.ports.Transaction.records_of_person`."""
+        sql = f"SELECT {RECORD_COLUMNS} FROM records WHERE deleted=0 AND (person_id=?"
+        args: list[Any] = [person_id]
+        # Records about a client (enrollments, encounters) follow the client's link.
+        sql += (
+            " OR EXISTS (SELECT 1 FROM records c WHERE c.kind='client' AND c.person_id=? "
+            "AND c.source=records.source AND c.source_id=records.client_source_id))"
+        )
+        args.append(person_id)
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args.extend(kinds)
+        sql += " ORDER BY received_at, kind, source_id"
+        return [record_from_row(r) for r in await self._c.fetch(sql, args)]
+
+    async def mark_deleted_except(
+        self, kind: str, source: str, keep: Iterable[str], scope_owner: str | None = None
+    ) -> int:
+        """See :meth:`hub.core.ports.Transaction.mark_deleted_except`."""
+        keep_set = set(keep)
+        sql = "SELECT source_id FROM records WHERE kind=? AND source=? AND deleted=0"
+        args: list[Any] = [kind, source]
+        if scope_owner is not None:
+            sql += " AND owner=?"
+            args.append(scope_owner)
+        gone = [r[0] for r in await self._c.fetch(sql, args) if r[0] not in keep_set]
+        if gone:
+            await self._c.executemany(
+                "UPDATE records SET deleted=1 WHERE kind=? AND source=? AND source_id=?",
+                [(kind, source, sid) for sid in gone],
+            )
+        return len(gone)
+
+    # ---- identity ------------------------------------------------------------------------
+
+    async def persons_with_keys(self, keys: Sequence[str]) -> dict[str, set[str]]:
+        """See :meth:`hub.core.ports.Transaction.persons_with_keys`."""
+        out: dict[str, set[str]] = {}
+        if not keys:
+            return out
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, person in await self._c.fetch(
+                f"SELECT match_key, person_id FROM person_keys WHERE match_key IN ({marks})",
+                chunk,
+            ):
+                out.setdefault(key, set()).add(person)
+        return out
+
+    async def create_person(self) -> str:
+        """See :meth:`hub.core.ports.Transaction.create_person`."""
+        person_id = new_person_id()
+        await self._c.execute(
+            "INSERT INTO persons (id, created_at) VALUES (?, ?)", (person_id, now_iso())
+        )
+        return person_id
+
+    async def link_record(
+        self, kind: str, source: str, source_id: str, person_id: str, keys: Sequence[str]
+    ) -> None:
+        """See :meth:`hub.core.ports.Transaction.link_record`."""
+        await self._c.execute(
+            "UPDATE records SET person_id=? WHERE kind=? AND source=? AND source_id=?",
+            (person_id, kind, source, source_id),
+        )
+        await self._c.execute(
+            "DELETE FROM person_keys WHERE kind=? AND source=? AND source_id=?",
+            (kind, source, source_id),
+        )
+        if keys:
+            await self._c.executemany(
+                "INSERT INTO person_keys (match_key, person_id, kind, source, source_id) "
+                "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                [(k, person_id, kind, source, source_id) for k in dict.fromkeys(keys)],
+            )
+
+    async def insert_persons(self, ids: Sequence[str]) -> None:
+        """Create persons with ids the caller chose (see :func:`new_person_id`)."""
+        at = now_iso()
+        await self._c.executemany(
+            "INSERT INTO persons (id, created_at) VALUES (?, ?)", [(i, at) for i in ids]
+        )
+
+    async def link_records(self, links: Sequence[tuple[str, str, str, str, Sequence[str]]]) -> None:
+        """Link many records: (kind, source, source_id, person_id, blind keys) each."""
+        if not links:
+            return
+        await self._c.executemany(
+            "UPDATE records SET person_id=? WHERE kind=? AND source=? AND source_id=?",
+            [(p, k, s, i) for k, s, i, p, _ in links],
+        )
+        await self._c.executemany(
+            "DELETE FROM person_keys WHERE kind=? AND source=? AND source_id=?",
+            [(k, s, i) for k, s, i, _, _ in links],
+        )
+        await self._c.executemany(
+            "INSERT INTO person_keys (match_key, person_id, kind, source, source_id) "
+            "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+            [(key, p, k, s, i) for k, s, i, p, keys in links for key in dict.fromkeys(keys)],
+        )
+
+    async def person_keys(self, person_id: str) -> set[str]:
+        """Every blind match key indexed under a person."""
+        rows = await self._c.fetch(
+            "SELECT match_key FROM person_keys WHERE person_id=?", (person_id,)
+        )
+        return {r[0] for r in rows}
+
+    async def persons_of_clients(self, source: str, client_ids: Sequence[str]) -> dict[str, str]:
+        """The person each client record of a source is linked to (unlinked ones left out)."""
+        out: dict[str, str] = {}
+        ids = list(dict.fromkeys(client_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for sid, person in await self._c.fetch(
+                "SELECT source_id, person_id FROM records WHERE kind='client' AND source=? "
+                f"AND source_id IN ({marks}) AND person_id IS NOT NULL",
+                [source, *chunk],
+            ):
+                out[sid] = person
+        return out
+
+    async def unlink_record(self, kind: str, source: str, source_id: str) -> str | None:
+        """See :meth:`hub.core.ports.Transaction.unlink_record`."""
+        row = await self._c.fetchrow(
+            "SELECT person_id FROM records WHERE kind=? AND source=? AND source_id=?",
+            (kind, source, source_id),
+        )
+        if row is None or row[0] is None:
+            return None
+        await self._c.execute(
+            "UPDATE records SET person_id=NULL WHERE kind=? AND source=? AND source_id=?",
+            (kind, source, source_id),
+        )
+        await self._c.execute(
+            "DELETE FROM person_keys WHERE kind=? AND source=? AND source_id=?",
+            (kind, source, source_id),
+        )
+        return str(row[0])
+
+    async def add_review(self, record: str, candidates: Sequence[str], reason: str) -> int:
+        """See :meth:`hub.core.ports.Transaction.add_review`."""
+        row = await self._c.fetchrow(
+            "INSERT INTO identity_review (record, candidates, reason, status, created_at) "
+            "VALUES (?,?,?,?,?) RETURNING id",
+            (record, ",".join(sorted(candidates)), reason, "open", now_iso()),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def list_reviews(self, status: str = "open") -> list[ReviewItem]:
+        """See :meth:`hub.core.ports.Transaction.list_reviews`."""
+        rows = await self._c.fetch(
+            "SELECT id, record, candidates, reason, status, created_at FROM identity_review "
+            "WHERE status=? ORDER BY id",
+            (status,),
+        )
+        return [
+            ReviewItem(int(r[0]), r[1], tuple(filter(None, r[2].split(","))), r[3], r[4], r[5])
+            for r in rows
+        ]
+
+    async def set_review_status(self, review_id: int, status: str) -> bool:
+        """See :meth:`hub.core.ports.Transaction.set_review_status`."""
+        n = await self._c.execute(
+            "UPDATE identity_review SET status=? WHERE id=?", (status, review_id)
+        )
+        return n > 0
+
+    async def set_person_facts(
+        self, person_id: str, birth_date: str | None, fleeing_dv: bool | None
+    ) -> None:
+        """See :meth:`hub.core.ports.Transaction.set_person_facts`."""
+        if birth_date is not None:
+            await self._c.execute(
+                "UPDATE persons SET birth_date=? WHERE id=?", (birth_date, person_id)
+            )
+        if fleeing_dv is not None:
+            await self._c.execute(
+                "UPDATE persons SET fleeing_dv=? WHERE id=?", (int(fleeing_dv), person_id)
+            )
+
+    async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
+        """See :meth:`hub.core.ports.Transaction.person_facts`."""
+        row = await self._c.fetchrow(
+            "SELECT birth_date, fleeing_dv FROM persons WHERE id=?", (person_id,)
+        )
+        return (None, False) if row is None else (row[0], bool(row[1]))
+
+    # ---- consents ------------------------------------------------------------------------
+
+    async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> None:
+        """See :meth:`hub.core.ports.Transaction.put_consents`."""
+        at = now_iso()
+        await self._c.executemany(
+            "INSERT INTO consents (id, client_system, client_value, body, updated_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET client_system=excluded.client_system, "
+            "client_value=excluded.client_value, body=excluded.body, updated_at=excluded.updated_at",
+            [(cid, system, value, body, at) for cid, system, value, body in consents],
+        )
+
+    async def all_consents(self) -> list[bytes]:
+        """See :meth:`hub.core.ports.Transaction.all_consents`."""
+        return [bytes(r[0]) for r in await self._c.fetch("SELECT body FROM consents ORDER BY id")]
+
+    # ---- audit ---------------------------------------------------------------------------
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        """See :meth:`hub.core.ports.Transaction.audit_head`."""
+        lock = " FOR UPDATE" if self._dialect == "postgresql" else ""
+        row = await self._c.fetchrow(f"SELECT seq, hash FROM audit_head WHERE id=1{lock}")
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def append_audit(self, rows: Sequence[AuditRow], person_ids: Sequence[str]) -> None:
+        """Append chained entries (with the person each is about) and move the chain head."""
+        if not rows:
+            return
+        await self._c.executemany(
+            "INSERT INTO audit_log (seq, person_id, body, prev_hash, hash) VALUES (?,?,?,?,?)",
+            [(r.seq, p, r.body, r.prev_hash, r.hash) for r, p in zip(rows, person_ids, strict=True)],
+        )
+        last = rows[-1]
+        await self._c.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+            (last.seq, last.hash),
+        )
+
+    # ---- outbox --------------------------------------------------------------------------
+
+    async def enqueue(self, rows: Sequence[OutboxRow]) -> list[int]:
+        """See :meth:`hub.core.ports.Transaction.enqueue`."""
+        ids: list[int] = []
+        for r in rows:
+            got = await self._c.fetchrow(
+                "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
+                "record_source_id, record_version, idempotency_key, status, attempts, "
+                "next_attempt_at, created_at, last_error, audit_seq, payload) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                (
+                    r.feed,
+                    r.recipient,
+                    r.person_id,
+                    r.record_kind,
+                    r.record_source,
+                    r.record_source_id,
+                    r.record_version,
+                    r.idempotency_key,
+                    r.status,
+                    r.attempts,
+                    r.next_attempt_at,
+                    r.created_at,
+                    r.last_error,
+                    r.audit_seq,
+                    r.payload,
+                ),
+            )
+            if got is not None:
+                ids.append(int(got[0]))
+        return ids
+
+    # ---- inbound de-duplication ----------------------------------------------------------
+
+    async def seen_message(self, sender: str, control_id: str) -> tuple[str, bytes] | None:
+        """See :meth:`hub.core.ports.Transaction.seen_message`."""
+        row = await self._c.fetchrow(
+            "SELECT content_hash, response FROM inbound_messages WHERE sender=? AND control_id=?",
+            (sender, control_id),
+        )
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
+    async def remember_message(
+        self, sender: str, control_id: str, content_hash: str, response: bytes
+    ) -> None:
+        """See :meth:`hub.core.ports.Transaction.remember_message`."""
+        await self._c.execute(
+            "INSERT INTO inbound_messages (sender, control_id, content_hash, response, "
+            "received_at) VALUES (?,?,?,?,?) ON CONFLICT (sender, control_id) DO UPDATE SET "
+            "content_hash=excluded.content_hash, response=excluded.response, "
+            "received_at=excluded.received_at",
+            (sender, control_id, content_hash, response, now_iso()),
+        )
+
+
+def _record_args(r: RecordRow) -> tuple[Any, ...]:
+    return (
+        r.kind,
+        r.source,
+        r.source_id,
+        r.owner,
+        r.version,
+        r.payload,
+        r.payload_hash,
+        r.source_system,
+        r.received_at,
+        int(r.deleted),
+        r.sensitivity,
+        int(r.restricted),
+        r.client_source_id,
+        r.person_id,
+    )

@@ -1,0 +1,155 @@
+"""The HTTP application: app factory, authentication, errors as JSON, health and metrics.
+
+Every endpoint but ``/healthz`` needs ``Authorization: Bearer <key>``; the middleware puts the
+:class:`hub.auth.Caller` on the request (``request[CALLER]``). Plugins add their routes with
+the ``hub_http_routes`` hook and read the context from ``request.app[CONTEXT]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from hub.auth import Caller, KeyVerifier
+from hub.context import HubContext
+
+log = logging.getLogger("hub.http")
+
+CONTEXT = web.AppKey("hub_context", HubContext)
+VERIFIER = web.AppKey("hub_key_verifier", KeyVerifier)
+CALLER = "hub_caller"
+PUBLIC_PATHS = frozenset({"/healthz", "/.well-known/smart-configuration", "/auth/token"})
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: object, status: int = 200, content_type: str = "application/json") -> web.Response:
+    """A JSON response serialised with orjson."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type=content_type)
+
+
+def json_error(status: int, code: str, message: str, **headers: str) -> web.Response:
+    """An error body that names the problem and never echoes client data."""
+    resp = json_response({"error": code, "message": message}, status)
+    resp.headers.update(headers)
+    return resp
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller of a request (set by the auth middleware)."""
+    caller: Caller = request[CALLER]
+    return caller
+
+
+def require_admin(request: web.Request) -> Caller:
+    """The caller, or an HTTP 403 when it is not an admin."""
+    caller = caller_of(request)
+    if not caller.is_admin:
+        raise web.HTTPForbidden(
+            body=orjson.dumps({"error": "forbidden", "message": "admin role required"}),
+            content_type="application/json",
+        )
+    return caller
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error; never a stack trace to a partner."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type in ("application/json", "application/fhir+json"):
+            raise
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except Exception as exc:
+        log.error(
+            "unhandled error in HTTP handler",
+            extra={"path": request.path, "error_type": type(exc).__name__},
+        )
+        ctx = request.app[CONTEXT]
+        ctx.metrics.errors.labels("http", type(exc).__name__).inc()
+        return json_error(500, "internal_error", "the hub could not complete the request")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate ``Authorization: Bearer`` API keys (and tokens other plugins accept)."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    ctx = request.app[CONTEXT]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="cie-hub"'}
+    if scheme.lower() != "bearer" or not token:
+        ctx.metrics.auth_failures.labels("missing").inc()
+        return json_error(401, "unauthorized", "bearer credentials required", **challenge)
+    caller = await request.app[VERIFIER].verify(token.strip())
+    if caller is None:
+        for verify in ctx.extras.get("token_verifiers", []):
+            caller = await verify(token.strip())
+            if caller is not None:
+                break
+    if caller is None:
+        ctx.metrics.auth_failures.labels("invalid").inc()
+        log.info("refused credentials", extra={"path": request.path})
+        challenge["WWW-Authenticate"] += ', error="invalid_token"'
+        return json_error(401, "unauthorized", "invalid or revoked credentials", **challenge)
+    request[CALLER] = caller
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and store reachability."""
+    ctx = request.app[CONTEXT]
+    started = time.perf_counter()
+    try:
+        version = await ctx.store.schema_version()
+    except Exception:
+        return json_response({"status": "unavailable", "store": "unreachable"}, 503)
+    return json_response(
+        {
+            "status": "ok",
+            "store": ctx.store.dialect,
+            "schema_version": version,
+            "store_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (admin callers)."""
+    require_admin(request)
+    ctx = request.app[CONTEXT]
+    for status, count in (await ctx.store.outbox_depth()).items():
+        ctx.metrics.queue_depth.labels(status).set(count)
+    return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+def make_app(ctx: HubContext) -> web.Application:
+    """The aiohttp application with core routes and every plugin's routes."""
+    max_body = int(ctx.config.section("http").get("max_body_bytes", DEFAULT_MAX_BODY))
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=max_body
+    )
+    app[CONTEXT] = ctx
+    app[VERIFIER] = KeyVerifier(ctx.store)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    from hub.consult import add_consult_routes
+
+    add_consult_routes(app)
+    try:
+        from hub.admin import add_admin_routes
+    except ImportError:  # the admin API arrives with the delivery module
+        pass
+    else:
+        add_admin_routes(app)
+    ctx.plugins.hook.hub_http_routes(app=app, ctx=ctx)
+    return app

@@ -1,0 +1,175 @@
+"""Shared fixtures: a real hub on SQLite or PostgreSQL in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.config import load_config
+from hub.context import HubContext, make_plugins, open_context
+from hub.keys import KeyRing
+
+PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HUB_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+BASE_TOML = """
+[store]
+url = "{store_url}"
+
+[keys]
+file = "hub-data/keys.json"
+
+[[agencies]]
+id = "shelter-a"
+name = "Shelter A"
+kind = "hmis"
+networks = ["hmis", "cie"]
+
+[[agencies]]
+id = "hospital-x"
+name = "Hospital X"
+kind = "health"
+networks = ["cie"]
+
+[[agencies]]
+id = "cie-211"
+name = "211"
+kind = "cie"
+networks = ["cie"]
+
+[[agencies]]
+id = "safe-haven"
+name = "Safe Haven"
+kind = "vsp"
+networks = ["hmis"]
+
+[[agencies]]
+id = "recovery-p2"
+name = "Recovery Program"
+kind = "part2"
+networks = ["cie"]
+"""
+
+
+def _pg_reachable() -> bool:
+    """Whether the server accepts TCP connections (a synchronous probe, safe in any loop)."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(PG_URL)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or 5432), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+_PG_STATE: dict[str, bool] = {}
+
+
+def require_pg() -> str:
+    """The PostgreSQL URL, or skip (fail when HUB_REQUIRE_PG=1) if no server answers."""
+    if "ok" not in _PG_STATE:
+        _PG_STATE["ok"] = _pg_reachable()
+    if not _PG_STATE["ok"]:
+        if os.environ.get("HUB_REQUIRE_PG") == "1":
+            pytest.fail(f"PostgreSQL required (HUB_REQUIRE_PG=1) but {PG_URL} does not answer")
+        pytest.skip("PostgreSQL not reachable")
+    return PG_URL
+
+
+@asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A new empty database on the test server; dropped afterwards."""
+    import asyncpg
+
+    base = require_pg()
+    name = f"hubtest_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = base.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        admin = await asyncpg.connect(base)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def write_hub(tmp_path: Path, extra_toml: str = "", store_url: str | None = None) -> Path:
+    """Write hub.toml (base agencies + ``extra_toml``) and a key file; returns the config path."""
+    url = store_url or "sqlite:///hub-data/hub.db"
+    path = tmp_path / "hub.toml"
+    path.write_text(BASE_TOML.format(store_url=url) + extra_toml, encoding="utf-8")
+    KeyRing.generate().write(tmp_path / "hub-data" / "keys.json")
+    return path
+
+
+HubFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path) -> HubFactory:
+    """``async with hub_factory(extra_toml, store="sqlite"|"postgresql") as ctx`` → HubContext."""
+
+    @asynccontextmanager
+    async def make(extra_toml: str = "", store: str = "sqlite") -> AsyncIterator[HubContext]:
+        if store == "postgresql":
+            async with fresh_pg_database() as url:
+                cfg = load_config(write_hub(tmp_path, extra_toml, url))
+                async with open_context(cfg, make_plugins(cfg), migrate=True) as ctx:
+                    yield ctx
+        else:
+            cfg = load_config(write_hub(tmp_path, extra_toml))
+            async with open_context(cfg, make_plugins(cfg), migrate=True) as ctx:
+                yield ctx
+
+    return make
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_hub(request: pytest.FixtureRequest, hub_factory: HubFactory) -> AsyncIterator[HubContext]:
+    """A hub on each store (the one store test suite runs against both adapters)."""
+    if request.param == "postgresql":
+        require_pg()
+    async with hub_factory(store=request.param) as ctx:
+        yield ctx
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine from synchronous test code."""
+    return asyncio.get_event_loop().run_until_complete(coro)
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> Callable[[str], Path]:
+    """``hub_dir(extra_toml)`` writes hub.toml + key file in tmp_path; returns the config path."""
+
+    def make(extra_toml: str = "") -> Path:
+        return write_hub(tmp_path, extra_toml)
+
+    return make
+
+
+@pytest.fixture
+def seed_records() -> Callable[..., Any]:
+    """``seed_records(config_path, records)`` ingests canonical records into that hub."""
+
+    def seed(config_path: Path, records: list[Any]) -> Any:
+        async def main() -> Any:
+            cfg = load_config(config_path)
+            async with open_context(cfg, make_plugins(cfg), migrate=True) as ctx:
+                return await ctx.engine.ingest(records)
+
+        return asyncio.run(main())
+
+    return seed
