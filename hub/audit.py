@@ -19,7 +19,7 @@ def entry_from_row(row: AuditRow) -> AuditEntry:
     data: dict[str, Any] = orjson.loads(row.body)
     for name in ("released", "withheld", "reasons"):
         data[name] = tuple(data.get(name) or ())
-    data["seq"] = row.seq if "seq" not in data else data["seq"]
+    data.setdefault("seq", row.seq)
     return AuditEntry(**data)
 
 
@@ -48,6 +48,7 @@ async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
     """Walk the whole chain once; then check every signed checkpoint against it."""
     rows: list[AuditEntry] = []
     heads: dict[int, str] = {}
+    moved: dict[int, int] = {}
     count = 0
     problem: ChainProblem | None = None
 
@@ -60,17 +61,52 @@ async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
                 entry = entry_from_row(row)
             except (ValueError, TypeError):
                 # An unreadable body is an altered entry; keep the seq so it is named.
-                entry = AuditEntry(row.seq, "", "", "", "", "", "", (), (), None, (), None, None,
-                                   row.prev_hash, "unreadable")
+                entry = AuditEntry(
+                    row.seq,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    (),
+                    (),
+                    None,
+                    (),
+                    None,
+                    None,
+                    row.prev_hash,
+                    "unreadable",
+                )
             if entry.seq != row.seq:
-                entry = dataclasses.replace(entry, hash="moved")
+                # An entry stored at another entry's position: verify it where it sits.
+                moved[row.seq] = entry.seq
+                entry = dataclasses.replace(entry, seq=row.seq)
             heads[entry.seq] = entry.hash
             out.append(entry)
         return out
 
     rows = await collect()
     problem = verify_chain(rows)
+    if problem is not None and problem.seq in moved:
+        problem = ChainProblem(
+            problem.seq,
+            "reordered",
+            f"position {problem.seq} holds entry {moved[problem.seq]}: entries were swapped",
+        )
     head = (rows[-1].seq, rows[-1].hash) if rows else None
+    async with store.transaction() as tx:
+        stored_head = await tx.audit_head()
+    if problem is None and stored_head is not None and stored_head != head:
+        # The chain head is kept apart from the entries: removing entries from the end
+        # leaves a chain that is valid in itself but shorter than its head.
+        last = head[0] if head else 0
+        problem = ChainProblem(
+            last + 1,
+            "missing",
+            f"the log ends at entry {last} but its head is entry {stored_head[0]}: "
+            "entries were removed from the end",
+        )
     cp_problem: str | None = None
     verifier = keys.verifier()
     for seq, head_hash, signature, key_id in await store.checkpoints():
@@ -96,7 +132,7 @@ def checkpoint_message(seq: int, head_hash: str) -> bytes:
 async def write_checkpoint(store: Any, keys: KeyRing) -> tuple[int, str] | None:
     """Sign the current chain head and store the checkpoint; None for an empty log."""
     async with store.transaction() as tx:
-        head = await tx.audit_head()
+        head: tuple[int, str] | None = await tx.audit_head()
     if head is None:
         return None
     seq, head_hash = head

@@ -37,7 +37,7 @@ def new_key() -> tuple[str, str, bytes, bytes]:
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
     return f"hub_{key_id}_{secret}", key_id, salt, digest
 
 
@@ -50,20 +50,21 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 
 class KeyVerifier:
-    """Checks bearer keys against the store, with a short-lived cache of good keys."""
+    """Checks bearer keys against the store.
 
-    def __init__(self, store: Any, ttl_seconds: float = 60.0) -> None:
+    The key row is read on every call (an indexed look-up), so a revocation takes effect at
+    once; only the scrypt check is cached, keyed by a fast hash of the whole key together
+    with the stored digest it was checked against.
+    """
+
+    def __init__(self, store: Any, ttl_seconds: float = 300.0, max_entries: int = 10_000) -> None:
         self.store = store
         self.ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, Caller]] = {}
+        self.max_entries = max_entries
+        self._checked: dict[tuple[str, bytes], float] = {}
 
     async def verify(self, key: str) -> Caller | None:
         """The caller a key belongs to, or None (malformed, unknown, revoked or wrong)."""
-        fast = hashlib.sha256(key.encode()).hexdigest()
-        hit = self._cache.get(fast)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
         parts = split_key(key)
         if parts is None:
             return None
@@ -72,13 +73,13 @@ class KeyVerifier:
         if row is None:
             return None
         agency, role, salt, digest = row
-        got = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
-        if not hmac.compare_digest(got, digest):
-            return None
-        caller = Caller(agency, role, key_id)
-        self._cache[fast] = (now + self.ttl, caller)
-        return caller
-
-    def forget(self, key_id: str) -> None:
-        """Drop cached entries of a revoked key."""
-        self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
+        memo = (hashlib.sha256(key.encode()).hexdigest(), digest)
+        now = time.monotonic()
+        if self._checked.get(memo, 0.0) <= now:
+            got = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+            if not hmac.compare_digest(got, digest):
+                return None
+            if len(self._checked) >= self.max_entries:
+                self._checked.clear()
+            self._checked[memo] = now + self.ttl
+        return Caller(agency, role, key_id)

@@ -136,8 +136,13 @@ def migrate(state: CliState) -> None:
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Where to build the demo hub (default: a temporary directory).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to build the demo hub (default: a temporary directory).",
+)
 def demo(directory: Path | None) -> None:
     """Run the main job end to end on synthetic data with the embedded SQLite store.
 
@@ -245,10 +250,19 @@ def identity() -> None:
 
 
 @identity.command("review")
-@click.option("--resolve", "resolve_id", type=int, default=None,
-              help="Close review item ID (after deciding it).")
-@click.option("--link", "link_to", default=None,
-              help="With --resolve: link the item's record to this person id.")
+@click.option(
+    "--resolve",
+    "resolve_id",
+    type=int,
+    default=None,
+    help="Close review item ID (after deciding it).",
+)
+@click.option(
+    "--link",
+    "link_to",
+    default=None,
+    help="With --resolve: link the item's record to this person id.",
+)
 @click.pass_obj
 def identity_review(state: CliState, resolve_id: int | None, link_to: str | None) -> None:
     """List possible matches that were not merged automatically, or resolve one.

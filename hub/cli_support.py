@@ -49,8 +49,10 @@ class CliState:
                 self.config_path,
                 owned_sections=pm.owned_sections(),
                 validate_section=lambda s, v, a: [
-                    e for r in pm.hook.hub_validate_config(section=s, value=v, agencies=a)
-                    if r for e in r
+                    e
+                    for r in pm.hook.hub_validate_config(section=s, value=v, agencies=a)
+                    if r
+                    for e in r
                 ],
             )
         return self._config

@@ -172,8 +172,11 @@ def register(cli: click.Group) -> None:
     @click.option("--owner", required=True, help="Agency that owns the record.")
     @click.option("--recipient", required=True, help="Agency that would receive it.")
     @click.option("--purpose", required=True, help="Purpose of use (coordination, …).")
-    @click.option("--categories", default=None,
-                  help="Comma-separated categories (default: all non-sensitive).")
+    @click.option(
+        "--categories",
+        default=None,
+        help="Comma-separated categories (default: all non-sensitive).",
+    )
     @click.option("--at", "at_text", default=None, help="ISO date-time (default: now).")
     @click.pass_obj
     def consent_check(

@@ -117,9 +117,21 @@ async def open_context(
             await store.migrate()
         await store.check_schema()
         keys = load_keyring(keys_path(config))
-        gate = ConsentGate(config.agencies, config.consent_policy, keys.blind)
-        engine = Engine(store, gate, keys.blind, config.feeds)
-        ctx = HubContext(config, plugins, store, keys, gate, engine, Metrics())
+        metrics = Metrics()
+        gate = ConsentGate(
+            config.agencies,
+            config.consent_policy,
+            keys.blind,
+            on_decision=lambda outcome: metrics.decisions.labels(outcome).inc(),
+        )
+        engine = Engine(
+            store,
+            gate,
+            keys.blind,
+            config.feeds,
+            on_ingest=lambda kind, outcome: metrics.records_in.labels(kind, outcome).inc(),
+        )
+        ctx = HubContext(config, plugins, store, keys, gate, engine, metrics)
         await ctx.reload_consents()
         yield ctx
     finally:

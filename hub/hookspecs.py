@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from hub.context import HubContext
-    from hub.plugin_api import ConnectorInfo, ScheduledJob, Service
     from hub.core.ports import Sink
+    from hub.plugin_api import ConnectorInfo, ScheduledJob, Service
 
 PROJECT = "cie_hub"
 
@@ -34,7 +34,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def hub_connectors() -> list[ConnectorInfo]:
+def hub_connectors() -> list[ConnectorInfo] | None:
     """Describe the connectors this plugin provides.
 
     Called by ``hub plugins list`` and at start-up. Return one :class:`ConnectorInfo` per
@@ -44,7 +44,7 @@ def hub_connectors() -> list[ConnectorInfo]:
 
 
 @hookspec
-def hub_config_sections() -> dict[str, str]:
+def hub_config_sections() -> dict[str, str] | None:
     """Name the top-level ``hub.toml`` sections this plugin owns, with a one-line summary.
 
     A section nobody owns is a configuration error ("unknown key"). The owner validates its
@@ -79,7 +79,7 @@ def hub_cli_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def hub_sinks(ctx: HubContext) -> list[Sink]:
+def hub_sinks(ctx: HubContext) -> list[Sink] | None:
     """Return the sinks (outbound connectors) this plugin delivers through.
 
     A feed's ``connector`` names one sink. The delivery worker hands a sink only records the
@@ -98,7 +98,7 @@ def hub_http_routes(app: web.Application, ctx: HubContext) -> None:
 
 
 @hookspec
-def hub_services(ctx: HubContext) -> list[Service]:
+def hub_services(ctx: HubContext) -> list[Service] | None:
     """Return long-running services to start with ``hub serve`` (an MLLP listener …).
 
     Each has ``start()`` and ``stop()``; ``stop`` must stop accepting new work, finish or
@@ -107,7 +107,7 @@ def hub_services(ctx: HubContext) -> list[Service]:
 
 
 @hookspec
-def hub_scheduled_jobs(ctx: HubContext) -> list[ScheduledJob]:
+def hub_scheduled_jobs(ctx: HubContext) -> list[ScheduledJob] | None:
     """Return jobs for the scheduler (APScheduler) with their cron or interval triggers.
 
     A job must be safe to run again after a crash (a drop folder import, a scheduled export).

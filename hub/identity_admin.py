@@ -7,8 +7,8 @@ from typing import Any
 from hub.context import HubContext
 from hub.core.identity import match_keys
 from hub.core.records import Client
-from hub.core.rows import row_to_record
 from hub.core.refs import split_record_ref
+from hub.core.rows import row_to_record
 
 
 async def list_reviews(ctx: HubContext) -> list[dict[str, Any]]:

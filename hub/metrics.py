@@ -12,15 +12,21 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.records_in = Counter(
-            "hub_records_in_total", "Records received, by kind and outcome", ["kind", "outcome"],
+            "hub_records_in_total",
+            "Records received, by kind and outcome",
+            ["kind", "outcome"],
             registry=r,
         )
         self.records_out = Counter(
-            "hub_records_out_total", "Deliveries settled, by feed and status", ["feed", "status"],
+            "hub_records_out_total",
+            "Deliveries settled, by feed and status",
+            ["feed", "status"],
             registry=r,
         )
         self.decisions = Counter(
-            "hub_consent_decisions_total", "Consent gate decisions by outcome", ["outcome"],
+            "hub_consent_decisions_total",
+            "Consent gate decisions by outcome",
+            ["outcome"],
             registry=r,
         )
         self.errors = Counter(

@@ -25,10 +25,12 @@ from hub.core.records import (
     Record,
     RecordMeta,
     Referral,
-    Service as ServiceRecord,
     SourceKey,
     SourceRow,
     payload_hash,
+)
+from hub.core.records import (
+    Service as ServiceRecord,
 )
 from hub.hookspecs import hookimpl
 

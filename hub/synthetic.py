@@ -61,7 +61,7 @@ def client(
     *,
     given: str = "Ana",
     family: str = "Alvarez",
-    birth_date: date | None | str = "derived",
+    birth_date: date | str | None = "derived",
     ssn: str | None = None,
     owner: str = "shelter-a",
     source: str = "hmis:demo",
@@ -76,7 +76,9 @@ def client(
     different ids are different people to identity matching.
     """
     if birth_date == "derived":
-        birth_date = date(1960, 1, 1) + timedelta(days=int(payload_hash(personal_id)[:8], 16) % 15000)
+        birth_date = date(1960, 1, 1) + timedelta(
+            days=int(payload_hash(personal_id)[:8], 16) % 15000
+        )
     assert not isinstance(birth_date, str)
     return Client(
         meta=meta("client", source, personal_id, owner, version=version, restricted=restricted),
@@ -165,7 +167,9 @@ def population(count: int, seed: int = 7, source: str = "hmis:bench") -> list[Cl
                 str(100000 + i),
                 given=rng.choice(GIVEN) + str(i),
                 family=rng.choice(FAMILY),
-                birth_date=date(1950 + rng.randrange(60), 1 + rng.randrange(12), 1 + rng.randrange(28)),
+                birth_date=date(
+                    1950 + rng.randrange(60), 1 + rng.randrange(12), 1 + rng.randrange(28)
+                ),
                 source=source,
             )
         )

@@ -21,14 +21,16 @@ log = logging.getLogger("hub.http")
 
 CONTEXT = web.AppKey("hub_context", HubContext)
 VERIFIER = web.AppKey("hub_key_verifier", KeyVerifier)
-CALLER = "hub_caller"
+CALLER = web.RequestKey("hub_caller", Caller)
 PUBLIC_PATHS = frozenset({"/healthz", "/.well-known/smart-configuration", "/auth/token"})
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def json_response(data: object, status: int = 200, content_type: str = "application/json") -> web.Response:
+def json_response(
+    data: object, status: int = 200, content_type: str = "application/json"
+) -> web.Response:
     """A JSON response serialised with orjson."""
     return web.Response(body=orjson.dumps(data), status=status, content_type=content_type)
 
@@ -51,7 +53,7 @@ def require_admin(request: web.Request) -> Caller:
     caller = caller_of(request)
     if not caller.is_admin:
         raise web.HTTPForbidden(
-            body=orjson.dumps({"error": "forbidden", "message": "admin role required"}),
+            text=orjson.dumps({"error": "forbidden", "message": "admin role required"}).decode(),
             content_type="application/json",
         )
     return caller
@@ -135,9 +137,7 @@ async def metrics(request: web.Request) -> web.Response:
 def make_app(ctx: HubContext) -> web.Application:
     """The aiohttp application with core routes and every plugin's routes."""
     max_body = int(ctx.config.section("http").get("max_body_bytes", DEFAULT_MAX_BODY))
-    app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=max_body
-    )
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=max_body)
     app[CONTEXT] = ctx
     app[VERIFIER] = KeyVerifier(ctx.store)
     app.router.add_get("/healthz", healthz)

@@ -137,7 +137,9 @@ def hub_factory(tmp_path: Path) -> HubFactory:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def any_hub(request: pytest.FixtureRequest, hub_factory: HubFactory) -> AsyncIterator[HubContext]:
+async def any_hub(
+    request: pytest.FixtureRequest, hub_factory: HubFactory
+) -> AsyncIterator[HubContext]:
     """A hub on each store (the one store test suite runs against both adapters)."""
     if request.param == "postgresql":
         require_pg()

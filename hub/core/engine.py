@@ -20,7 +20,7 @@ import orjson
 
 from hub.core.gate import AuditWriter, ConsentGate, Disclosure
 from hub.core.identity import BlindIndex, decide_link, match_keys
-from hub.core.ports import OutboxRow, RecordRow, UpsertOutcome
+from hub.core.ports import OutboxRow, RecordRow, Store, Transaction, UpsertOutcome
 from hub.core.records import (
     FLAG_FLEEING_DV,
     FLAG_NOT_FLEEING_DV,
@@ -87,12 +87,13 @@ class Engine:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         gate: ConsentGate,
         blind: BlindIndex,
         feeds: Iterable[FeedSpec] = (),
         clock: Clock = utcnow,
         on_change: Callable[[int], None] | None = None,
+        on_ingest: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.gate = gate
@@ -100,6 +101,7 @@ class Engine:
         self.feeds = list(feeds)
         self.clock = clock
         self.on_change = on_change
+        self.on_ingest = on_ingest
 
     # ---- intake --------------------------------------------------------------------------
 
@@ -135,11 +137,14 @@ class Engine:
                     message.sender, message.control_id, message.content_hash, response
                 )
                 result.response = response
+        if self.on_ingest is not None:
+            for rec, outcome in zip(records, result.outcomes, strict=False):
+                self.on_ingest(rec.meta.kind, outcome)
         if result.enqueued and self.on_change is not None:
             self.on_change(result.enqueued)
         return result
 
-    async def _ingest(self, tx: Any, records: Sequence[Record], result: IngestResult) -> None:
+    async def _ingest(self, tx: Transaction, records: Sequence[Record], result: IngestResult) -> None:
         rows = [record_to_row(r) for r in records]
         result.outcomes = await tx.upsert_records(rows)
         changed = [
@@ -149,7 +154,10 @@ class Engine:
         ]
         if not changed:
             return
-        clients = [(rec, row) for rec, row in changed if isinstance(rec, Client)]
+        clients: list[tuple[Client, RecordRow]] = []
+        for rec, row in changed:
+            if isinstance(rec, Client):
+                clients.append((rec, row))
         persons = await self._link_clients(tx, clients, result)
         await self._resolve_persons(tx, changed, persons)
         result.persons = persons
@@ -158,13 +166,13 @@ class Engine:
             await self._route(tx, changed, persons, result)
 
     async def _link_clients(
-        self, tx: Any, clients: list[tuple[Record, RecordRow]], result: IngestResult
+        self, tx: Transaction, clients: Sequence[tuple[Client, RecordRow]], result: IngestResult
     ) -> dict[str, str]:
         """Link client records to persons, in batch; returns record-key → person."""
         persons: dict[str, str] = {}
         if not clients:
             return persons
-        keyed = [(rec, row, match_keys(rec, self.blind)) for rec, row in clients]  # type: ignore[arg-type]
+        keyed = [(rec, row, match_keys(rec, self.blind)) for rec, row in clients]
         found = await tx.persons_with_keys([k for _, _, mk in keyed for k in mk.all()])
         links: list[tuple[str, str, str, str, Sequence[str]]] = []
         fresh: list[str] = []
@@ -186,18 +194,18 @@ class Engine:
                 found.setdefault(k, set()).add(person)
             links.append((row.kind, row.source, row.source_id, person, mk.all()))
             persons[f"{row.source}/{row.source_id}"] = person
-            birth = rec.birth_date  # type: ignore[attr-defined]
+            birth = rec.birth_date
             if birth is not None:
                 facts.append((person, birth.isoformat()))
             self.gate.forget_person(person)
         await tx.insert_persons(fresh)
         await tx.link_records(links)
-        for person, birth in facts:
-            await tx.set_person_facts(person, birth, None)
+        for person, birth_iso in facts:
+            await tx.set_person_facts(person, birth_iso, None)
         return persons
 
     async def _resolve_persons(
-        self, tx: Any, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
+        self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
     ) -> None:
         """Find the person of each non-client record through its client's link."""
         wanted: dict[str, list[str]] = {}
@@ -210,7 +218,7 @@ class Engine:
                 persons[f"{source}/{cid}"] = person
 
     async def _record_facts(
-        self, tx: Any, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
+        self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
     ) -> None:
         for rec, _row in changed:
             flags = rec.meta.flags
@@ -227,7 +235,7 @@ class Engine:
 
     async def _route(
         self,
-        tx: Any,
+        tx: Transaction,
         changed: list[tuple[Record, RecordRow]],
         persons: dict[str, str],
         result: IngestResult,
@@ -246,7 +254,8 @@ class Engine:
                 if feed.person_has:
                     if person not in kinds_of:
                         kinds_of[person] = [
-                            r.kind for r in await tx.records_of_person(person, list(feed.person_has))
+                            r.kind
+                            for r in await tx.records_of_person(person, list(feed.person_has))
                         ]
                     if not feed.wants(rec, kinds_of[person]):
                         continue
@@ -328,11 +337,15 @@ class Engine:
                     out.append((rec, d.payload))
         return out
 
-    async def redisclose(self, tx: Any, item: OutboxRow, purpose: str, categories: Any) -> Disclosure:
+    async def redisclose(
+        self, tx: Transaction, item: OutboxRow, purpose: str, categories: Any
+    ) -> Disclosure:
         """Re-check a queued delivery at send time against the consent in force now."""
         row = await tx.get_record(item.record_kind, item.record_source, item.record_source_id)
         if row is None:
-            raise LookupError(f"record {item.record_kind}/{item.record_source}/{item.record_source_id} is gone")
+            raise LookupError(
+                f"record {item.record_kind}/{item.record_source}/{item.record_source_id} is gone"
+            )
         rec = row_to_record(row)
         queued = orjson.loads(item.payload)
         # Deliver what was queued (that version, already minimised), decided again now.

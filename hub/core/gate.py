@@ -11,7 +11,7 @@ only way to get another agency's data out of the core is through it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from consent.audit import AuditEntry, make_entry
 from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
-from hub.core.ports import AuditRow
+from hub.core.ports import AuditRow, Transaction
 from hub.core.records import Record
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
@@ -60,7 +60,7 @@ def audit_row(entry: AuditEntry) -> AuditRow:
 class AuditWriter:
     """Appends chained entries inside one transaction (the head is read once, locked)."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Transaction) -> None:
         self._tx = tx
         self._head: tuple[int, str] | None = None
         self._loaded = False
@@ -84,10 +84,12 @@ class ConsentGate:
         agencies: Mapping[str, Agency],
         policy: ConsentPolicy,
         blind: BlindIndex,
+        on_decision: Callable[[str], None] | None = None,
     ) -> None:
         self.agencies = dict(agencies)
         self.policy = policy
         self._blind = blind
+        self._on_decision = on_decision
         self._by_ref: dict[str, list[ConsentRecord]] = {}
         self._person_consents: dict[str, tuple[ConsentRecord, ...]] = {}
 
@@ -118,7 +120,7 @@ class ConsentGate:
         """Every consent the gate knows."""
         return [c for refs in self._by_ref.values() for c in refs]
 
-    async def consents_for(self, tx: Any, person_id: str) -> tuple[ConsentRecord, ...]:
+    async def consents_for(self, tx: Transaction, person_id: str) -> tuple[ConsentRecord, ...]:
         """The consents of a person (memory after the first look-up of that person)."""
         cached = self._person_consents.get(person_id)
         if cached is not None:
@@ -167,7 +169,7 @@ class ConsentGate:
 
     async def disclose(
         self,
-        tx: Any,
+        tx: Transaction,
         audit: AuditWriter,
         *,
         record: Record,
@@ -206,6 +208,8 @@ class ConsentGate:
             payload = redact(full, cats, decision, record.location_fields())
             if not payload:
                 payload = None
+        if self._on_decision is not None:
+            self._on_decision(decision.outcome)
         payload_hash = None
         if payload is not None:
             from hub.core.records import payload_hash as sha
@@ -227,7 +231,7 @@ class ConsentGate:
         )
         return Disclosure(decision, payload, entry)
 
-    async def facts(self, tx: Any, person_id: str) -> ClientFacts:
+    async def facts(self, tx: Transaction, person_id: str) -> ClientFacts:
         """What the policy needs to know about the person (birth date, fleeing DV)."""
         birth, fleeing = await tx.person_facts(person_id)
         return ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)

@@ -179,6 +179,22 @@ class Transaction(Protocol):
         """Link a record to a person and index its blind match keys under that person."""
         ...
 
+    async def insert_persons(self, ids: Sequence[str]) -> None:
+        """Create persons with ids the caller chose."""
+        ...
+
+    async def link_records(self, links: Sequence[tuple[str, str, str, str, Sequence[str]]]) -> None:
+        """Link many records: (kind, source, source_id, person_id, blind keys) each."""
+        ...
+
+    async def person_keys(self, person_id: str) -> set[str]:
+        """Every blind match key indexed under a person."""
+        ...
+
+    async def persons_of_clients(self, source: str, client_ids: Sequence[str]) -> dict[str, str]:
+        """The person each client record of a source is linked to."""
+        ...
+
     async def unlink_record(self, kind: str, source: str, source_id: str) -> str | None:
         """Undo a record's link; returns the person it was linked to."""
         ...
@@ -219,8 +235,8 @@ class Transaction(Protocol):
         """The last audit entry's (seq, hash), locked for this transaction's append."""
         ...
 
-    async def append_audit(self, rows: Sequence[AuditRow]) -> None:
-        """Append chained entries; must follow :meth:`audit_head` in the same transaction."""
+    async def append_audit(self, rows: Sequence[AuditRow], person_ids: Sequence[str]) -> None:
+        """Append chained entries (with the person each is about) after :meth:`audit_head`."""
         ...
 
     # outbox
@@ -265,7 +281,7 @@ class Store(Protocol):
         """A unit of work; commits on clean exit, rolls back on an exception."""
         ...
 
-    async def iter_records(
+    def iter_records(
         self, kind: str, source: str | None = None, batch: int = 1000
     ) -> AsyncIterator[list[RecordRow]]:
         """Live and deleted records of a kind in key order, in batches (for exports)."""

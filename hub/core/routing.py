@@ -51,7 +51,7 @@ class FeedSpec:
         for name, allowed in self.where.items():
             value = getattr(record, name, None)
             if value is None and hasattr(record, "fields"):
-                value = record.fields.get(name)  # type: ignore[attr-defined]
+                value = record.fields.get(name)
             if str(value) not in allowed:
                 return False
         return True

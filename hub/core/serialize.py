@@ -81,7 +81,7 @@ def _decoder(tp: Any) -> Decoder:
 
 
 @cache
-def _field_decoders(cls: type[Any]) -> dict[str, Decoder]:
+def _field_decoders(cls: Any) -> dict[str, Decoder]:
     hints = typing.get_type_hints(cls)
     return {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls) if f.name != "meta"}
 
@@ -104,7 +104,7 @@ def record_from_payload(meta: RecordMeta, payload: Mapping[str, Any]) -> Record:
 
     Kinds without a registered type (``hmis.Project`` …) come back as :class:`SourceRow`.
     """
-    cls: type[Any] = RECORD_TYPES.get(meta.kind, SourceRow)
+    cls: Any = RECORD_TYPES.get(meta.kind, SourceRow)
     decoders = _field_decoders(cls)
     kwargs = {k: decoders[k](v) for k, v in payload.items() if k in decoders}
     record: Record = cls(meta=meta, **kwargs)

@@ -96,7 +96,10 @@ class SqlStore(ABC):
         """Records of a kind (live and deleted) in key order, ``batch`` at a time."""
         last: tuple[str, str] = ("", "")
         while True:
-            sql = f"SELECT {RECORD_COLUMNS} FROM records WHERE kind=? AND (source, source_id) > (?, ?)"
+            sql = (
+                f"SELECT {RECORD_COLUMNS} FROM records "
+                "WHERE kind=? AND (source, source_id) > (?, ?)"
+            )
             args: list[Any] = [kind, *last]
             if source is not None:
                 sql += " AND source=?"

@@ -46,7 +46,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 seq {bigint} PRIMARY KEY, person_id TEXT NOT NULL, body {blob} NOT NULL,
                 prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
             "CREATE INDEX audit_person ON audit_log (person_id)",
-            "CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq {bigint} NOT NULL, hash TEXT NOT NULL)",
+            """CREATE TABLE audit_head (
+                id INTEGER PRIMARY KEY, seq {bigint} NOT NULL, hash TEXT NOT NULL)""",
             """CREATE TABLE audit_checkpoints (
                 seq {bigint} NOT NULL, head_hash TEXT NOT NULL, signature {blob} NOT NULL,
                 key_id TEXT NOT NULL, created_at TEXT NOT NULL)""",

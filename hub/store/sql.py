@@ -392,8 +392,9 @@ class SqlTransaction:
         at = now_iso()
         await self._c.executemany(
             "INSERT INTO consents (id, client_system, client_value, body, updated_at) "
-            "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET client_system=excluded.client_system, "
-            "client_value=excluded.client_value, body=excluded.body, updated_at=excluded.updated_at",
+            "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "client_system=excluded.client_system, client_value=excluded.client_value, "
+            "body=excluded.body, updated_at=excluded.updated_at",
             [(cid, system, value, body, at) for cid, system, value, body in consents],
         )
 
@@ -415,7 +416,10 @@ class SqlTransaction:
             return
         await self._c.executemany(
             "INSERT INTO audit_log (seq, person_id, body, prev_hash, hash) VALUES (?,?,?,?,?)",
-            [(r.seq, p, r.body, r.prev_hash, r.hash) for r, p in zip(rows, person_ids, strict=True)],
+            [
+                (r.seq, p, r.body, r.prev_hash, r.hash)
+                for r, p in zip(rows, person_ids, strict=True)
+            ],
         )
         last = rows[-1]
         await self._c.execute(

@@ -29,11 +29,31 @@ def write_consents(tmp_path: Path, *records: dict) -> Path:
     return path
 
 
-def check(hub_cli, pid: str, *extra: str, recipient: str = "hospital-x", owner: str = "shelter-a",
-          purpose: str = "coordination", at: str = "2025-01-15T12:00:00+00:00") -> dict:
+def check(
+    hub_cli,
+    pid: str,
+    *extra: str,
+    recipient: str = "hospital-x",
+    owner: str = "shelter-a",
+    purpose: str = "coordination",
+    at: str = "2025-01-15T12:00:00+00:00",
+) -> dict:
     result = hub_cli(
-        "consent", "check", "--client", pid, "--client-system", SYSTEM, "--owner", owner,
-        "--recipient", recipient, "--purpose", purpose, "--at", at, *extra,
+        "consent",
+        "check",
+        "--client",
+        pid,
+        "--client-system",
+        SYSTEM,
+        "--owner",
+        owner,
+        "--recipient",
+        recipient,
+        "--purpose",
+        purpose,
+        "--at",
+        at,
+        *extra,
     )
     assert result.exit_code == 0, result.output
     out = orjson.loads(result.stdout)
@@ -50,17 +70,38 @@ def setup(tmp_path, hub_dir, hub_cli, seed_records, consents: list[dict], client
 
 
 def test_full_consent_permits_default_categories(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [{"id": "c1", "pid": "1"}],
-          [client("1", birth_date=date(1980, 1, 1))])
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [{"id": "c1", "pid": "1"}],
+        [client("1", birth_date=date(1980, 1, 1))],
+    )
     out = check(hub_cli, "1")
     assert out["decision"] == "permit"
-    assert out["released"] == ["demographics", "health", "housing", "identity", "income", "services"]
+    assert out["released"] == [
+        "demographics",
+        "health",
+        "housing",
+        "identity",
+        "income",
+        "services",
+    ]
     assert out["consent_id"] == "c1"
 
 
-def test_unknown_client_answers_exactly_like_no_consent(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [{"id": "c1", "pid": "1"}],
-          [client("2", birth_date=date(1980, 1, 1))])
+def test_unknown_client_answers_exactly_like_no_consent(
+    tmp_path, hub_dir, hub_cli, seed_records
+) -> None:
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [{"id": "c1", "pid": "1"}],
+        [client("2", birth_date=date(1980, 1, 1))],
+    )
     unknown = check(hub_cli, "does-not-exist")
     known_without = check(hub_cli, "2")
     assert unknown == known_without
@@ -76,30 +117,52 @@ def test_same_agency_unknown_recipient_and_vsp(tmp_path, hub_dir, hub_cli, seed_
 
 
 def test_revoked_expired_and_not_yet_valid(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [
-        {"id": "r", "pid": "1", "revoked_on": "2025-01-15"},
-        {"id": "e", "pid": "2", "expires_on": "2025-01-15"},
-        {"id": "f", "pid": "3", "signed_on": "2025-02-01"},
-    ])
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [
+            {"id": "r", "pid": "1", "revoked_on": "2025-01-15"},
+            {"id": "e", "pid": "2", "expires_on": "2025-01-15"},
+            {"id": "f", "pid": "3", "signed_on": "2025-02-01"},
+        ],
+    )
     assert check(hub_cli, "1")["reasons"] == ["CONSENT_REVOKED"]  # the day of revocation
     assert check(hub_cli, "2")["reasons"] == ["CONSENT_EXPIRED"]  # the day of expiry
     assert check(hub_cli, "2", at="2025-01-14T23:59:00+00:00")["decision"] == "permit"
     assert check(hub_cli, "3")["reasons"] == ["CONSENT_NOT_YET_VALID"]
 
 
-def test_minor_needs_guardian_until_the_18th_birthday(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [{"id": "m", "pid": "1"}],
-          [client("1", birth_date=date(2007, 1, 15))])
-    assert check(hub_cli, "1", at="2025-01-14T12:00:00+00:00")["reasons"] == ["MINOR_NEEDS_GUARDIAN"]
+def test_minor_needs_guardian_until_the_18th_birthday(
+    tmp_path, hub_dir, hub_cli, seed_records
+) -> None:
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [{"id": "m", "pid": "1"}],
+        [client("1", birth_date=date(2007, 1, 15))],
+    )
+    assert check(hub_cli, "1", at="2025-01-14T12:00:00+00:00")["reasons"] == [
+        "MINOR_NEEDS_GUARDIAN"
+    ]
     assert check(hub_cli, "1", at="2025-01-15T12:00:00+00:00")["decision"] == "permit"
 
 
 def test_network_exclusion_and_purpose(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [
-        {"id": "n", "pid": "1", "networks": ["hmis"]},
-        {"id": "x", "pid": "2", "exclude_agencies": ["hospital-x"]},
-        {"id": "p", "pid": "3", "purposes": ["referral"]},
-    ])
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [
+            {"id": "n", "pid": "1", "networks": ["hmis"]},
+            {"id": "x", "pid": "2", "exclude_agencies": ["hospital-x"]},
+            {"id": "p", "pid": "3", "purposes": ["referral"]},
+        ],
+    )
     assert check(hub_cli, "1")["reasons"] == ["OUT_OF_NETWORK_SCOPE"]
     assert check(hub_cli, "2")["reasons"] == ["AGENCY_EXCLUDED"]
     assert check(hub_cli, "2", recipient="cie-211")["decision"] == "permit"
@@ -108,10 +171,16 @@ def test_network_exclusion_and_purpose(tmp_path, hub_dir, hub_cli, seed_records)
 
 
 def test_sensitive_categories_and_part2(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [
-        {"id": "s", "pid": "1", "sensitive": ["behavioral_health", "substance_use"]},
-        {"id": "v", "pid": "2", "sensitive": ["hiv"], "method": "verbal"},
-    ])
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [
+            {"id": "s", "pid": "1", "sensitive": ["behavioral_health", "substance_use"]},
+            {"id": "v", "pid": "2", "sensitive": ["hiv"], "method": "verbal"},
+        ],
+    )
     cats = ("--categories", "identity,behavioral_health,substance_use")
     to_cie = check(hub_cli, "1", *cats, recipient="cie-211", purpose="referral")
     assert to_cie["decision"] == "permit-redacted"
@@ -126,10 +195,21 @@ def test_sensitive_categories_and_part2(tmp_path, hub_dir, hub_cli, seed_records
 
 
 def test_newest_consent_wins_and_revoke_command(tmp_path, hub_dir, hub_cli, seed_records) -> None:
-    setup(tmp_path, hub_dir, hub_cli, seed_records, [
-        {"id": "old", "pid": "1", "signed_on": "2023-01-01"},
-        {"id": "new", "pid": "1", "signed_on": "2024-06-01", "exclude_agencies": ["hospital-x"]},
-    ])
+    setup(
+        tmp_path,
+        hub_dir,
+        hub_cli,
+        seed_records,
+        [
+            {"id": "old", "pid": "1", "signed_on": "2023-01-01"},
+            {
+                "id": "new",
+                "pid": "1",
+                "signed_on": "2024-06-01",
+                "exclude_agencies": ["hospital-x"],
+            },
+        ],
+    )
     assert check(hub_cli, "1")["consent_id"] == "new"
     result = hub_cli("consent", "revoke", "new", "--on", "2025-01-01")
     assert result.exit_code == 0, result.output
@@ -141,7 +221,9 @@ def test_newest_consent_wins_and_revoke_command(tmp_path, hub_dir, hub_cli, seed
 def test_bad_consent_file_is_rejected_whole(tmp_path, hub_dir, hub_cli, seed_records) -> None:
     hub_dir()
     assert hub_cli("migrate").exit_code == 0
-    path = write_consents(tmp_path, {"id": "ok", "pid": "1"}, {"id": "bad", "pid": "2", "colour": 1})
+    path = write_consents(
+        tmp_path, {"id": "ok", "pid": "1"}, {"id": "bad", "pid": "2", "colour": 1}
+    )
     result = hub_cli("consent", "import", str(path))
     assert result.exit_code != 0
     assert "record 1" in result.output and "colour" in result.output

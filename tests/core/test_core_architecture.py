@@ -77,7 +77,9 @@ def test_plugins_never_read_person_records_around_the_gate() -> None:
 
 def test_every_hook_is_documented() -> None:
     docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
-    hooks = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("hub_")]
+    hooks = [
+        n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("hub_")
+    ]
     assert hooks, "no hooks found"
     for name in hooks:
         assert f"### `{name}(" in docs, f"hook {name} is missing from docs/plugins.md"

@@ -131,7 +131,9 @@ async def test_reads_by_another_agency_pass_the_gate(hub_factory) -> None:
         seen = await ctx.engine.disclose_person(p8, recipient="hospital-x", purpose="treatment")
         assert [r.meta.kind for r, _ in seen] == ["client"]
         assert "ssn" not in seen[0][1] or seen[0][1]["ssn"]  # released fields only
-        assert await ctx.engine.disclose_person(p9, recipient="hospital-x", purpose="treatment") == []
+        assert (
+            await ctx.engine.disclose_person(p9, recipient="hospital-x", purpose="treatment") == []
+        )
         own = await ctx.engine.disclose_person(p9, recipient="shelter-a", purpose="operations")
         assert len(own) == 1
         entries = await audit_entries(ctx)
@@ -151,9 +153,7 @@ async def test_audit_chain_verifies_and_names_the_first_tampered_entry(any_hub: 
         row = await tx._c.fetchrow("SELECT body FROM audit_log WHERE seq=3")
         body = orjson.loads(bytes(row[0]))
         body["recipient"] = "cie-211"
-        await tx._c.execute(
-            "UPDATE audit_log SET body=? WHERE seq=3", (orjson.dumps(body),)
-        )
+        await tx._c.execute("UPDATE audit_log SET body=? WHERE seq=3", (orjson.dumps(body),))
     report = await verify_store(ctx.store, ctx.keys)
     assert report.problem is not None and report.problem.seq == 3
     assert report.problem.kind == "altered"
@@ -161,7 +161,9 @@ async def test_audit_chain_verifies_and_names_the_first_tampered_entry(any_hub: 
 
 async def test_at_time_of_delivery_expiry(hub_factory) -> None:
     async with hub_factory(FEEDS) as ctx:
-        await consents(ctx, mpa("m11", "11", expires_on=(date.today() + timedelta(days=1)).isoformat()))
+        await consents(
+            ctx, mpa("m11", "11", expires_on=(date.today() + timedelta(days=1)).isoformat())
+        )
         await ctx.engine.ingest([client("11")])
         [item] = await ctx.store.list_outbox()
         ctx.engine.clock = lambda: datetime.now(UTC) + timedelta(days=2)

@@ -68,14 +68,30 @@ async def test_full_refresh_marks_only_missing_records_of_that_source(any_hub: H
 async def test_iter_records_pages_in_key_order(any_hub: HubContext) -> None:
     async with any_hub.store.transaction() as tx:
         await tx.upsert_records([record_to_row(client(f"{i:03d}")) for i in range(25)])
-    seen = [r.source_id async for batch in any_hub.store.iter_records("client", batch=10) for r in batch]
+    seen = [
+        r.source_id async for batch in any_hub.store.iter_records("client", batch=10) for r in batch
+    ]
     assert seen == [f"{i:03d}" for i in range(25)]
 
 
 async def test_outbox_claim_keeps_order_per_person_and_skips_claimed(any_hub: HubContext) -> None:
     def row(i: int, person: str) -> OutboxRow:
-        return OutboxRow(0, "f", "hospital-x", person, "client", "s", str(i), "v", f"k{i}",
-                         "pending", 0, "2000-01-01T00:00:00", "2000-01-01T00:00:00", payload=b"{}")
+        return OutboxRow(
+            0,
+            "f",
+            "hospital-x",
+            person,
+            "client",
+            "s",
+            str(i),
+            "v",
+            f"k{i}",
+            "pending",
+            0,
+            "2000-01-01T00:00:00",
+            "2000-01-01T00:00:00",
+            payload=b"{}",
+        )
 
     async with any_hub.store.transaction() as tx:
         ids = await tx.enqueue([row(1, "p1"), row(2, "p1"), row(3, "p2")])
@@ -103,9 +119,15 @@ async def test_inbound_message_memory(any_hub: HubContext) -> None:
 
 
 async def test_engine_links_records_of_one_person_across_sources(any_hub: HubContext) -> None:
-    shelter = client("11", given="Cara", family="Chen", birth_date=date(1990, 3, 3), ssn="123-45-6780")
+    shelter = client(
+        "11", given="Cara", family="Chen", birth_date=date(1990, 3, 3), ssn="123-45-6780"
+    )
     hospital = client(
-        "MRN-5", given="Cara", family="Chen", birth_date=date(1990, 3, 3), owner="hospital-x",
+        "MRN-5",
+        given="Cara",
+        family="Chen",
+        birth_date=date(1990, 3, 3),
+        owner="hospital-x",
         source="hl7:MERCY",
     )
     r1 = await any_hub.engine.ingest([shelter, enrollment("E1", "11")])
@@ -120,7 +142,9 @@ async def test_engine_links_records_of_one_person_across_sources(any_hub: HubCon
 
 async def test_weak_match_goes_to_review_not_merged(any_hub: HubContext) -> None:
     a = client("21", given="Dan", family="Diaz", birth_date=date(1970, 1, 1))
-    b = client("X9", given="Dan", family="Diaz", birth_date=None, source="hl7:MERCY", owner="hospital-x")
+    b = client(
+        "X9", given="Dan", family="Diaz", birth_date=None, source="hl7:MERCY", owner="hospital-x"
+    )
     ra = await any_hub.engine.ingest([a])
     rb = await any_hub.engine.ingest([b])
     assert ra.persons["hmis:demo/21"] != rb.persons["hl7:MERCY/X9"]

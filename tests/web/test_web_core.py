@@ -1,0 +1,103 @@
+"""The HTTP core: health, authentication, metrics, the LEAP consent consult."""
+
+from __future__ import annotations
+
+import orjson
+
+from consent.parsing import parse_consent_file
+from hub.synthetic import client
+
+CONSULT = "/cds-services/patient-consent-consult"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_healthz_is_public_everything_else_needs_a_key(web_hub, make_key) -> None:
+    async with web_hub() as (ctx, url, http):
+        async with http.get(f"{url}/healthz") as r:
+            assert r.status == 200
+            assert (await r.json())["status"] == "ok"
+        async with http.get(f"{url}/metrics") as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert (await r.json())["error"] == "unauthorized"
+        async with http.get(f"{url}/metrics", headers=bearer("hub_x_y")) as r:
+            assert r.status == 401 and "invalid_token" in r.headers["WWW-Authenticate"]
+        partner = await make_key(ctx, "hospital-x")
+        async with http.get(f"{url}/metrics", headers=bearer(partner)) as r:
+            assert r.status == 403
+        admin = await make_key(ctx, "shelter-a", "admin")
+        async with http.get(f"{url}/metrics", headers=bearer(admin)) as r:
+            assert r.status == 200
+            text = await r.text()
+            assert "hub_auth_failures_total" in text
+
+
+async def test_revoked_key_is_refused_at_once(web_hub, make_key) -> None:
+    async with web_hub() as (ctx, url, http):
+        key = await make_key(ctx, "shelter-a", "admin")
+        async with http.get(f"{url}/metrics", headers=bearer(key)) as r:
+            assert r.status == 200
+        assert await ctx.store.revoke_partner_key(key.split("_")[1])
+        async with http.get(f"{url}/metrics", headers=bearer(key)) as r:
+            assert r.status == 401
+
+
+async def test_consult_permit_deny_and_no_consent(web_hub, make_key) -> None:
+    async with web_hub() as (ctx, url, http):
+        cfg = ctx.config
+        await ctx.engine.ingest([client("1"), client("2")])
+        text = "\n".join(
+            orjson.dumps(c).decode()
+            for c in [
+                {
+                    "id": "a",
+                    "client": {"system": "hmis:demo", "value": "1"},
+                    "signed_on": "2024-06-01",
+                    "recorded_by": "shelter-a",
+                    "exclude_agencies": ["cie-211"],
+                },
+            ]
+        )
+        await ctx.import_consents(
+            parse_consent_file(text, agencies=cfg.agencies, policy=cfg.consent_policy)
+        )
+        key = await make_key(ctx, "hospital-x")
+
+        async def ask(pid: str, actor: str, purpose: str = "TREAT", **extra: object) -> dict:
+            context = {
+                "patientId": [{"system": "hmis:demo", "value": pid}],
+                "scope": "patient-privacy",
+                "purposeOfUse": purpose,
+                "actor": [{"system": "urn:cie-hub:agency", "value": actor}],
+                **extra,
+            }
+            body = {"hook": "patient-consent-consult", "hookInstance": "1", "context": context}
+            async with http.post(f"{url}{CONSULT}", json=body, headers=bearer(key)) as r:
+                assert r.status == 200
+                return await r.json()
+
+        assert (await ask("1", "hospital-x"))["cards"][0]["summary"] == "CONSENT_PERMIT"
+        assert (await ask("1", "cie-211"))["cards"][0]["summary"] == "CONSENT_DENY"
+        assert (await ask("1", "hospital-x", "HMARKT"))["cards"][0]["summary"] == "CONSENT_DENY"
+        assert (await ask("2", "hospital-x"))["cards"][0]["summary"] == "NO_CONSENT"
+        assert (await ask("nobody", "hospital-x"))["cards"][0]["summary"] == "NO_CONSENT"
+
+
+async def test_consult_names_missing_fields(web_hub, make_key) -> None:
+    async with web_hub() as (ctx, url, http):
+        key = await make_key(ctx, "hospital-x")
+        for context, field in [
+            ({"scope": "patient-privacy"}, "patientId"),
+            ({"patientId": [{"system": "s", "value": "v"}]}, "scope"),
+        ]:
+            async with http.post(
+                f"{url}{CONSULT}", json={"context": context}, headers=bearer(key)
+            ) as r:
+                assert r.status == 400
+                assert field in (await r.json())["message"]
+        async with http.get(f"{url}/cds-services", headers=bearer(key)) as r:
+            services = (await r.json())["services"]
+            assert services[0]["id"] == "patient-consent-consult"
