@@ -313,6 +313,9 @@ def _register_subcommands() -> None:
     from hub.admin_cli import register as register_admin
 
     register_admin(cli)
+    from hub.keys_cli import register as register_keys
+
+    register_keys(cli)
 
 
 _register_subcommands()

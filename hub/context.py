@@ -117,6 +117,7 @@ async def open_context(
             await store.migrate()
         await store.check_schema()
         keys = load_keyring(keys_path(config))
+        store.cipher = keys.cipher()
         metrics = Metrics()
         gate = ConsentGate(
             config.agencies,

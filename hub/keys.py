@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from hub.crypto import FieldCipher
+
 
 class KeyError_(RuntimeError):
     """The key file is missing, unreadable, too open, or malformed."""
@@ -51,6 +53,10 @@ class KeyRing:
     def blind(self, value: str) -> str:
         """Blind index of a normalised value: HMAC-SHA256, hex, 128 bits kept."""
         return hmac.new(self.index_key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def cipher(self) -> FieldCipher:
+        """The field cipher over the ring's data keys (the active one encrypts)."""
+        return FieldCipher(dict(self.data_keys), self.active_data_key)
 
     def signer(self) -> Ed25519PrivateKey:
         """The Ed25519 key that signs audit checkpoints."""

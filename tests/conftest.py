@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
 from hub.config import load_config
 from hub.context import HubContext, make_plugins, open_context
@@ -175,3 +177,73 @@ def seed_records() -> Callable[..., Any]:
         return asyncio.run(main())
 
     return seed
+
+
+@pytest.fixture
+def hub_cli(tmp_path: Path) -> Callable[..., Result]:
+    """``hub_cli("consent", "check", …)`` runs the command with tmp_path/hub.toml."""
+    from hub.cli import cli
+    from hub.cli_support import CliState
+
+    pm = make_plugins()
+    pm.hook.hub_cli_commands(cli=cli)
+
+    def run(*args: str, config: Path | None = None) -> Result:
+        state = CliState(config_path=config or tmp_path / "hub.toml", _plugins=pm)
+        return CliRunner().invoke(cli, list(args), obj=state, catch_exceptions=False)
+
+    return run
+
+
+# ---- no PII in logs ------------------------------------------------------------------------
+# Every test runs with logging at DEBUG through the hub's own handler (PII filter and
+# formatter); afterwards every line is scanned for the invented people's names, SSNs and
+# birth dates that the tests use. A test whose code path logs client data fails.
+
+PII_NEEDLES = [
+    "Zebulon",
+    "Quixtanova",
+    "Alvarez",
+    "Quinterro",
+    "078-05-1121",
+    "123-45-6789",
+    "078051121",
+    "123456789",
+    "1961-07-23",
+    "19610723",
+    "4242 Hidden Lane",
+    "100 Main St",
+    "619-555-0100",
+]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_pii_in_logs() -> Any:
+    """Fail a test whose logs (as the hub writes them) contain test client data."""
+    from hub.logs import JsonFormatter, PiiFilter
+
+    capture = _Capture()
+    capture.setFormatter(JsonFormatter())
+    capture.addFilter(PiiFilter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old_level)
+    leaks = [
+        (needle, line) for line in capture.lines for needle in PII_NEEDLES if needle in line
+    ]
+    assert not leaks, f"client data in the logs: {leaks[:3]}"

@@ -144,7 +144,9 @@ class Engine:
             self.on_change(result.enqueued)
         return result
 
-    async def _ingest(self, tx: Transaction, records: Sequence[Record], result: IngestResult) -> None:
+    async def _ingest(
+        self, tx: Transaction, records: Sequence[Record], result: IngestResult
+    ) -> None:
         rows = [record_to_row(r) for r in records]
         result.outcomes = await tx.upsert_records(rows)
         changed = [
@@ -201,7 +203,7 @@ class Engine:
         await tx.insert_persons(fresh)
         await tx.link_records(links)
         for person, birth_iso in facts:
-            await tx.set_person_facts(person, birth_iso, None)
+            await tx.set_birth_date(person, birth_iso)
         return persons
 
     async def _resolve_persons(
@@ -220,18 +222,19 @@ class Engine:
     async def _record_facts(
         self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
     ) -> None:
+        """Keep each source's latest word on DV fleeing; any source saying so counts."""
         for rec, _row in changed:
             flags = rec.meta.flags
-            if not flags:
-                continue
             client = record_client(rec)
-            person = persons.get(str(client)) if client else None
-            if person is None:
+            if not flags or client is None:
                 continue
             if FLAG_FLEEING_DV in flags:
-                await tx.set_person_facts(person, None, True)
+                await tx.set_dv_status(client.source, client.id, True)
             elif FLAG_NOT_FLEEING_DV in flags:
-                await tx.set_person_facts(person, None, False)
+                await tx.set_dv_status(client.source, client.id, False)
+            person = persons.get(str(client))
+            if person is not None:
+                self.gate.forget_person(person)
 
     async def _route(
         self,

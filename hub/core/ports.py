@@ -211,14 +211,16 @@ class Transaction(Protocol):
         """Close or reopen a review item."""
         ...
 
-    async def set_person_facts(
-        self, person_id: str, birth_date: str | None, fleeing_dv: bool | None
-    ) -> None:
-        """Facts the consent gate needs about a person (birth date, fleeing DV)."""
+    async def set_birth_date(self, person_id: str, birth_date: str) -> None:
+        """The person's birth date as the consent gate should use it (age rules)."""
+        ...
+
+    async def set_dv_status(self, source: str, client_id: str, fleeing: bool) -> None:
+        """What one source says, as of now, about its client fleeing domestic violence."""
         ...
 
     async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
-        """(birth date ISO or None, currently fleeing DV)."""
+        """(birth date ISO or None, fleeing DV according to any source linked to the person)."""
         ...
 
     # consents

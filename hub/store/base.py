@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hub.core.ports import AuditRow, OutboxRow, RecordRow
+from hub.crypto import FieldCipher
 from hub.store import schema
 from hub.store.sql import (
     OUTBOX_COLUMNS,
@@ -29,6 +30,7 @@ class SqlStore(ABC):
     """A store over one SQL dialect; subclasses provide connections and transactions."""
 
     dialect: str = ""
+    cipher: FieldCipher | None = None
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
@@ -110,7 +112,7 @@ class SqlStore(ABC):
                 rows = await c.fetch(sql, args)
             if not rows:
                 return
-            records = [record_from_row(r) for r in rows]
+            records = [record_from_row(r, self.cipher) for r in rows]
             yield records
             last = (records[-1].source, records[-1].source_id)
 
@@ -191,7 +193,7 @@ class SqlStore(ABC):
         now_s = now.isoformat(timespec="microseconds")
         async with self.transaction() as tx:
             rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, limit))
-        return sorted((outbox_from_row(r) for r in rows), key=lambda o: o.id)
+        return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
 
     async def finish_outbox(
         self, outbox_id: int, status: str, *, error: str = "", retry_at: str | None = None
@@ -220,13 +222,13 @@ class SqlStore(ABC):
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         async with self._reader() as c:
-            return [outbox_from_row(r) for r in await c.fetch(sql, args)]
+            return [outbox_from_row(r, self.cipher) for r in await c.fetch(sql, args)]
 
     async def get_outbox(self, outbox_id: int) -> OutboxRow | None:
         """One outbox entry by id."""
         async with self._reader() as c:
             r = await c.fetchrow(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id=?", (outbox_id,))
-        return None if r is None else outbox_from_row(r)
+        return None if r is None else outbox_from_row(r, self.cipher)
 
     async def requeue_outbox(self, outbox_id: int) -> bool:
         """Replay a dead or retrying entry: back to pending, due now, attempts reset."""
@@ -299,3 +301,87 @@ class SqlStore(ABC):
                 (now_iso(), key_id),
             )
         return n > 0
+
+    # ---- key rotation --------------------------------------------------------------------
+
+    async def reencrypt(self, cipher: FieldCipher, batch: int = 500) -> dict[str, int]:
+        """Re-encrypt every protected value under ``cipher``'s active key, in small batches.
+
+        ``cipher`` must hold the old keys too (to decrypt). Each batch is its own short
+        transaction, so the hub keeps serving while this runs.
+        """
+        counts = {"records": 0, "outbox": 0, "consents": 0, "persons": 0}
+        active = f"enc1:{cipher.active}:"
+
+        async def stale(
+            table: str, key_cols: str, value_col: str, last: tuple[Any, ...]
+        ) -> list[Any]:
+            marks = ",".join("?" * len(last))
+            async with self._reader() as c:
+                return await c.fetch(
+                    f"SELECT {key_cols}, {value_col} FROM {table} WHERE ({key_cols}) > ({marks}) "
+                    f"ORDER BY {key_cols} LIMIT ?",
+                    (*last, batch),
+                )
+
+        # records: payload JSON with per-field tokens
+        last: tuple[Any, ...] = ("", "", "")
+        while rows := await stale("records", "kind, source, source_id", "payload", last):
+            async with self.transaction() as tx:
+                for kind, source, sid, payload in rows:
+                    raw = bytes(payload)
+                    if b"enc1:" not in raw or raw.count(b"enc1:") == raw.count(active.encode()):
+                        continue
+                    plain = cipher.reveal_payload(kind, source, sid, raw)
+                    await tx._c.execute(
+                        "UPDATE records SET payload=? WHERE kind=? AND source=? AND source_id=?",
+                        (cipher.protect_payload(kind, source, sid, plain), kind, source, sid),
+                    )
+                    counts["records"] += 1
+            last = tuple(rows[-1][:3])
+        # outbox and consents: whole blobs
+        for table, key_col, aad in (("outbox", "id", None), ("consents", "id", "consent|{}")):
+            last = (0,) if table == "outbox" else ("",)
+            cols = f"{key_col}, idempotency_key" if table == "outbox" else key_col
+            value = "payload" if table == "outbox" else "body"
+            while rows := await stale(table, key_col, f"{value}, {cols}", last):
+                async with self.transaction() as tx:
+                    for row in rows:
+                        key, blob = row[0], bytes(row[1])
+                        if not blob.startswith(b"enc1:") or blob.startswith(active.encode()):
+                            continue
+                        bind = row[3] if table == "outbox" else str(aad).format(key)
+                        fresh = cipher.seal_blob(cipher.open_blob(blob, bind), bind)
+                        await tx._c.execute(
+                            f"UPDATE {table} SET {value}=? WHERE {key_col}=?", (fresh, key)
+                        )
+                        counts[table] += 1
+                last = (rows[-1][0],)
+        last = ("",)
+        while rows := await stale("persons", "id", "birth_date", last):
+            async with self.transaction() as tx:
+                for pid, birth in rows:
+                    if not birth or not birth.startswith("enc1:") or birth.startswith(active):
+                        continue
+                    bind = f"person|{pid}".encode()
+                    fresh = cipher.seal(cipher.open(birth, bind), bind)
+                    await tx._c.execute("UPDATE persons SET birth_date=? WHERE id=?", (fresh, pid))
+                    counts["persons"] += 1
+            last = (rows[-1][0],)
+        return counts
+
+    async def key_in_use(self, key_id: str) -> bool:
+        """Whether any stored value is still encrypted under ``key_id``."""
+        token = f"%enc1:{key_id}:%"
+        cast = "CAST({} AS TEXT)" if self.dialect == "sqlite" else "encode({}, 'escape')"
+        checks = [
+            ("records", cast.format("payload")),
+            ("outbox", cast.format("payload")),
+            ("consents", cast.format("body")),
+            ("persons", "birth_date"),
+        ]
+        async with self._reader() as c:
+            for table, expr in checks:
+                if await c.fetchrow(f"SELECT 1 FROM {table} WHERE {expr} LIKE ? LIMIT 1", (token,)):
+                    return True
+        return False

@@ -88,7 +88,7 @@ class PostgresStore(SqlStore):
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
         """A pooled connection in one transaction."""
         async with self._require().acquire() as conn, conn.transaction():
-            yield SqlTransaction(PgConnection(conn), self.dialect)
+            yield SqlTransaction(PgConnection(conn), self.dialect, self.cipher)
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[PgConnection]:

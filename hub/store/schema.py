@@ -30,7 +30,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX records_received ON records (received_at)",
             """CREATE TABLE persons (
                 id TEXT PRIMARY KEY, created_at TEXT NOT NULL,
-                birth_date TEXT, fleeing_dv INTEGER NOT NULL DEFAULT 0)""",
+                birth_date TEXT)""",
             """CREATE TABLE person_keys (
                 match_key TEXT NOT NULL, person_id TEXT NOT NULL, kind TEXT NOT NULL,
                 source TEXT NOT NULL, source_id TEXT NOT NULL,
@@ -66,6 +66,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 sender TEXT NOT NULL, control_id TEXT NOT NULL, content_hash TEXT NOT NULL,
                 response {blob} NOT NULL, received_at TEXT NOT NULL,
                 PRIMARY KEY (sender, control_id))""",
+            """CREATE TABLE dv_status (
+                source TEXT NOT NULL, client_id TEXT NOT NULL, fleeing INTEGER NOT NULL,
+                updated_at TEXT NOT NULL, PRIMARY KEY (source, client_id))""",
             """CREATE TABLE partner_keys (
                 key_id TEXT PRIMARY KEY, agency TEXT NOT NULL, role TEXT NOT NULL,
                 salt {blob} NOT NULL, hash {blob} NOT NULL, created_at TEXT NOT NULL,

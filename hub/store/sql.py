@@ -7,12 +7,14 @@ placeholders to ``$n``).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hub.core.ports import AuditRow, OutboxRow, RecordRow, ReviewItem, UpsertOutcome
+from hub.crypto import PREFIX, FieldCipher
 
 Row = Sequence[Any]
 
@@ -58,15 +60,18 @@ OUTBOX_COLUMNS = (
 )
 
 
-def record_from_row(r: Row) -> RecordRow:
-    """A :class:`RecordRow` from a row selected with :data:`RECORD_COLUMNS`."""
+def record_from_row(r: Row, cipher: FieldCipher | None = None) -> RecordRow:
+    """A :class:`RecordRow` from a row selected with :data:`RECORD_COLUMNS` (decrypted)."""
+    payload = bytes(r[5])
+    if cipher is not None:
+        payload = cipher.reveal_payload(r[0], r[1], r[2], payload)
     return RecordRow(
         kind=r[0],
         source=r[1],
         source_id=r[2],
         owner=r[3],
         version=r[4],
-        payload=bytes(r[5]),
+        payload=payload,
         payload_hash=r[6],
         source_system=r[7],
         received_at=r[8],
@@ -78,8 +83,11 @@ def record_from_row(r: Row) -> RecordRow:
     )
 
 
-def outbox_from_row(r: Row) -> OutboxRow:
-    """An :class:`OutboxRow` from a row selected with :data:`OUTBOX_COLUMNS`."""
+def outbox_from_row(r: Row, cipher: FieldCipher | None = None) -> OutboxRow:
+    """An :class:`OutboxRow` from a row selected with :data:`OUTBOX_COLUMNS` (decrypted)."""
+    payload = bytes(r[16])
+    if cipher is not None:
+        payload = cipher.open_blob(payload, r[8])
     return OutboxRow(
         id=int(r[0]),
         feed=r[1],
@@ -97,16 +105,17 @@ def outbox_from_row(r: Row) -> OutboxRow:
         last_error=r[13],
         delivered_at=r[14],
         audit_seq=None if r[15] is None else int(r[15]),
-        payload=bytes(r[16]),
+        payload=payload,
     )
 
 
 class SqlTransaction:
     """Every :class:`hub.core.ports.Transaction` operation, in portable SQL."""
 
-    def __init__(self, conn: Connection, dialect: str) -> None:
+    def __init__(self, conn: Connection, dialect: str, cipher: FieldCipher | None = None) -> None:
         self._c = conn
         self._dialect = dialect
+        self._cipher = cipher
 
     # ---- records -------------------------------------------------------------------------
 
@@ -133,6 +142,9 @@ class SqlTransaction:
                 updates.append(row)
                 existing[key] = (row.version, row.payload_hash, row.deleted)
                 outcomes.append("updated")
+        if self._cipher is not None:
+            inserts = [self._sealed(r) for r in inserts]
+            updates = [self._sealed(r) for r in updates]
         if inserts:
             await self._c.executemany(
                 f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
@@ -165,6 +177,11 @@ class SqlTransaction:
             )
         return outcomes
 
+    def _sealed(self, r: RecordRow) -> RecordRow:
+        assert self._cipher is not None
+        payload = self._cipher.protect_payload(r.kind, r.source, r.source_id, r.payload)
+        return dataclasses.replace(r, payload=payload)
+
     async def _versions(self, rows: Sequence[RecordRow]) -> dict[tuple[str, str, str], Any]:
         found: dict[tuple[str, str, str], Any] = {}
         groups: dict[tuple[str, str], list[str]] = {}
@@ -188,7 +205,7 @@ class SqlTransaction:
             f"SELECT {RECORD_COLUMNS} FROM records WHERE kind=? AND source=? AND source_id=?",
             (kind, source, source_id),
         )
-        return None if r is None else record_from_row(r)
+        return None if r is None else record_from_row(r, self._cipher)
 
     async def records_of_person(
         self, person_id: str, kinds: Sequence[str] | None = None
@@ -206,7 +223,7 @@ class SqlTransaction:
             sql += f" AND kind IN ({','.join('?' * len(kinds))})"
             args.extend(kinds)
         sql += " ORDER BY received_at, kind, source_id"
-        return [record_from_row(r) for r in await self._c.fetch(sql, args)]
+        return [record_from_row(r, self._cipher) for r in await self._c.fetch(sql, args)]
 
     async def mark_deleted_except(
         self, kind: str, source: str, keep: Iterable[str], scope_owner: str | None = None
@@ -365,25 +382,36 @@ class SqlTransaction:
         )
         return n > 0
 
-    async def set_person_facts(
-        self, person_id: str, birth_date: str | None, fleeing_dv: bool | None
-    ) -> None:
-        """See :meth:`hub.core.ports.Transaction.set_person_facts`."""
-        if birth_date is not None:
-            await self._c.execute(
-                "UPDATE persons SET birth_date=? WHERE id=?", (birth_date, person_id)
-            )
-        if fleeing_dv is not None:
-            await self._c.execute(
-                "UPDATE persons SET fleeing_dv=? WHERE id=?", (int(fleeing_dv), person_id)
-            )
+    async def set_birth_date(self, person_id: str, birth_date: str) -> None:
+        """See :meth:`hub.core.ports.Transaction.set_birth_date`."""
+        stored = birth_date
+        if self._cipher is not None:
+            stored = self._cipher.seal(birth_date.encode(), f"person|{person_id}".encode())
+        await self._c.execute("UPDATE persons SET birth_date=? WHERE id=?", (stored, person_id))
+
+    async def set_dv_status(self, source: str, client_id: str, fleeing: bool) -> None:
+        """See :meth:`hub.core.ports.Transaction.set_dv_status`."""
+        await self._c.execute(
+            "INSERT INTO dv_status (source, client_id, fleeing, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (source, client_id) DO UPDATE SET fleeing=excluded.fleeing, "
+            "updated_at=excluded.updated_at",
+            (source, client_id, int(fleeing), now_iso()),
+        )
 
     async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
         """See :meth:`hub.core.ports.Transaction.person_facts`."""
         row = await self._c.fetchrow(
-            "SELECT birth_date, fleeing_dv FROM persons WHERE id=?", (person_id,)
+            "SELECT p.birth_date, EXISTS (SELECT 1 FROM dv_status d JOIN records c ON "
+            "c.kind='client' AND c.source=d.source AND c.source_id=d.client_id "
+            "WHERE c.person_id=p.id AND d.fleeing=1) FROM persons p WHERE p.id=?",
+            (person_id,),
         )
-        return (None, False) if row is None else (row[0], bool(row[1]))
+        if row is None:
+            return (None, False)
+        birth: str | None = row[0]
+        if birth is not None and self._cipher is not None and birth.startswith(PREFIX):
+            birth = self._cipher.open(birth, f"person|{person_id}".encode()).decode()
+        return (birth, bool(row[1]))
 
     # ---- consents ------------------------------------------------------------------------
 
@@ -395,12 +423,22 @@ class SqlTransaction:
             "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "client_system=excluded.client_system, client_value=excluded.client_value, "
             "body=excluded.body, updated_at=excluded.updated_at",
-            [(cid, system, value, body, at) for cid, system, value, body in consents],
+            [
+                (cid, system, value, self._seal_blob(body, f"consent|{cid}"), at)
+                for cid, system, value, body in consents
+            ],
         )
 
     async def all_consents(self) -> list[bytes]:
         """See :meth:`hub.core.ports.Transaction.all_consents`."""
-        return [bytes(r[0]) for r in await self._c.fetch("SELECT body FROM consents ORDER BY id")]
+        rows = await self._c.fetch("SELECT id, body FROM consents ORDER BY id")
+        return [self._open_blob(bytes(r[1]), f"consent|{r[0]}") for r in rows]
+
+    def _seal_blob(self, data: bytes, aad: str) -> bytes:
+        return data if self._cipher is None else self._cipher.seal_blob(data, aad)
+
+    def _open_blob(self, data: bytes, aad: str) -> bytes:
+        return data if self._cipher is None else self._cipher.open_blob(data, aad)
 
     # ---- audit ---------------------------------------------------------------------------
 
@@ -455,7 +493,7 @@ class SqlTransaction:
                     r.created_at,
                     r.last_error,
                     r.audit_seq,
-                    r.payload,
+                    self._seal_blob(r.payload, r.idempotency_key),
                 ),
             )
             if got is not None:

@@ -92,7 +92,7 @@ class SqliteStore(SqlStore):
             conn = self._raw()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield SqlTransaction(SqliteConnection(conn), self.dialect)
+                yield SqlTransaction(SqliteConnection(conn), self.dialect, self.cipher)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

@@ -108,13 +108,16 @@ async def scenario(base: Path, people: list[dict[str, Any]], feeds: list[dict[st
             await ctx.import_consents(
                 parse_consent_file(text, agencies=cfg.agencies, policy=cfg.consent_policy)
             )
-        await ctx.engine.ingest(records)
+        result = await ctx.engine.ingest(records)
         audit = {
             entry_from_row(r).seq: entry_from_row(r)
             async for b in ctx.store.iter_audit()
             for r in b
         }
-        fleeing = {str(i + 1) for i, p in enumerate(people) if p["fleeing"]}
+        # a person is fleeing when any of the records linked to them says so
+        person_of = {pid.split("/")[1]: p for pid, p in result.persons.items()}
+        fleeing_persons = {person_of[str(i + 1)] for i, p in enumerate(people) if p["fleeing"]}
+        fleeing = {pid for pid, person in person_of.items() if person in fleeing_persons}
         for item in await ctx.store.list_outbox(limit=10_000):
             entry = audit[item.audit_seq]
             assert entry.decision in ("permit", "permit-redacted")

@@ -1,0 +1,72 @@
+"""``hub keys …``: rotate the data key online, retire old keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+
+import click
+
+from hub.cli_support import CliState, echo_json, fail, run_with_context
+from hub.context import HubContext, keys_path
+from hub.keys import load_keyring
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``keys`` group."""
+
+    @cli.group()
+    def keys() -> None:
+        """Field encryption keys: rotate, retire."""
+
+    @keys.command("rotate")
+    @click.pass_obj
+    def keys_rotate(state: CliState) -> None:
+        """Add a new data key, make it active and re-encrypt every stored value with it, in
+        small batches while the hub keeps running. Restart running hubs afterwards so they
+        encrypt with the new key, run rotate once more, then retire the old key.
+
+        \b
+        Example:
+          hub keys rotate && hub keys retire k1a2b3c4
+        """
+        if os.environ.get("HUB_KEYS"):
+            fail("keys come from $HUB_KEYS: rotate in the key file, then update the variable")
+        path = keys_path(state.config)
+        ring = load_keyring(path)
+        kid = "k" + secrets.token_hex(4)
+        new = dataclasses.replace(
+            ring,
+            data_keys=(*ring.data_keys, (kid, secrets.token_bytes(32))),
+            active_data_key=kid,
+        )
+        new.write(path)
+
+        async def work(ctx: HubContext) -> dict[str, int]:
+            return await ctx.store.reencrypt(new.cipher())
+
+        counts = run_with_context(state, work)
+        echo_json({"active_key": kid, "reencrypted": counts})
+
+    @keys.command("retire")
+    @click.argument("key_id")
+    @click.pass_obj
+    def keys_retire(state: CliState, key_id: str) -> None:
+        """Remove an old data key from the key file, once nothing is encrypted with it.
+
+        \b
+        Example:
+          hub keys retire k1a2b3c4
+        """
+        path = keys_path(state.config)
+        ring = load_keyring(path)
+        if key_id == ring.active_data_key:
+            fail(f"{key_id} is the active key; rotate first")
+        if key_id not in dict(ring.data_keys):
+            fail(f"no data key {key_id!r} in {path}")
+        if run_with_context(state, lambda ctx: ctx.store.key_in_use(key_id)):
+            fail(f"values are still encrypted with {key_id}; run 'hub keys rotate' again")
+        kept = tuple((k, v) for k, v in ring.data_keys if k != key_id)
+        dataclasses.replace(ring, data_keys=kept).write(path)
+        click.echo(f"retired {key_id}")
