@@ -28,6 +28,7 @@ CORE_SECTIONS: dict[str, str] = {
     "keys": "where the key file is",
     "logging": "log level and format",
     "plugins": "disabled plugins",
+    "auth": "SMART Backend Services clients, client certificates, rate limits",
 }
 
 
@@ -57,6 +58,45 @@ class RetentionConfig:
     audit_years: int = 6
 
 
+@dataclass(frozen=True, slots=True)
+class SmartClient:
+    """A partner system allowed the SMART Backend Services client-credentials flow."""
+
+    client_id: str
+    agency: str
+    public_key_pem: bytes
+    role: str = "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """A client certificate (by subject CN or SHA-256 fingerprint) mapped to an agency."""
+
+    agency: str
+    subject_cn: str = ""
+    sha256: str = ""
+    role: str = "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """A server certificate, and the CA whose client certificates are required (mutual TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Who may call the hub other than with API keys, and how often."""
+
+    clients: tuple[SmartClient, ...] = ()
+    certificates: tuple[ClientCertificate, ...] = ()
+    token_lifetime_seconds: int = 300
+    requests_per_minute: int = 1200
+
+
 @dataclass(frozen=True)
 class HubConfig:
     """The validated configuration."""
@@ -73,6 +113,8 @@ class HubConfig:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     keys_file: Path | None = None
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    http_tls: TlsConfig | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     disabled_plugins: frozenset[str] = frozenset()
@@ -299,6 +341,76 @@ def _dataclass_section(c: _Checker, raw: Any, key: str, cls: Any) -> Any:
     return cls(**kwargs)
 
 
+def tls_config(c: _Checker, raw: Any, key: str, base_dir: Path) -> TlsConfig | None:
+    """A TLS table (cert_file, key_file, optional client_ca_file), files checked to exist."""
+    if raw is None:
+        return None
+    t = c.table(raw, key)
+    c.known(t, key, {"cert_file", "key_file", "client_ca_file"})
+    paths: dict[str, Path | None] = {}
+    for name in ("cert_file", "key_file", "client_ca_file"):
+        value = c.typed(t, key, name, str, "")
+        if not value:
+            if name != "client_ca_file":
+                raise c.fail(f"{key}.{name}", "required")
+            paths[name] = None
+            continue
+        path = Path(value) if Path(value).is_absolute() else base_dir / value
+        if not path.is_file():
+            raise c.fail(f"{key}.{name}", f"file not found: {path}")
+        paths[name] = path
+    cert, private = paths["cert_file"], paths["key_file"]
+    assert cert is not None and private is not None
+    return TlsConfig(cert, private, paths["client_ca_file"])
+
+
+def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path) -> AuthConfig:
+    t = c.table(raw, "auth")
+    c.known(t, "auth", {"clients", "certificates", "token_lifetime_seconds", "requests_per_minute"})
+    clients: list[SmartClient] = []
+    for i, item in enumerate(t.get("clients", [])):
+        key = f"auth.clients[{i}]"
+        ct = c.table(item, key)
+        c.known(ct, key, {"client_id", "agency", "public_key_file", "role"})
+        agency = c.typed(ct, key, "agency", str, "")
+        if agency not in agencies:
+            raise c.fail(f"{key}.agency", f"unknown agency {agency!r}")
+        pem_path = c.typed(ct, key, "public_key_file", str, "")
+        path = Path(pem_path) if Path(pem_path).is_absolute() else base_dir / pem_path
+        if not pem_path or not path.is_file():
+            raise c.fail(f"{key}.public_key_file", f"file not found: {path}")
+        clients.append(
+            SmartClient(
+                client_id=c.typed(ct, key, "client_id", str, "") or agency,
+                agency=agency,
+                public_key_pem=path.read_bytes(),
+                role=c.typed(ct, key, "role", str, "partner"),
+            )
+        )
+    certs: list[ClientCertificate] = []
+    for i, item in enumerate(t.get("certificates", [])):
+        key = f"auth.certificates[{i}]"
+        ct = c.table(item, key)
+        c.known(ct, key, {"agency", "subject_cn", "sha256", "role"})
+        agency = c.typed(ct, key, "agency", str, "")
+        if agency not in agencies:
+            raise c.fail(f"{key}.agency", f"unknown agency {agency!r}")
+        certs.append(
+            ClientCertificate(
+                agency=agency,
+                subject_cn=c.typed(ct, key, "subject_cn", str, ""),
+                sha256=c.typed(ct, key, "sha256", str, "").lower().replace(":", ""),
+                role=c.typed(ct, key, "role", str, "partner"),
+            )
+        )
+    return AuthConfig(
+        clients=tuple(clients),
+        certificates=tuple(certs),
+        token_lifetime_seconds=c.typed(t, "auth", "token_lifetime_seconds", int, 300),
+        requests_per_minute=c.typed(t, "auth", "requests_per_minute", int, 1200),
+    )
+
+
 SectionValidator = Callable[[str, Any, frozenset[str]], list[str]]
 
 
@@ -343,7 +455,7 @@ def load_config(
         raise c.fail("store.url", "expected sqlite:///path or postgresql://user@host:port/db")
 
     http = c.table(raw.get("http", {}), "http")
-    c.known(http, "http", {"host", "port", "max_body_bytes"})
+    c.known(http, "http", {"host", "port", "max_body_bytes", "tls"})
     port = c.typed(http, "http", "port", int, 8080)
     if not 0 <= port <= 65535:
         raise c.fail("http.port", f"port {port} out of range 0-65535")
@@ -370,6 +482,9 @@ def load_config(
     if fmt not in ("text", "json"):
         raise c.fail("logging.format", "expected 'text' or 'json'")
 
+    auth = _auth(c, raw.get("auth", {}), agencies, base_dir)
+    http_tls = tls_config(c, http.get("tls"), "http.tls", base_dir)
+
     plugins_t = c.table(raw.get("plugins", {}), "plugins")
     c.known(plugins_t, "plugins", {"disabled"})
 
@@ -395,6 +510,8 @@ def load_config(
         delivery=delivery,
         retention=retention,
         keys_file=(base_dir / keys_file) if keys_file else None,
+        auth=auth,
+        http_tls=http_tls,
         log_level=level,
         log_format=fmt,
         disabled_plugins=frozenset(c.strings(plugins_t, "plugins", "disabled")),

@@ -32,7 +32,9 @@ from hub.core.records import (
 from hub.core.records import (
     Service as ServiceRecord,
 )
+from hub.config import TlsConfig, tls_config
 from hub.hookspecs import hookimpl
+from hub.tls import server_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,9 @@ __all__ = [
     "Sink",
     "SourceKey",
     "SourceRow",
+    "TlsConfig",
     "hookimpl",
     "payload_hash",
+    "server_context",
+    "tls_config",
 ]

@@ -84,12 +84,24 @@ async def serve(ctx: HubContext, *, workers: bool = True) -> None:
     app.cleanup_ctx.append(scheduler)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, ctx.config.http_host, ctx.config.http_port, shutdown_timeout=5)
+    ssl_context = None
+    if ctx.config.http_tls is not None:
+        from hub.tls import server_context
+
+        ssl_context = server_context(ctx.config.http_tls)
+    site = web.TCPSite(
+        runner,
+        ctx.config.http_host,
+        ctx.config.http_port,
+        shutdown_timeout=5,
+        ssl_context=ssl_context,
+    )
     await site.start()
     server = getattr(site, "_server", None)
     sockets = getattr(server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else ctx.config.http_port
-    announce(f"http listening on {ctx.config.http_host}:{port}")
+    scheme = "https" if ssl_context is not None else "http"
+    announce(f"http listening on {scheme}://{ctx.config.http_host}:{port}")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

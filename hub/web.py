@@ -7,6 +7,7 @@ the ``hub_http_routes`` hook and read the context from ``request.app[CONTEXT]``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -80,29 +81,85 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(500, "internal_error", "the hub could not complete the request")
 
 
+class RateLimiter:
+    """A token bucket per caller: ``per_minute`` requests, bursts up to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, who: str, now: float | None = None) -> float:
+        """0 when the request may go ahead, else the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(who, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[who] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self._buckets[who] = (tokens - 1.0, now)
+        return 0.0
+
+
+LIMITER = web.AppKey("hub_rate_limiter", RateLimiter)
+
+
+def certificate_caller(request: web.Request) -> Caller | None:
+    """The partner a verified client certificate (mutual TLS) is mapped to, if any."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    fingerprint = hashlib.sha256(der).hexdigest()
+    subject = dict(x[0] for x in (ssl_object.getpeercert() or {}).get("subject", ()))
+    cn = subject.get("commonName", "")
+    for mapping in request.app[CONTEXT].config.auth.certificates:
+        if (mapping.sha256 and mapping.sha256 == fingerprint) or (
+            mapping.subject_cn and mapping.subject_cn == cn
+        ):
+            return Caller(mapping.agency, mapping.role, f"cert:{fingerprint[:16]}")
+    return None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate ``Authorization: Bearer`` API keys (and tokens other plugins accept)."""
+    """Authenticate the caller (bearer API key, SMART access token or client certificate),
+    then apply the caller's rate limit."""
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     ctx = request.app[CONTEXT]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="cie-hub"'}
-    if scheme.lower() != "bearer" or not token:
+    caller: Caller | None = None
+    if scheme.lower() == "bearer" and token:
+        caller = await request.app[VERIFIER].verify(token.strip())
+        if caller is None:
+            for verify in ctx.extras.get("token_verifiers", []):
+                caller = await verify(token.strip())
+                if caller is not None:
+                    break
+        if caller is None:
+            ctx.metrics.auth_failures.labels("invalid").inc()
+            log.info("refused credentials", extra={"path": request.path})
+            challenge["WWW-Authenticate"] += ', error="invalid_token"'
+            return json_error(401, "unauthorized", "invalid or revoked credentials", **challenge)
+    else:
+        caller = certificate_caller(request)
+    if caller is None:
         ctx.metrics.auth_failures.labels("missing").inc()
         return json_error(401, "unauthorized", "bearer credentials required", **challenge)
-    caller = await request.app[VERIFIER].verify(token.strip())
-    if caller is None:
-        for verify in ctx.extras.get("token_verifiers", []):
-            caller = await verify(token.strip())
-            if caller is not None:
-                break
-    if caller is None:
-        ctx.metrics.auth_failures.labels("invalid").inc()
-        log.info("refused credentials", extra={"path": request.path})
-        challenge["WWW-Authenticate"] += ', error="invalid_token"'
-        return json_error(401, "unauthorized", "invalid or revoked credentials", **challenge)
+    wait = request.app[LIMITER].take(caller.key_id)
+    if wait > 0:
+        ctx.metrics.auth_failures.labels("rate_limited").inc()
+        return json_error(
+            429,
+            "too_many_requests",
+            "request rate limit reached",
+            **{"Retry-After": str(max(1, int(wait + 0.999)))},
+        )
     request[CALLER] = caller
     return await handler(request)
 
@@ -140,11 +197,14 @@ def make_app(ctx: HubContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=max_body)
     app[CONTEXT] = ctx
     app[VERIFIER] = KeyVerifier(ctx.store)
+    app[LIMITER] = RateLimiter(ctx.config.auth.requests_per_minute)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     from hub.consult import add_consult_routes
+    from hub.smart import add_smart_routes
 
     add_consult_routes(app)
+    add_smart_routes(app, ctx)
     try:
         from hub.admin import add_admin_routes
     except ImportError:  # the admin API arrives with the delivery module

@@ -11,12 +11,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
+from hub.auth import new_key
 from hub.config import load_config
 from hub.context import HubContext, make_plugins, open_context
 from hub.keys import KeyRing
+from hub.web import make_app
 
 PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -243,7 +247,40 @@ def no_pii_in_logs() -> Any:
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
-    leaks = [
-        (needle, line) for line in capture.lines for needle in PII_NEEDLES if needle in line
-    ]
+    leaks = [(needle, line) for line in capture.lines for needle in PII_NEEDLES if needle in line]
     assert not leaks, f"client data in the logs: {leaks[:3]}"
+
+
+# ---- a real HTTP server over a real hub ---------------------------------------------------
+
+
+async def add_key(ctx: HubContext, agency: str, role: str = "partner") -> str:
+    """Create an API key for an agency; returns the full key."""
+    key, key_id, salt, digest = new_key()
+    await ctx.store.add_partner_key(key_id, agency, role, salt, digest)
+    return key
+
+
+@pytest.fixture
+def web_hub(hub_factory: Callable[..., Any]) -> Callable[..., Any]:
+    """``async with web_hub(extra_toml) as (ctx, base_url, session)``."""
+
+    @asynccontextmanager
+    async def make(extra: str = "") -> AsyncIterator[tuple[HubContext, str, aiohttp.ClientSession]]:
+        async with hub_factory(extra) as ctx:
+            server = TestServer(make_app(ctx), host="127.0.0.1", port=0)
+            await server.start_server()
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                try:
+                    yield ctx, str(server.make_url("")).rstrip("/"), session
+                finally:
+                    await server.close()
+
+    return make
+
+
+@pytest.fixture
+def make_key() -> Callable[..., Any]:
+    """``await make_key(ctx, agency, role="partner")`` → a new bearer key."""
+    return add_key

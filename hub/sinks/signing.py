@@ -47,9 +47,7 @@ def signature_header(body: bytes, secrets: Sequence[bytes], timestamp: int | Non
     return ",".join(parts)
 
 
-def secrets_from_env(
-    names: object, environ: Mapping[str, str] | None = None
-) -> list[bytes]:
+def secrets_from_env(names: object, environ: Mapping[str, str] | None = None) -> list[bytes]:
     """The secrets held by the environment variables a feed names in ``secret_envs``.
 
     Raises :class:`SigningError` naming the option or the variable (never its value) when
@@ -129,7 +127,7 @@ def outcome_for_status(status: int, retry_after: str | None = None) -> DeliveryO
 
 async def post_signed(
     session: aiohttp.ClientSession,
-    url: str,
+    url: str | URL,
     body: bytes,
     *,
     secrets: Sequence[bytes],
@@ -163,4 +161,6 @@ async def post_signed(
     except TimeoutError:
         return DeliveryOutcome(ok=False, retry=True, error=f"timeout after {timeout_seconds:g}s")
     except aiohttp.ClientError as exc:
-        return DeliveryOutcome(ok=False, retry=True, error=f"connection error: {type(exc).__name__}")
+        return DeliveryOutcome(
+            ok=False, retry=True, error=f"connection error: {type(exc).__name__}"
+        )

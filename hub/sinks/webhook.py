@@ -21,10 +21,12 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from hub.core.ports import Delivery, DeliveryOutcome
 from hub.sinks.signing import SigningError, check_url, post_signed, secrets_from_env
@@ -84,6 +86,15 @@ def webhook_body(delivery: Delivery) -> bytes:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A feed's endpoint, secrets and timeout, resolved once per batch."""
+
+    url: URL
+    secrets: list[bytes]
+    timeout: float
+
+
 def _number(options: Mapping[str, Any], name: str, default: float) -> float:
     value = options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -110,35 +121,44 @@ class WebhookSink:
         """Post a batch concurrently (``max_in_flight`` at a time); one outcome each, in order."""
         if not deliveries:
             return []
-        options = deliveries[0].options
-        limit = asyncio.Semaphore(int(_number(options, "max_in_flight", DEFAULT_MAX_IN_FLIGHT)))
-        secrets_cache: dict[int, list[bytes] | SigningError] = {}
+        limit = asyncio.Semaphore(
+            int(_number(deliveries[0].options, "max_in_flight", DEFAULT_MAX_IN_FLIGHT))
+        )
+        targets: dict[int, _Target | DeliveryOutcome] = {}
 
         async def one(d: Delivery) -> DeliveryOutcome:
-            problem = check_url(d.options.get("url"), bool(d.options.get("allow_insecure_http")))
-            if problem is not None:
-                return DeliveryOutcome(ok=False, retry=False, error=problem)
-            cached = secrets_cache.get(id(d.options))
-            if cached is None:
-                try:
-                    cached = secrets_from_env(d.options.get("secret_envs"), self._environ)
-                except SigningError as exc:
-                    cached = exc
-                secrets_cache[id(d.options)] = cached
-            if isinstance(cached, SigningError):
-                return DeliveryOutcome(ok=False, retry=False, error=str(cached))
+            target = targets.get(id(d.options))
+            if target is None:
+                target = targets[id(d.options)] = self._target(d.options)
+            if isinstance(target, DeliveryOutcome):
+                return target
             async with limit:
                 return await post_signed(
                     self._client(),
-                    str(d.options["url"]),
+                    target.url,
                     webhook_body(d),
-                    secrets=cached,
+                    secrets=target.secrets,
                     idempotency_key=d.idempotency_key,
                     content_type="application/json",
-                    timeout_seconds=_number(d.options, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+                    timeout_seconds=target.timeout,
                 )
 
         return list(await asyncio.gather(*(one(d) for d in deliveries)))
+
+    def _target(self, options: Mapping[str, Any]) -> _Target | DeliveryOutcome:
+        """Where and how a feed's deliveries go, or the dead outcome of a bad setting."""
+        problem = check_url(options.get("url"), bool(options.get("allow_insecure_http")))
+        if problem is not None:
+            return DeliveryOutcome(ok=False, retry=False, error=problem)
+        try:
+            secrets = secrets_from_env(options.get("secret_envs"), self._environ)
+        except SigningError as exc:
+            return DeliveryOutcome(ok=False, retry=False, error=str(exc))
+        return _Target(
+            URL(str(options["url"])),
+            secrets,
+            _number(options, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+        )
 
     async def close(self) -> None:
         """Close the shared session."""

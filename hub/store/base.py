@@ -385,3 +385,38 @@ class SqlStore(ABC):
                 if await c.fetchrow(f"SELECT 1 FROM {table} WHERE {expr} LIKE ? LIMIT 1", (token,)):
                     return True
         return False
+
+    # ---- SMART Backend Services ----------------------------------------------------------
+
+    async def use_assertion(self, jti: str, client_id: str, expires_at: str) -> bool:
+        """Record an assertion id; False when it was used before (a replay)."""
+        async with self.transaction() as tx:
+            await tx._c.execute("DELETE FROM used_assertions WHERE expires_at < ?", (now_iso(),))
+            got = await tx._c.fetchrow(
+                "INSERT INTO used_assertions (jti, client_id, expires_at) VALUES (?,?,?) "
+                "ON CONFLICT (jti) DO NOTHING RETURNING jti",
+                (jti, client_id, expires_at),
+            )
+        return got is not None
+
+    async def add_access_token(
+        self, token_hash: str, agency: str, role: str, client_id: str, expires_at: str
+    ) -> None:
+        """Store an issued access token (its hash only)."""
+        async with self.transaction() as tx:
+            await tx._c.execute("DELETE FROM access_tokens WHERE expires_at < ?", (now_iso(),))
+            await tx._c.execute(
+                "INSERT INTO access_tokens (token_hash, agency, role, client_id, expires_at) "
+                "VALUES (?,?,?,?,?)",
+                (token_hash, agency, role, client_id, expires_at),
+            )
+
+    async def find_access_token(self, token_hash: str) -> tuple[str, str, str] | None:
+        """(agency, role, client id) of a live access token."""
+        async with self._reader() as c:
+            r = await c.fetchrow(
+                "SELECT agency, role, client_id FROM access_tokens "
+                "WHERE token_hash=? AND expires_at > ?",
+                (token_hash, now_iso()),
+            )
+        return None if r is None else (r[0], r[1], r[2])

@@ -69,6 +69,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """CREATE TABLE dv_status (
                 source TEXT NOT NULL, client_id TEXT NOT NULL, fleeing INTEGER NOT NULL,
                 updated_at TEXT NOT NULL, PRIMARY KEY (source, client_id))""",
+            """CREATE TABLE access_tokens (
+                token_hash TEXT PRIMARY KEY, agency TEXT NOT NULL, role TEXT NOT NULL,
+                client_id TEXT NOT NULL, expires_at TEXT NOT NULL)""",
+            """CREATE TABLE used_assertions (
+                jti TEXT PRIMARY KEY, client_id TEXT NOT NULL, expires_at TEXT NOT NULL)""",
             """CREATE TABLE partner_keys (
                 key_id TEXT PRIMARY KEY, agency TEXT NOT NULL, role TEXT NOT NULL,
                 salt {blob} NOT NULL, hash {blob} NOT NULL, created_at TEXT NOT NULL,

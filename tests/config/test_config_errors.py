@@ -37,10 +37,16 @@ def write(tmp_path: Path, text: str) -> Path:
     [
         ('[storage]\nurl = "x"\n', "line 15: key 'storage': unknown section"),
         ('[http]\nport = "eighty"\n', "key 'http.port': expected int, got str"),
-        ('[http]\nport = 70000\n', "key 'http.port': port 70000 out of range"),
-        ('[[feeds]]\nrecipient = "zz"\nconnector = "webhook"\n', "key 'feeds[0].recipient': unknown agency 'zz'"),
+        ("[http]\nport = 70000\n", "key 'http.port': port 70000 out of range"),
+        (
+            '[[feeds]]\nrecipient = "zz"\nconnector = "webhook"\n',
+            "key 'feeds[0].recipient': unknown agency 'zz'",
+        ),
         ('[[feeds]]\nrecipient = "b"\n', "key 'feeds[0].connector': required"),
-        ('[[feeds]]\nrecipient = "b"\nconnector = "webhook"\ncategories = ["gossip"]\n', "unknown category 'gossip'"),
+        (
+            '[[feeds]]\nrecipient = "b"\nconnector = "webhook"\ncategories = ["gossip"]\n',
+            "unknown category 'gossip'",
+        ),
         ('[consent]\nage_of_majority = "18"\n', "key 'consent'"),
         ('[logging]\nlevel = "LOUD"\n', "key 'logging.level': unknown level 'LOUD'"),
     ],

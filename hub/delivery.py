@@ -1,0 +1,833 @@
+"""Outbound delivery: feeds on a schedule, the outbox workers, and retention of the outbox.
+
+The flow after the engine has queued a permitted record (``outbox``, status ``pending``):
+
+1. a :class:`DeliveryWorker` claims due entries under a lease (``SKIP LOCKED`` on
+   PostgreSQL, so several ``hub worker`` processes share one outbox);
+2. the consent gate runs again with the time of sending (``Engine.redisclose``, audited): a
+   revocation or an expiry since queueing marks the entry ``withheld`` and nothing is sent;
+3. what the gate released goes to the feed's sink; each outcome settles its entry:
+   ``delivered``, ``retry`` (exponential backoff with jitter, ``Retry-After`` honoured) or
+   ``dead`` (not retryable, or out of attempts). Dead letters can be replayed.
+
+Feeds with a crontab ``schedule`` are queued by :class:`DeliveryScheduler`: at each run the
+records of the feed's kinds received since the feed's cursor pass the gate and are queued
+(:func:`enqueue_for_feed`). Retention deletes settled outbox rows in small batches.
+
+Delivery is at least once: a worker that dies mid-send leaves a lease that expires, and the
+entry is sent again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from hub.context import HubContext
+from hub.core.engine import idempotency_key, record_ref
+from hub.core.gate import AuditWriter, Disclosure
+from hub.core.ports import Delivery, DeliveryOutcome, OutboxRow, RecordRow, Sink
+from hub.core.records import Record, record_client
+from hub.core.routing import FeedSpec
+from hub.core.rows import row_to_record
+from hub.core.serialize import record_from_payload
+from hub.plugin_api import ScheduledJob
+
+log = logging.getLogger("hub.delivery")
+
+DEFAULT_FEED_CONCURRENCY = 2
+PRUNE_INTERVAL_SECONDS = 3600.0
+PRUNE_BATCH = 500
+CURSOR_FILE = "hub-data/feed-cursors.json"
+RECORD_GONE = "RECORD_GONE"
+
+
+class DeliveryError(RuntimeError):
+    """Delivery cannot start: a sink name clash or a feed schedule that is not valid."""
+
+
+def _iso(at: datetime) -> str:
+    """A time as the store writes it (sortable ISO text, microseconds, UTC)."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# ---- retries -------------------------------------------------------------------------------
+
+
+def backoff_seconds(
+    attempts: int,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rand: float = 0.5,
+) -> float:
+    """The wait before the next attempt after ``attempts`` failed ones.
+
+    Exponential (``base * 2**(attempts-1)``, at most ``cap``) with "equal jitter": half of
+    it fixed, half random (``rand`` in [0, 1)), so retries of many entries spread out but
+    never come back at once. A partner's ``Retry-After`` is honoured (up to ``cap``).
+    """
+    exp = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = exp / 2 + exp / 2 * rand
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+# ---- queueing for a feed ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class EnqueueResult:
+    """What one :func:`enqueue_for_feed` call did."""
+
+    considered: int = 0
+    enqueued: int = 0
+    withheld: int = 0
+    skipped: int = 0
+    already_queued: int = 0
+
+    def add(self, other: EnqueueResult) -> None:
+        """Add another result's counts to this one."""
+        self.considered += other.considered
+        self.enqueued += other.enqueued
+        self.withheld += other.withheld
+        self.skipped += other.skipped
+        self.already_queued += other.already_queued
+
+
+def outbox_row(
+    feed: FeedSpec, record: Record, person: str, disclosure: Disclosure, now: datetime
+) -> OutboxRow:
+    """The outbox entry of a permitted disclosure (same shape as the engine's)."""
+    stamp = _iso(now)
+    meta = record.meta
+    return OutboxRow(
+        id=0,
+        feed=feed.name,
+        recipient=feed.recipient,
+        person_id=person,
+        record_kind=meta.kind,
+        record_source=meta.key.source,
+        record_source_id=meta.key.id,
+        record_version=meta.version,
+        idempotency_key=idempotency_key(record, feed.name, feed.recipient),
+        status="pending",
+        attempts=0,
+        next_attempt_at=stamp,
+        created_at=stamp,
+        audit_seq=disclosure.audit.seq,
+        payload=orjson.dumps(disclosure.payload),
+    )
+
+
+async def _persons_of(tx: Any, records: Sequence[Record]) -> dict[str, str]:
+    """Client key (``source/id``) → person, for the clients the records are about."""
+    wanted: dict[str, list[str]] = {}
+    for rec in records:
+        client = record_client(rec)
+        if client is not None:
+            wanted.setdefault(client.source, []).append(client.id)
+    persons: dict[str, str] = {}
+    for source, ids in wanted.items():
+        for cid, person in (await tx.persons_of_clients(source, ids)).items():
+            persons[f"{source}/{cid}"] = person
+    return persons
+
+
+async def enqueue_for_feed(
+    ctx: HubContext, feed: FeedSpec, records: Sequence[Record], *, at: datetime | None = None
+) -> EnqueueResult:
+    """Pass records through the feed's filter and the consent gate and queue the permitted.
+
+    One store transaction: each decision's audit entry and the outbox entry commit together.
+    A record whose version is already queued for the feed is not queued twice (idempotency
+    key). This is how scheduled feeds queue; on-change feeds are queued by the engine.
+    """
+    result = EnqueueResult()
+    if not records:
+        return result
+    now = at or ctx.engine.clock()
+    async with ctx.store.transaction() as tx:
+        audit = AuditWriter(tx)
+        persons = await _persons_of(tx, records)
+        kinds_of: dict[str, list[str]] = {}
+        rows: list[OutboxRow] = []
+        for rec in records:
+            result.considered += 1
+            client = record_client(rec)
+            person = persons.get(str(client)) if client is not None else None
+            if person is None:
+                result.skipped += 1
+                continue
+            person_kinds: list[str] = []
+            if feed.person_has:
+                if person not in kinds_of:
+                    found = await tx.records_of_person(person, sorted(feed.person_has))
+                    kinds_of[person] = [r.kind for r in found]
+                person_kinds = kinds_of[person]
+            if not feed.wants(rec, person_kinds):
+                result.skipped += 1
+                continue
+            disclosure = await ctx.gate.disclose(
+                tx,
+                audit,
+                record=rec,
+                person_id=person,
+                recipient=feed.recipient,
+                purpose=feed.purpose,
+                categories=feed.categories,
+                at=now,
+                record_ref=record_ref(rec),
+            )
+            if disclosure.payload is None:
+                result.withheld += 1
+                continue
+            rows.append(outbox_row(feed, rec, person, disclosure, now))
+        ids = await tx.enqueue(rows)
+    result.enqueued = len(ids)
+    result.already_queued = len(rows) - len(ids)
+    return result
+
+
+# ---- scheduled feeds -----------------------------------------------------------------------
+
+
+def validate_schedule(schedule: str) -> str | None:
+    """Why a feed ``schedule`` is not ``on-change`` or a 5-field crontab, or None."""
+    if schedule == "on-change":
+        return None
+    try:
+        CronTrigger.from_crontab(schedule, timezone=UTC)
+    except ValueError as exc:
+        return f"schedule {schedule!r} is neither 'on-change' nor a valid crontab: {exc}"
+    return None
+
+
+class FeedCursors:
+    """Per-feed high-water marks (``received_at`` of the newest record queued), in a file.
+
+    The file is small JSON, replaced atomically (temp file + rename) after each run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, str]:
+        """Every feed's cursor (empty when the file does not exist yet)."""
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise DeliveryError(f"{self.path}: feed cursor file is unreadable: {exc}") from None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def get(self, feed: str) -> str:
+        """A feed's cursor ("" before its first run)."""
+        return self.load().get(feed, "")
+
+    def set(self, feed: str, cursor: str) -> None:
+        """Move a feed's cursor and write the file atomically."""
+        data = self.load()
+        data[feed] = cursor
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
+        os.replace(tmp, self.path)
+
+
+def cursors_for(ctx: HubContext) -> FeedCursors:
+    """The cursor file in the hub's data folder."""
+    return FeedCursors(ctx.config.resolve(CURSOR_FILE))
+
+
+async def changed_rows(
+    ctx: HubContext, feed: FeedSpec, after: str, batch: int = 500
+) -> AsyncIterator[list[RecordRow]]:
+    """Live records of the feed's kinds received after ``after``, ``batch`` at a time."""
+    for kind in sorted(feed.kinds):
+        pending: list[RecordRow] = []
+        async for rows in ctx.store.iter_records(kind, batch=1000):
+            pending.extend(r for r in rows if r.received_at > after and not r.deleted)
+            while len(pending) >= batch:
+                yield pending[:batch]
+                pending = pending[batch:]
+        if pending:
+            yield pending
+
+
+async def run_scheduled_feed(
+    ctx: HubContext, feed: FeedSpec, cursors: FeedCursors | None = None
+) -> EnqueueResult:
+    """One run of a scheduled feed: queue what changed since its cursor, then move it.
+
+    Safe to run again after a crash: a record already queued is not queued twice.
+    """
+    cursors = cursors or cursors_for(ctx)
+    after = cursors.get(feed.name)
+    newest = after
+    total = EnqueueResult()
+    async for rows in changed_rows(ctx, feed, after):
+        newest = max(newest, max(r.received_at for r in rows))
+        total.add(await enqueue_for_feed(ctx, feed, [row_to_record(r) for r in rows]))
+    if newest != after:
+        cursors.set(feed.name, newest)
+    log.info(
+        "scheduled feed run",
+        extra={
+            "feed": feed.name,
+            "considered": total.considered,
+            "enqueued": total.enqueued,
+            "withheld": total.withheld,
+        },
+    )
+    return total
+
+
+async def prune_delivered(ctx: HubContext, now: datetime | None = None) -> int:
+    """Delete delivered and withheld outbox rows older than ``retention.delivered_days``."""
+    current = now or datetime.now(UTC)
+    cutoff = current - timedelta(days=ctx.config.retention.delivered_days)
+    removed = await ctx.store.prune(delivered_before=_iso(cutoff), batch=PRUNE_BATCH)
+    if removed:
+        log.info("pruned settled outbox rows", extra={"removed": removed})
+    return removed
+
+
+def delivery_jobs(
+    ctx: HubContext,
+    cursors: FeedCursors | None = None,
+    on_enqueued: Callable[[int], None] | None = None,
+) -> list[ScheduledJob]:
+    """The scheduler jobs of delivery: one per scheduled feed, and the outbox pruning.
+
+    Raises :class:`DeliveryError` naming the feed when a schedule is not valid.
+    """
+    cursors = cursors or cursors_for(ctx)
+    jobs: list[ScheduledJob] = []
+    for feed in ctx.engine.feeds:
+        if feed.on_change:
+            continue
+        problem = validate_schedule(feed.schedule)
+        if problem is not None:
+            raise DeliveryError(f"feed {feed.name!r}: {problem}")
+        jobs.append(
+            ScheduledJob(
+                name=f"feed:{feed.name}",
+                func=_feed_job(ctx, feed, cursors, on_enqueued),
+                cron=feed.schedule,
+            )
+        )
+
+    async def prune() -> None:
+        await prune_delivered(ctx)
+
+    jobs.append(
+        ScheduledJob(name="outbox-retention", func=prune, interval_seconds=PRUNE_INTERVAL_SECONDS)
+    )
+    return jobs
+
+
+def _feed_job(
+    ctx: HubContext,
+    feed: FeedSpec,
+    cursors: FeedCursors,
+    on_enqueued: Callable[[int], None] | None,
+) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        try:
+            result = await run_scheduled_feed(ctx, feed, cursors)
+        except Exception as exc:
+            ctx.metrics.errors.labels("scheduler", type(exc).__name__).inc()
+            log.error(
+                "scheduled feed run failed",
+                extra={"feed": feed.name, "error_type": type(exc).__name__},
+            )
+            return
+        if result.enqueued and on_enqueued is not None:
+            on_enqueued(result.enqueued)
+
+    return job
+
+
+class DeliveryScheduler:
+    """An APScheduler ``AsyncIOScheduler`` running :func:`delivery_jobs` (times in UTC)."""
+
+    def __init__(self, jobs: Sequence[ScheduledJob]) -> None:
+        self.jobs = list(jobs)
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        """Add the jobs and start; must be called with the event loop running."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        for job in self.jobs:
+            trigger: CronTrigger | IntervalTrigger
+            first: datetime | None = None
+            if job.cron is not None:
+                trigger = CronTrigger.from_crontab(job.cron, timezone=UTC)
+            else:
+                trigger = IntervalTrigger(seconds=job.interval_seconds or 3600.0, timezone=UTC)
+                first = datetime.now(UTC) + timedelta(seconds=1)
+            scheduler.add_job(
+                job.func,
+                trigger,
+                id=job.name,
+                name=job.name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=300,
+                next_run_time=first,
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def shutdown(self) -> None:
+        """Stop firing jobs (a running job is not awaited)."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+
+
+# ---- the worker ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A batch of claimed entries and when their lease runs out (monotonic clock)."""
+
+    rows: list[OutboxRow]
+    lease_deadline: float
+
+
+class DeliveryWorker:
+    """Claims due outbox entries and delivers them through their feed's sink.
+
+    Feeds are delivered concurrently; each feed has its own limit of sink calls in flight
+    (``options.concurrency``, default 2) and each sink call a timeout
+    (``options.send_timeout_seconds``, default half the lease), so a slow partner slows
+    only its own feed. Nothing is sent that the gate does not permit at send time.
+    """
+
+    def __init__(
+        self,
+        ctx: HubContext,
+        sinks: Mapping[str, Sink],
+        worker_id: str,
+        *,
+        max_in_flight: int | None = None,
+        stop_grace_seconds: float = 15.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.ctx = ctx
+        self.sinks = dict(sinks)
+        self.worker_id = worker_id
+        self.settings = ctx.config.delivery
+        self.feeds = {f.name: f for f in ctx.engine.feeds}
+        self.max_in_flight = max_in_flight or 4 * self.settings.batch_size
+        self.stop_grace_seconds = stop_grace_seconds
+        self._rand = rand
+        self._lanes: dict[str, asyncio.Semaphore] = {}
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self, _count: int = 0) -> None:
+        """Claim at once instead of at the next poll (new entries were queued)."""
+        self._wake.set()
+
+    # ---- loop --------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it completely; returns how many entries it claimed."""
+        claimed = await self._claim(self.settings.batch_size)
+        if claimed.rows:
+            self._in_flight += len(claimed.rows)
+            await self._process(claimed)
+        return len(claimed.rows)
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Claim and deliver until ``stop_event`` is set, then let in-flight work settle.
+
+        Work still running after ``stop_grace_seconds`` is cancelled; its leases expire and
+        the entries are delivered again later (same idempotency key).
+        """
+        log.info("delivery worker started", extra={"worker": self.worker_id})
+        poll = self.settings.poll_seconds
+        while not stop_event.is_set():
+            room = self.max_in_flight - self._in_flight
+            if room <= 0:
+                self._room.clear()
+                await _first_of(stop_event, self._room, timeout=poll)
+                continue
+            self._wake.clear()
+            try:
+                claimed = await self._claim(min(self.settings.batch_size, room))
+            except Exception as exc:
+                self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+                log.error(
+                    "claiming outbox entries failed",
+                    extra={"worker": self.worker_id, "error_type": type(exc).__name__},
+                )
+                await _first_of(stop_event, None, timeout=max(poll, 1.0) * 5)
+                continue
+            if not claimed.rows:
+                await _first_of(stop_event, self._wake, timeout=poll)
+                continue
+            self._in_flight += len(claimed.rows)
+            task = asyncio.create_task(self._process(claimed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await self._drain()
+        log.info("delivery worker stopped", extra={"worker": self.worker_id})
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+            log.warning(
+                "stopped with deliveries in flight; their leases will expire",
+                extra={"worker": self.worker_id, "tasks": len(pending)},
+            )
+
+    async def _claim(self, limit: int) -> _Claimed:
+        lease = self.settings.lease_seconds
+        started = time.monotonic()
+        rows = await self.ctx.store.claim_outbox(self.worker_id, limit, lease)
+        return _Claimed(rows, started + lease)
+
+    async def _process(self, claimed: _Claimed) -> None:
+        try:
+            groups: dict[str, list[OutboxRow]] = {}
+            for row in claimed.rows:
+                groups.setdefault(row.feed, []).append(row)
+            await asyncio.gather(
+                *(self._deliver_feed(n, rows, claimed.lease_deadline) for n, rows in groups.items())
+            )
+        except Exception as exc:
+            self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+            log.error(
+                "delivery batch failed; leases will expire",
+                extra={"worker": self.worker_id, "error_type": type(exc).__name__},
+            )
+        finally:
+            self._in_flight -= len(claimed.rows)
+            self._room.set()
+
+    # ---- one feed ----------------------------------------------------------------------
+
+    def _lane(self, feed: FeedSpec) -> asyncio.Semaphore:
+        lane = self._lanes.get(feed.name)
+        if lane is None:
+            limit = feed.options.get("concurrency", DEFAULT_FEED_CONCURRENCY)
+            ok = isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+            lane = asyncio.Semaphore(limit if ok else DEFAULT_FEED_CONCURRENCY)
+            self._lanes[feed.name] = lane
+        return lane
+
+    def _send_timeout(self, feed: FeedSpec) -> float:
+        value = feed.options.get("send_timeout_seconds")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return self.settings.lease_seconds / 2
+
+    async def _deliver_feed(self, name: str, rows: list[OutboxRow], deadline: float) -> None:
+        feed = self.feeds.get(name)
+        if feed is None:
+            gone = DeliveryOutcome(ok=False, retry=False, error=f"feed {name!r} is not configured")
+            await self._settle_all(name, None, rows, gone)
+            return
+        sink = self.sinks.get(feed.connector)
+        if sink is None:
+            missing = DeliveryOutcome(
+                ok=False, retry=True, error=f"no installed sink is named {feed.connector!r}"
+            )
+            await self._settle_all(name, feed, rows, missing)
+            return
+        size = max(1, feed.batch_size)
+        lane = self._lane(feed)
+        await asyncio.gather(
+            *(
+                self._deliver_chunk(feed, sink, lane, rows[i : i + size], deadline)
+                for i in range(0, len(rows), size)
+            )
+        )
+
+    async def _deliver_chunk(
+        self,
+        feed: FeedSpec,
+        sink: Sink,
+        lane: asyncio.Semaphore,
+        rows: list[OutboxRow],
+        deadline: float,
+    ) -> None:
+        async with lane:
+            timeout = self._send_timeout(feed)
+            if time.monotonic() + timeout + 1.0 > deadline:
+                # The lease would run out during the send: give the entries back now
+                # rather than risk another worker sending them at the same time.
+                await self._settle_all(
+                    feed.name,
+                    feed,
+                    rows,
+                    DeliveryOutcome(ok=False, retry=True, error="lease ran out before sending"),
+                    delay=0.0,
+                )
+                return
+            try:
+                permitted, withheld = await self._recheck(feed, rows)
+            except Exception as exc:
+                self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+                log.error(
+                    "consent re-check failed; nothing sent",
+                    extra={"feed": feed.name, "error_type": type(exc).__name__},
+                )
+                failed = DeliveryOutcome(
+                    ok=False, retry=True, error=f"consent re-check failed: {type(exc).__name__}"
+                )
+                await self._settle_all(feed.name, feed, rows, failed)
+                return
+            settle = [self._withhold(feed, row, reasons) for row, reasons in withheld]
+            if permitted:
+                deliveries = [d for _, d in permitted]
+                outcomes = await self._send(sink, feed, deliveries, timeout)
+                settle.extend(
+                    self._settle(feed.name, feed, row, outcome)
+                    for (row, _), outcome in zip(permitted, outcomes, strict=True)
+                )
+            await asyncio.gather(*settle)
+
+    async def _recheck(
+        self, feed: FeedSpec, rows: Sequence[OutboxRow]
+    ) -> tuple[list[tuple[OutboxRow, Delivery]], list[tuple[OutboxRow, str]]]:
+        """The gate again, at send time, in one transaction (each decision audited)."""
+        permitted: list[tuple[OutboxRow, Delivery]] = []
+        withheld: list[tuple[OutboxRow, str]] = []
+        options = dict(feed.options)
+        async with self.ctx.store.transaction() as tx:
+            for item in rows:
+                try:
+                    disclosure = await self.ctx.engine.redisclose(
+                        tx, item, feed.purpose, feed.categories
+                    )
+                    stored = await tx.get_record(
+                        item.record_kind, item.record_source, item.record_source_id
+                    )
+                except LookupError:
+                    withheld.append((item, RECORD_GONE))
+                    continue
+                if disclosure.payload is None or stored is None:
+                    reasons = ",".join(disclosure.decision.reasons) or disclosure.decision.outcome
+                    withheld.append((item, reasons))
+                    continue
+                record = record_from_payload(row_to_record(stored).meta, disclosure.payload)
+                permitted.append(
+                    (
+                        item,
+                        Delivery(
+                            outbox_id=item.id,
+                            feed=feed.name,
+                            recipient=item.recipient,
+                            idempotency_key=item.idempotency_key,
+                            record=record,
+                            payload=disclosure.payload,
+                            options=options,
+                        ),
+                    )
+                )
+        return permitted, withheld
+
+    async def _send(
+        self, sink: Sink, feed: FeedSpec, deliveries: list[Delivery], timeout: float
+    ) -> list[DeliveryOutcome]:
+        n = len(deliveries)
+        try:
+            outcomes = await asyncio.wait_for(sink.deliver(deliveries), timeout)
+        except TimeoutError:
+            return [
+                DeliveryOutcome(ok=False, retry=True, error=f"sink timed out after {timeout:g}s")
+            ] * n
+        except Exception as exc:
+            self.ctx.metrics.errors.labels("sink", type(exc).__name__).inc()
+            log.error(
+                "sink raised instead of answering outcomes",
+                extra={"feed": feed.name, "sink": sink.name, "error_type": type(exc).__name__},
+            )
+            return [
+                DeliveryOutcome(ok=False, retry=True, error=f"sink error: {type(exc).__name__}")
+            ] * n
+        if len(outcomes) != n:
+            error = f"sink {sink.name!r} answered {len(outcomes)} outcomes for {n} deliveries"
+            return [DeliveryOutcome(ok=False, retry=True, error=error)] * n
+        return list(outcomes)
+
+    # ---- settling ----------------------------------------------------------------------
+
+    async def _withhold(self, feed: FeedSpec, row: OutboxRow, reasons: str) -> None:
+        await self._finish(feed.name, row, "withheld", reasons, None)
+
+    async def _settle_all(
+        self,
+        name: str,
+        feed: FeedSpec | None,
+        rows: Iterable[OutboxRow],
+        outcome: DeliveryOutcome,
+        delay: float | None = None,
+    ) -> None:
+        await asyncio.gather(*(self._settle(name, feed, r, outcome, delay) for r in rows))
+
+    async def _settle(
+        self,
+        name: str,
+        feed: FeedSpec | None,
+        row: OutboxRow,
+        outcome: DeliveryOutcome,
+        delay: float | None = None,
+    ) -> None:
+        if outcome.ok:
+            await self._finish(name, row, "delivered", "", None)
+            return
+        max_attempts = feed.max_attempts if feed is not None else 0
+        if outcome.retry and row.attempts < max_attempts:
+            if delay is None:
+                delay = backoff_seconds(
+                    row.attempts,
+                    self.settings.backoff_base_seconds,
+                    self.settings.backoff_max_seconds,
+                    outcome.retry_after,
+                    self._rand(),
+                )
+            retry_at = _iso(datetime.now(UTC) + timedelta(seconds=delay))
+            await self._finish(name, row, "retry", outcome.error, retry_at)
+            return
+        log.warning(
+            "delivery dead-lettered",
+            extra={"outbox_id": row.id, "feed": name, "attempts": row.attempts},
+        )
+        await self._finish(name, row, "dead", outcome.error, None)
+
+    async def _finish(
+        self, name: str, row: OutboxRow, status: str, error: str, retry_at: str | None
+    ) -> None:
+        try:
+            await self.ctx.store.finish_outbox(row.id, status, error=error, retry_at=retry_at)
+        except Exception as exc:
+            self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+            log.error(
+                "settling an outbox entry failed; its lease will expire",
+                extra={"outbox_id": row.id, "status": status, "error_type": type(exc).__name__},
+            )
+            return
+        self.ctx.metrics.records_out.labels(name, status).inc()
+
+
+async def _first_of(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    """Wait until ``stop`` or ``other`` is set, or ``timeout`` seconds pass."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waits.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+# ---- putting it together -------------------------------------------------------------------
+
+
+def collect_sinks(ctx: HubContext) -> dict[str, Sink]:
+    """Every installed sink by name: the built-ins and those of plugins (``hub_sinks``).
+
+    Raises :class:`DeliveryError` when two sinks share a name.
+    """
+    from hub.sinks import plugin as builtin
+
+    found: list[Sink] = []
+    if not ctx.plugins.pm.is_registered(builtin):
+        found.extend(builtin.builtin_sinks(ctx))
+    for result in ctx.plugins.hook.hub_sinks(ctx=ctx):
+        found.extend(result or [])
+    sinks: dict[str, Sink] = {}
+    for sink in found:
+        if sink.name in sinks:
+            raise DeliveryError(f"two installed sinks are named {sink.name!r}")
+        sinks[sink.name] = sink
+    for feed in ctx.engine.feeds:
+        if feed.connector not in sinks:
+            log.error(
+                "feed names a sink that is not installed; its entries will be retried",
+                extra={"feed": feed.name, "connector": feed.connector},
+            )
+    return sinks
+
+
+def worker_count(ctx: HubContext) -> int:
+    """``delivery.workers`` on PostgreSQL; exactly one on SQLite (one writer)."""
+    if ctx.store.dialect == "postgresql":
+        return max(1, ctx.config.delivery.workers)
+    return 1
+
+
+async def run_workers(
+    ctx: HubContext,
+    stop_event: asyncio.Event,
+    *,
+    with_scheduler: bool = True,
+    sinks: Mapping[str, Sink] | None = None,
+) -> None:
+    """``hub worker``: the delivery workers, the feed scheduler and retention, until stopped.
+
+    Workers are woken at once when the engine queues something in this process; otherwise
+    they poll every ``delivery.poll_seconds``. Sinks are closed on the way out.
+    """
+    owned = sinks is None
+    installed = collect_sinks(ctx) if sinks is None else dict(sinks)
+    prefix = f"{socket.gethostname()}:{os.getpid()}"
+    workers = [DeliveryWorker(ctx, installed, f"{prefix}:{i}") for i in range(worker_count(ctx))]
+    previous = ctx.engine.on_change
+
+    def wake(count: int) -> None:
+        for w in workers:
+            w.wake(count)
+        if previous is not None:
+            previous(count)
+
+    scheduler = DeliveryScheduler(delivery_jobs(ctx, on_enqueued=wake)) if with_scheduler else None
+    ctx.engine.on_change = wake
+    try:
+        if scheduler is not None:
+            scheduler.start()
+        await asyncio.gather(*(w.run(stop_event) for w in workers))
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown()
+        ctx.engine.on_change = previous
+        if owned:
+            for sink in installed.values():
+                try:
+                    await sink.close()
+                except Exception as exc:
+                    log.warning(
+                        "closing a sink failed",
+                        extra={"sink": sink.name, "error_type": type(exc).__name__},
+                    )

@@ -1,0 +1,247 @@
+"""The delivery worker against a real loopback receiver: retries, dead letters, replay,
+revocation between queueing and sending, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from hub.core.ports import Delivery, DeliveryOutcome
+from hub.delivery import DeliveryWorker, collect_sinks
+from hub.sinks.webhook import verify_signature
+
+
+async def run_worker(
+    ctx: Any, sinks: dict[str, Any] | None = None, **kw: Any
+) -> tuple[DeliveryWorker, asyncio.Event, asyncio.Task[None]]:
+    """A worker running in the background (stop with the event)."""
+    worker = DeliveryWorker(
+        ctx, sinks if sinks is not None else collect_sinks(ctx), "test-worker", **kw
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    return worker, stop, task
+
+
+async def stop_worker(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def statuses(ctx: Any) -> Counter[str]:
+    return Counter(r.status for r in await ctx.store.list_outbox(limit=10_000))
+
+
+async def test_delivery_receiver_recovers_everything_arrives_once_keyed(hub, receiver, h) -> None:
+    hub.write(h.webhook_feed("partner-clients", "partner", receiver.url))
+    failing = {"left": 12}
+
+    def flaky(_seen: Any) -> tuple[int, dict[str, str]]:
+        if failing["left"] > 0:
+            failing["left"] -= 1
+            return 500, {}
+        return 200, {}
+
+    receiver.behaviour = flaky
+    values = [f"P{i}" for i in range(20)]
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, values)
+        queued = await ctx.store.list_outbox(limit=100)
+        assert len(queued) == 20
+        expected = {r.idempotency_key for r in queued}
+        worker, stop, task = await run_worker(ctx)
+        try:
+            await h.wait_until(lambda: set(receiver.delivered_keys()) == expected)
+            await h.wait_until(lambda: _all_delivered(ctx))
+        finally:
+            await stop_worker(stop, task)
+            for s in worker.sinks.values():
+                await s.close()
+        # each key delivered successfully exactly once; failed attempts carried the same key
+        assert Counter(receiver.delivered_keys()) == Counter({k: 1 for k in expected})
+        by_key: dict[str, set[bytes]] = {}
+        for seen in receiver.requests:
+            by_key.setdefault(seen.key, set()).add(seen.body)
+            assert verify_signature(seen.headers["X-Hub-Signature"], seen.body, [h.secret])
+            body = seen.json
+            assert body["idempotency_key"] == seen.key
+            assert body["feed"] == "partner-clients"
+            assert body["recipient"] == "partner"
+            assert body["kind"] == "client"
+            assert body["record"]["sex"] == "Female"
+        assert all(len(bodies) == 1 for bodies in by_key.values())
+        assert len(receiver.requests) == 20 + 12
+        retried = [k for k, n in Counter(s.key for s in receiver.requests).items() if n > 1]
+        assert retried, "some keys must have been retried"
+        assert (await statuses(ctx)) == Counter({"delivered": 20})
+        out = ctx.metrics.records_out.labels("partner-clients", "delivered")._value.get()
+        assert out == 20
+
+
+async def _all_delivered(ctx: Any) -> bool:
+    return set((await statuses(ctx)).keys()) == {"delivered"}
+
+
+async def test_delivery_poison_message_dead_lettered_rest_flow_and_replay(hub, receiver, h) -> None:
+    hub.write(h.webhook_feed("partner-clients", "partner", receiver.url, max_attempts=3))
+    poison: dict[str, Any] = {"key": None, "fixed": False}
+
+    def behaviour(seen: Any) -> tuple[int, dict[str, str]]:
+        if seen.json["record"]["identifiers"][0]["value"] == "P3" and not poison["fixed"]:
+            return 503, {}
+        return 200, {}
+
+    receiver.behaviour = behaviour
+    values = [f"P{i}" for i in range(10)]
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, values)
+        worker, stop, task = await run_worker(ctx)
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"delivered": 9, "dead": 1}))
+            dead = await ctx.store.list_outbox(status="dead")
+            assert len(dead) == 1
+            assert dead[0].attempts == 3
+            assert dead[0].last_error == "HTTP 503"
+            assert len(set(receiver.delivered_keys())) == 9
+            # the partner is fixed: replay delivers it
+            poison["fixed"] = True
+            assert await ctx.store.requeue_outbox(dead[0].id)
+            worker.wake()
+            await h.wait_until(lambda: _counts(ctx, {"delivered": 10}))
+        finally:
+            await stop_worker(stop, task)
+            for s in worker.sinks.values():
+                await s.close()
+        assert dead[0].idempotency_key in receiver.delivered_keys()
+
+
+async def test_delivery_client_error_is_dead_at_once(hub, receiver, h) -> None:
+    hub.write(h.webhook_feed("partner-clients", "partner", receiver.url))
+    receiver.behaviour = lambda _s: (400, {})
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, ["P1"])
+        worker, stop, task = await run_worker(ctx)
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"dead": 1}))
+        finally:
+            await stop_worker(stop, task)
+            for s in worker.sinks.values():
+                await s.close()
+        (row,) = await ctx.store.list_outbox()
+        assert row.attempts == 1
+        assert row.last_error == "HTTP 400 (not retried)"
+
+
+async def _counts(ctx: Any, want: dict[str, int]) -> bool:
+    return dict(await statuses(ctx)) == want
+
+
+async def test_delivery_revocation_between_queue_and_send_withholds(hub, receiver, h) -> None:
+    hub.write(h.webhook_feed("partner-clients", "partner", receiver.url))
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, ["P1", "P2"])
+        assert len(await ctx.store.list_outbox(status="pending")) == 2
+        revoked = h.consent_json("P1", revoked_on="2025-02-01")
+        from consent.parsing import parse_consent_file
+
+        await ctx.import_consents(
+            parse_consent_file(
+                json.dumps([revoked]),
+                agencies=ctx.config.agencies,
+                policy=ctx.config.consent_policy,
+            )
+        )
+        worker, stop, task = await run_worker(ctx)
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"delivered": 1, "withheld": 1}))
+        finally:
+            await stop_worker(stop, task)
+            for s in worker.sinks.values():
+                await s.close()
+        (withheld,) = await ctx.store.list_outbox(status="withheld")
+        assert "CONSENT_REVOKED" in withheld.last_error
+        sent = [s.json["record"]["identifiers"][0]["value"] for s in receiver.requests]
+        assert sent == ["P2"]
+        entries = [
+            orjson.loads(a.body)
+            for batch in [b async for b in ctx.store.iter_audit()]
+            for a in batch
+        ]
+        last_for_p1 = [e for e in entries if e["client"] == withheld.person_id][-1]
+        assert last_for_p1["decision"] == "deny"
+        assert "CONSENT_REVOKED" in last_for_p1["reasons"]
+        assert ctx.metrics.records_out.labels("partner-clients", "withheld")._value.get() == 1
+
+
+class SlowSink:
+    """A sink that takes its time (a slow partner), recording when it finished."""
+
+    name = "slow"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.sent: list[str] = []
+
+    async def deliver(self, deliveries: list[Delivery]) -> list[DeliveryOutcome]:
+        await asyncio.sleep(self.delay)
+        self.sent.extend(d.idempotency_key for d in deliveries)
+        return [DeliveryOutcome(ok=True) for _ in deliveries]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_delivery_slow_partner_slows_only_its_own_feed(hub, receiver, h) -> None:
+    feeds = h.webhook_feed("fast", "partner", receiver.url) + h.webhook_feed(
+        "slow", "clinic", receiver.url, connector="slow", batch_size=5, options={"concurrency": 1}
+    )
+    hub.write(feeds)
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, [f"P{i}" for i in range(20)])
+        slow = SlowSink(0.5)
+        sinks = {**collect_sinks(ctx), "slow": slow}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        worker, stop, task = await run_worker(ctx, sinks)
+        try:
+            await h.wait_until(lambda: len(set(receiver.delivered_keys())) == 20, timeout=5)
+            fast_done = loop.time() - started
+            assert len(slow.sent) <= 5, "the slow feed is still at its first batch"
+            await h.wait_until(lambda: len(slow.sent) == 20, timeout=10)
+        finally:
+            await stop_worker(stop, task)
+            await sinks["webhook"].close()
+        assert fast_done < 0.5
+
+
+class TimeoutSink(SlowSink):
+    """A sink that hangs."""
+
+    name = "hang"
+
+
+async def test_delivery_sink_timeout_is_retried(hub, h) -> None:
+    hub.write(
+        h.webhook_feed(
+            "hang",
+            "partner",
+            "http://127.0.0.1:9/",
+            connector="hang",
+            options={"send_timeout_seconds": 0.2},
+            max_attempts=2,
+        )
+    )
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, ["P1"])
+        worker, stop, task = await run_worker(ctx, {"hang": TimeoutSink(5)})
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"dead": 1}), timeout=5)
+        finally:
+            await stop_worker(stop, task)
+        (row,) = await ctx.store.list_outbox()
+        assert row.attempts == 2
+        assert row.last_error == "sink timed out after 0.2s"
