@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from hub.context import HubContext
     from hub.core.ports import Sink
+    from hub.bench.model import Benchmark
     from hub.plugin_api import ConnectorInfo, ScheduledJob, Service
 
 PROJECT = "cie_hub"
@@ -111,4 +112,17 @@ def hub_scheduled_jobs(ctx: HubContext) -> list[ScheduledJob] | None:
     """Return jobs for the scheduler (APScheduler) with their cron or interval triggers.
 
     A job must be safe to run again after a crash (a drop folder import, a scheduled export).
+    """
+
+
+# ---- measuring (when ``hub bench`` runs) --------------------------------------------------
+
+
+@hookspec
+def hub_benchmarks() -> list[Benchmark] | None:
+    """Return the benchmarks of this plugin's hot paths for ``hub bench``.
+
+    Each :class:`hub.bench.model.Benchmark` measures one path and, beside it in the same run,
+    the floor it is compared with; the suite alternates them and reports the ratio. Data is
+    generated deterministically by the benchmark itself; nothing is downloaded.
     """

@@ -32,7 +32,7 @@ from hub.core.records import (
 from hub.core.records import (
     Service as ServiceRecord,
 )
-from hub.config import TlsConfig, tls_config
+from hub.config import TlsConfig
 from hub.hookspecs import hookimpl
 from hub.tls import server_context
 
@@ -101,5 +101,4 @@ __all__ = [
     "hookimpl",
     "payload_hash",
     "server_context",
-    "tls_config",
 ]

@@ -284,3 +284,70 @@ def web_hub(hub_factory: Callable[..., Any]) -> Callable[..., Any]:
 def make_key() -> Callable[..., Any]:
     """``await make_key(ctx, agency, role="partner")`` → a new bearer key."""
     return add_key
+
+
+# ---- a small PKI for TLS tests -----------------------------------------------------------
+
+
+def _pki(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1, a client certificate (CN partner-x) signed
+    by the CA, and a client certificate from an unknown CA; PEM files in ``folder``."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(
+        cn: str, issuer_key: Any, issuer: x509.Name, *, ca: bool = False, san: bool = False
+    ) -> tuple[Any, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(issuer if issuer_key is not None else name(cn))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        cert = builder.sign(issuer_key or key, hashes.SHA256())
+        return key, cert
+
+    def write(stem: str, key: Any, cert: x509.Certificate) -> None:
+        (folder / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca_key, ca = issue("Test CA", None, name("Test CA"), ca=True)
+    write("ca", ca_key, ca)
+    write("server", *issue("127.0.0.1", ca_key, ca.subject, san=True))
+    write("client", *issue("partner-x", ca_key, ca.subject))
+    rogue_key, rogue = issue("Rogue CA", None, name("Rogue CA"), ca=True)
+    write("rogue", *issue("partner-x", rogue_key, rogue.subject))
+    return {p.stem + p.suffix: p for p in folder.iterdir()}
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    """PEM files: ca.crt, server.crt/.key, client.crt/.key (CN partner-x), rogue.crt/.key."""
+    return _pki(tmp_path / "pki")
