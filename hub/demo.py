@@ -156,18 +156,21 @@ class Receiver:
 
 
 async def _deliver_all(ctx: HubContext) -> None:
-    from hub.delivery import DeliveryWorker, sinks_for
+    """Run one delivery worker until the outbox has nothing due."""
+    from hub.delivery import DeliveryWorker, collect_sinks
 
-    worker = DeliveryWorker(ctx, sinks_for(ctx), "demo")
+    sinks = collect_sinks(ctx)
+    worker = DeliveryWorker(ctx, sinks, "demo")
     try:
-        for _ in range(50):
+        for _ in range(100):
             if await worker.run_once() == 0:
                 depth = await ctx.store.outbox_depth()
                 if not depth.get("pending") and not depth.get("retry"):
                     break
                 await asyncio.sleep(0.05)
     finally:
-        await worker.close()
+        for sink in sinks.values():
+            await sink.close()
 
 
 async def _run(directory: Path, console: Console) -> int:
@@ -235,7 +238,7 @@ async def _withheld(ctx: HubContext) -> list[dict[str, Any]]:
     async for batch in ctx.store.iter_audit():
         for row in batch:
             e = entry_from_row(row)
-            if e.decision == "deny" or e.withheld:
+            if e.decision != "permit" or e.withheld:
                 out.append(
                     {
                         "recipient": e.recipient,
@@ -249,11 +252,20 @@ async def _withheld(ctx: HubContext) -> list[dict[str, Any]]:
 
 
 def _who(record_ref: str | None) -> str:
+    """The demo person a record reference or id is about."""
     pid = (record_ref or "").rsplit("/", 1)[-1].lstrip("EHDV")
     for p, given, family, _o, _s in PEOPLE:
         if p == pid:
             return f"{given} {family}"
     return pid
+
+
+def _received_person(item: dict[str, Any]) -> str:
+    record = item["record"]
+    if item["kind"] == "client":
+        ids = record.get("identifiers") or [{}]
+        return _who(str(ids[0].get("value", "?")))
+    return _who(str((record.get("client") or {}).get("id", "?")))
 
 
 def _report(
@@ -267,10 +279,7 @@ def _report(
         table.add_column("record")
         table.add_column("fields released")
         for item in receiver.received.get(partner, []):
-            ref = f"{item['kind']}/{item.get('source_id', '')}"
-            record = item["record"]
-            name = _who(ref) if item["kind"] == "client" else _who(str(record.get("client", "")))
-            table.add_row(name, item["kind"], ", ".join(sorted(record)))
+            table.add_row(_received_person(item), item["kind"], ", ".join(sorted(item["record"])))
         console.print(table)
     table = Table(title="Withheld or redacted by the consent gate")
     table.add_column("person")
@@ -285,7 +294,7 @@ def _report(
             (w["record"] or "").split("/", 1)[0],
             w["recipient"],
             w["decision"],
-            ", ".join(w["withheld"]),
+            ", ".join(w["withheld"]) or "location (addresses)",
             ", ".join(w["reasons"]),
         )
     console.print(table)
@@ -294,6 +303,8 @@ def _report(
 def run_demo(directory: Path | None) -> int:
     """Run the demo in ``directory`` (a temporary one by default); the exit code."""
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
     temp = directory is None
     where = Path(tempfile.mkdtemp(prefix="hub-demo-")) if temp else directory
     assert where is not None
