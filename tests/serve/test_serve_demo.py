@@ -23,5 +23,5 @@ def test_demo_shows_consented_and_withheld_deliveries(tmp_path: Path) -> None:
         assert reason in out, reason
     assert "chain intact" in out
     # Eve (a victim service provider's client) and Dan (no consent) reach nobody
-    received = out.split("Withheld or redacted")[0]
+    received = out.split("Mercy General received")[1].split("Withheld or redacted")[0]
     assert "Eve Evans" not in received and "Dan Diaz" not in received
