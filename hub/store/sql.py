@@ -145,35 +145,19 @@ class SqlTransaction:
         if self._cipher is not None:
             inserts = [self._sealed(r) for r in inserts]
             updates = [self._sealed(r) for r in updates]
-        if inserts:
+        changed = inserts + updates
+        if changed:
+            # One upsert for both; the WHERE keeps a concurrent writer's newer version.
             await self._c.executemany(
                 f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (kind, source, source_id) DO NOTHING",
-                [_record_args(r) for r in inserts],
-            )
-        if updates:
-            await self._c.executemany(
-                "UPDATE records SET owner=?, version=?, payload=?, payload_hash=?, "
-                "source_system=?, received_at=?, deleted=?, sensitivity=?, restricted=?, "
-                "client_source_id=? WHERE kind=? AND source=? AND source_id=?",
-                [
-                    (
-                        r.owner,
-                        r.version,
-                        r.payload,
-                        r.payload_hash,
-                        r.source_system,
-                        r.received_at,
-                        int(r.deleted),
-                        r.sensitivity,
-                        int(r.restricted),
-                        r.client_source_id,
-                        r.kind,
-                        r.source,
-                        r.source_id,
-                    )
-                    for r in updates
-                ],
+                "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
+                "version=excluded.version, payload=excluded.payload, "
+                "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
+                "received_at=excluded.received_at, deleted=excluded.deleted, "
+                "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
+                "client_source_id=excluded.client_source_id "
+                "WHERE records.version <= excluded.version",
+                [_record_args(r) for r in changed],
             )
         return outcomes
 
