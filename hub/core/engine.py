@@ -8,6 +8,7 @@ i.e. after the commit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -18,9 +19,18 @@ from typing import Any
 
 import orjson
 
+from consent import ClientFacts
 from hub.core.gate import AuditWriter, ConsentGate, Disclosure
 from hub.core.identity import BlindIndex, decide_link, match_keys
-from hub.core.ports import OutboxRow, RecordRow, Store, Transaction, UpsertOutcome
+from hub.core.ports import (
+    OutboxRow,
+    RecordRow,
+    Store,
+    StoredState,
+    Transaction,
+    UpsertOutcome,
+    classify,
+)
 from hub.core.records import (
     FLAG_FLEEING_DV,
     FLAG_NOT_FLEEING_DV,
@@ -70,11 +80,35 @@ class IngestResult:
         return out
 
 
-def idempotency_key(record: Record, feed: str, recipient: str) -> str:
-    """One key per (record version, recipient, feed): receivers de-duplicate on it."""
+def idempotency_key(record: Record, feed: str, recipient: str, data_hash: str = "") -> str:
+    """One key per (record version and content, recipient, feed): receivers de-duplicate on it.
+
+    The content hash is part of it because senders re-send corrected data under the same
+    version stamp (two ADT events in the same second).
+    """
     m = record.meta
-    raw = f"{m.kind}|{m.key.source}|{m.key.id}|{m.version}|{recipient}|{feed}"
+    raw = f"{m.kind}|{m.key.source}|{m.key.id}|{m.version}|{data_hash}|{recipient}|{feed}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def keep_restrictions(
+    record: Record, row: RecordRow, state: StoredState
+) -> tuple[Record, RecordRow]:
+    """A restriction once placed on a record stays on its later versions (fail closed).
+
+    A sender that restricted a record (an HL7 ARV segment, a VSP flag) and later sends an
+    update without repeating it has not lifted the restriction; an administrator does.
+    """
+    old = frozenset(filter(None, state.sensitivity.split(",")))
+    restricted = row.restricted or state.restricted
+    sensitivity = record.meta.sensitivity | old
+    if restricted == row.restricted and sensitivity == record.meta.sensitivity:
+        return record, row
+    meta = dataclasses.replace(record.meta, restricted=restricted, sensitivity=sensitivity)
+    new_row = dataclasses.replace(
+        row, restricted=restricted, sensitivity=",".join(sorted(sensitivity))
+    )
+    return dataclasses.replace(record, meta=meta), new_row  # type: ignore[type-var]
 
 
 def record_ref(record: Record) -> str:
@@ -148,19 +182,32 @@ class Engine:
         self, tx: Transaction, records: Sequence[Record], result: IngestResult
     ) -> None:
         rows = [record_to_row(r) for r in records]
-        result.outcomes = await tx.upsert_records(rows)
-        changed = [
-            (rec, row)
-            for rec, row, outcome in zip(records, rows, result.outcomes, strict=True)
-            if outcome in ("inserted", "updated")
-        ]
+        states = await tx.stored_states(rows)
+        changed: list[tuple[Record, RecordRow]] = []
+        linked: dict[str, str] = {}
+        for rec, row in zip(records, rows, strict=True):
+            key = (row.kind, row.source, row.source_id)
+            state = states.get(key)
+            outcome = classify(row, state)
+            result.outcomes.append(outcome)
+            if outcome not in ("inserted", "updated"):
+                continue
+            if state is not None:
+                rec, row = keep_restrictions(rec, row, state)
+                if state.person_id is not None:
+                    linked[f"{row.source}/{row.source_id}"] = state.person_id
+            states[key] = StoredState(
+                row.version, row.payload_hash, row.deleted, row.restricted, row.sensitivity, None
+            )
+            changed.append((rec, row))
         if not changed:
             return
+        await tx.write_records([row for _, row in changed])
         clients: list[tuple[Client, RecordRow]] = []
         for rec, row in changed:
             if isinstance(rec, Client):
                 clients.append((rec, row))
-        persons = await self._link_clients(tx, clients, result)
+        persons = await self._link_clients(tx, clients, linked, result)
         await self._resolve_persons(tx, changed, persons)
         result.persons = persons
         await self._record_facts(tx, changed, persons)
@@ -168,34 +215,49 @@ class Engine:
             await self._route(tx, changed, persons, result)
 
     async def _link_clients(
-        self, tx: Transaction, clients: Sequence[tuple[Client, RecordRow]], result: IngestResult
+        self,
+        tx: Transaction,
+        clients: Sequence[tuple[Client, RecordRow]],
+        linked: dict[str, str],
+        result: IngestResult,
     ) -> dict[str, str]:
-        """Link client records to persons, in batch; returns record-key → person."""
+        """Link client records to persons, in batch; returns record-key → person.
+
+        A record that is already linked keeps its link (links change only through review);
+        its new match keys are added to its person.
+        """
         persons: dict[str, str] = {}
         if not clients:
             return persons
         keyed = [(rec, row, match_keys(rec, self.blind)) for rec, row in clients]
-        found = await tx.persons_with_keys([k for _, _, mk in keyed for k in mk.all()])
+        needs_decision = [
+            k
+            for rec, row, mk in keyed
+            if f"{row.source}/{row.source_id}" not in linked
+            for k in mk.all()
+        ]
+        found = await tx.persons_with_keys(needs_decision) if needs_decision else {}
         links: list[tuple[str, str, str, str, Sequence[str]]] = []
         fresh: list[str] = []
         facts: list[tuple[str, str]] = []
         for rec, row, mk in keyed:
-            decision = decide_link(mk, found)
-            person = decision.person
+            ref = f"{row.source}/{row.source_id}"
+            person = linked.get(ref)
             if person is None:
-                person = uuid.uuid4().hex
-                fresh.append(person)
-            if decision.review_candidates:
-                await tx.add_review(
-                    f"{row.kind}/{row.source}/{row.source_id}",
-                    decision.review_candidates,
-                    decision.reason,
-                )
-                result.reviews += 1
-            for k in mk.all():
-                found.setdefault(k, set()).add(person)
+                decision = decide_link(mk, found)
+                person = decision.person
+                if person is None:
+                    person = uuid.uuid4().hex
+                    fresh.append(person)
+                if decision.review_candidates:
+                    await tx.add_review(
+                        f"{row.kind}/{ref}", decision.review_candidates, decision.reason
+                    )
+                    result.reviews += 1
+                for k in mk.all():
+                    found.setdefault(k, set()).add(person)
             links.append((row.kind, row.source, row.source_id, person, mk.all()))
-            persons[f"{row.source}/{row.source_id}"] = person
+            persons[ref] = person
             birth = rec.birth_date
             if birth is not None:
                 facts.append((person, birth.isoformat()))
@@ -243,10 +305,12 @@ class Engine:
         persons: dict[str, str],
         result: IngestResult,
     ) -> None:
-        audit = AuditWriter(tx)
+        audit = AuditWriter(tx, batch=True)
         now = self.clock()
         kinds_of: dict[str, list[str]] = {}
-        for rec, _row in changed:
+        facts_of: dict[str, ClientFacts] = {}
+        queued: list[OutboxRow] = []
+        for rec, row in changed:
             client = record_client(rec)
             person = persons.get(str(client)) if client else None
             if person is None:
@@ -264,37 +328,57 @@ class Engine:
                         continue
                 elif not feed.wants(rec):
                     continue
-                disclosure = await self.gate.disclose(
-                    tx,
-                    audit,
-                    record=rec,
-                    person_id=person,
-                    recipient=feed.recipient,
-                    purpose=feed.purpose,
-                    categories=feed.categories,
-                    at=now,
-                    record_ref=record_ref(rec),
+                if person not in facts_of:
+                    facts_of[person] = await self.gate.facts(tx, person)
+                item = await self.prepare_delivery(
+                    tx, audit, feed, rec, person, now, facts_of[person], row.payload_hash
                 )
-                if disclosure.payload is None:
+                if item is None:
                     result.withheld += 1
-                    continue
-                await tx.enqueue([self._outbox_row(feed, rec, person, disclosure, now)])
-                result.enqueued += 1
+                else:
+                    queued.append(item)
+        await audit.flush()
+        await tx.enqueue_many(queued)
+        result.enqueued += len(queued)
 
-    def _outbox_row(
-        self, feed: FeedSpec, rec: Record, person: str, disclosure: Disclosure, now: datetime
-    ) -> OutboxRow:
+    async def prepare_delivery(
+        self,
+        tx: Transaction,
+        audit: AuditWriter,
+        feed: FeedSpec,
+        record: Record,
+        person: str,
+        now: datetime,
+        facts: ClientFacts | None = None,
+        data_hash: str = "",
+    ) -> OutboxRow | None:
+        """Pass one record through the gate for one feed: the outbox row to queue (with its
+        audit entry appended to ``audit``), or None when nothing may be released."""
+        disclosure = await self.gate.disclose(
+            tx,
+            audit,
+            record=record,
+            person_id=person,
+            recipient=feed.recipient,
+            purpose=feed.purpose,
+            categories=feed.categories,
+            at=now,
+            record_ref=record_ref(record),
+            facts=facts,
+        )
+        if disclosure.payload is None:
+            return None
         stamp = now.isoformat(timespec="microseconds")
         return OutboxRow(
             id=0,
             feed=feed.name,
             recipient=feed.recipient,
             person_id=person,
-            record_kind=rec.meta.kind,
-            record_source=rec.meta.key.source,
-            record_source_id=rec.meta.key.id,
-            record_version=rec.meta.version,
-            idempotency_key=idempotency_key(rec, feed.name, feed.recipient),
+            record_kind=record.meta.kind,
+            record_source=record.meta.key.source,
+            record_source_id=record.meta.key.id,
+            record_version=record.meta.version,
+            idempotency_key=idempotency_key(record, feed.name, feed.recipient, data_hash),
             status="pending",
             attempts=0,
             next_attempt_at=stamp,

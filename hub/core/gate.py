@@ -37,6 +37,9 @@ from hub.core.records import Record
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 
+RECORD_RESTRICTED = "RECORD_RESTRICTED"
+"""Reason code: the source restricted the record to its owner (HL7 ARV, a VSP's data)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Disclosure:
@@ -58,22 +61,39 @@ def audit_row(entry: AuditEntry) -> AuditRow:
 
 
 class AuditWriter:
-    """Appends chained entries inside one transaction (the head is read once, locked)."""
+    """Appends chained entries inside one transaction (the head is read once, locked).
 
-    def __init__(self, tx: Transaction) -> None:
+    With ``batch=True`` entries are written by :meth:`flush` in one statement; the caller
+    must flush before the transaction ends (the engine does). Otherwise each is written at
+    once.
+    """
+
+    def __init__(self, tx: Transaction, *, batch: bool = False) -> None:
         self._tx = tx
         self._head: tuple[int, str] | None = None
         self._loaded = False
+        self._batch = batch
+        self._pending: list[AuditRow] = []
+        self._persons: list[str] = []
 
     async def append(self, person_id: str, build: Any) -> AuditEntry:
-        """Chain and store the entry ``build(prev)`` returns."""
+        """Chain the entry ``build(prev)`` returns and store it (now, or at flush)."""
         if not self._loaded:
             self._head = await self._tx.audit_head()
             self._loaded = True
         entry: AuditEntry = build(self._head)
-        await self._tx.append_audit([audit_row(entry)], [person_id])
         self._head = (entry.seq, entry.hash)
+        self._pending.append(audit_row(entry))
+        self._persons.append(person_id)
+        if not self._batch:
+            await self.flush()
         return entry
+
+    async def flush(self) -> None:
+        """Write the entries not yet written."""
+        if self._pending:
+            await self._tx.append_audit(self._pending, self._persons)
+            self._pending, self._persons = [], []
 
 
 class ConsentGate:
@@ -179,6 +199,7 @@ class ConsentGate:
         categories: frozenset[str] | None,
         at: datetime,
         record_ref: str,
+        facts: ClientFacts | None = None,
     ) -> Disclosure:
         """Decide, redact and audit one record for one recipient, in the caller's transaction."""
         from hub.core.serialize import record_payload
@@ -187,7 +208,8 @@ class ConsentGate:
         wanted = DEFAULT_CATEGORIES if categories is None else categories
         present = frozenset(cats.values()) | extra
         asked = (wanted & present) or wanted
-        facts = await self.facts(tx, person_id)
+        if facts is None:
+            facts = await self.facts(tx, person_id)
         consents = await self.consents_for(tx, person_id)
         decision = self.decide(
             consents=consents,
@@ -199,7 +221,8 @@ class ConsentGate:
             at=at,
         )
         if record.meta.restricted and recipient != record.meta.owner:
-            decision = Decision("deny", frozenset(), asked, (VSP_RECORD,), decision.consent_id)
+            reason = VSP_RECORD if self._owner_kind(record) == "vsp" else RECORD_RESTRICTED
+            decision = Decision("deny", frozenset(), asked, (reason,), decision.consent_id)
         payload: dict[str, Any] | None = None
         if decision.permitted:
             if extra and not extra <= decision.released:
@@ -230,6 +253,10 @@ class ConsentGate:
             ),
         )
         return Disclosure(decision, payload, entry)
+
+    def _owner_kind(self, record: Record) -> str:
+        owner = self.agencies.get(record.meta.owner)
+        return owner.kind if owner is not None else ""
 
     async def facts(self, tx: Transaction, person_id: str) -> ClientFacts:
         """What the policy needs to know about the person (birth date, fleeing DV)."""

@@ -39,6 +39,37 @@ class RecordRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredState:
+    """What the store holds of a record already: enough to classify an incoming version."""
+
+    version: str
+    payload_hash: str
+    deleted: bool
+    restricted: bool
+    sensitivity: str
+    person_id: str | None
+
+
+def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
+    """Whether an incoming row is new, a newer version, the same, or older than what is stored.
+
+    The same version with different data counts as an update (senders re-send corrected
+    messages under the same timestamp); an older version never replaces a newer one.
+    """
+    if state is None:
+        return "inserted"
+    if row.version < state.version:
+        return "stale"
+    if (row.version, row.payload_hash, row.deleted) == (
+        state.version,
+        state.payload_hash,
+        state.deleted,
+    ):
+        return "unchanged"
+    return "updated"
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRow:
     """One stored audit entry (see ``consent.audit``); ``body`` is its canonical JSON."""
 
@@ -140,6 +171,16 @@ class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all."""
 
     # records
+    async def stored_states(
+        self, rows: Sequence[RecordRow]
+    ) -> dict[tuple[str, str, str], StoredState]:
+        """The stored state of each row's record that exists, by (kind, source, source_id)."""
+        ...
+
+    async def write_records(self, rows: Sequence[RecordRow]) -> None:
+        """Write new or newer versions (a concurrent newer version is never overwritten)."""
+        ...
+
     async def upsert_records(self, rows: Sequence[RecordRow]) -> list[UpsertOutcome]:
         """Insert or update records keyed on (kind, source, source_id); never go back a version.
 
@@ -244,6 +285,10 @@ class Transaction(Protocol):
     # outbox
     async def enqueue(self, rows: Sequence[OutboxRow]) -> list[int]:
         """Add deliveries; a duplicate idempotency key is ignored. Returns new ids."""
+        ...
+
+    async def enqueue_many(self, rows: Sequence[OutboxRow]) -> None:
+        """Add deliveries in one statement (ids not returned); duplicate keys are ignored."""
         ...
 
     # inbound de-duplication

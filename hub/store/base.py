@@ -364,8 +364,8 @@ class SqlStore(ABC):
                     if not birth or not birth.startswith("enc1:") or birth.startswith(active):
                         continue
                     bind = f"person|{pid}".encode()
-                    fresh = cipher.seal(cipher.open(birth, bind), bind)
-                    await tx._c.execute("UPDATE persons SET birth_date=? WHERE id=?", (fresh, pid))
+                    token = cipher.seal(cipher.open(birth, bind), bind)
+                    await tx._c.execute("UPDATE persons SET birth_date=? WHERE id=?", (token, pid))
                     counts["persons"] += 1
             last = (rows[-1][0],)
         return counts

@@ -13,7 +13,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from hub.core.ports import AuditRow, OutboxRow, RecordRow, ReviewItem, UpsertOutcome
+from hub.core.ports import (
+    AuditRow,
+    OutboxRow,
+    RecordRow,
+    ReviewItem,
+    StoredState,
+    UpsertOutcome,
+    classify,
+)
 from hub.crypto import PREFIX, FieldCipher
 
 Row = Sequence[Any]
@@ -121,53 +129,55 @@ class SqlTransaction:
 
     async def upsert_records(self, rows: Sequence[RecordRow]) -> list[UpsertOutcome]:
         """See :meth:`hub.core.ports.Transaction.upsert_records`."""
-        if not rows:
-            return []
+        states = await self.stored_states(rows)
         outcomes: list[UpsertOutcome] = []
-        existing = await self._versions(rows)
-        inserts: list[RecordRow] = []
-        updates: list[RecordRow] = []
+        changed: list[RecordRow] = []
         for row in rows:
             key = (row.kind, row.source, row.source_id)
-            old = existing.get(key)
-            if old is None:
-                inserts.append(row)
-                existing[key] = (row.version, row.payload_hash, row.deleted)
-                outcomes.append("inserted")
-            elif row.version < old[0]:
-                outcomes.append("stale")
-            elif (row.version, row.payload_hash, row.deleted) == old:
-                outcomes.append("unchanged")
-            else:
-                updates.append(row)
-                existing[key] = (row.version, row.payload_hash, row.deleted)
-                outcomes.append("updated")
-        if self._cipher is not None:
-            inserts = [self._sealed(r) for r in inserts]
-            updates = [self._sealed(r) for r in updates]
-        changed = inserts + updates
-        if changed:
-            # One upsert for both; the WHERE keeps a concurrent writer's newer version.
-            await self._c.executemany(
-                f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
-                "version=excluded.version, payload=excluded.payload, "
-                "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
-                "received_at=excluded.received_at, deleted=excluded.deleted, "
-                "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
-                "client_source_id=excluded.client_source_id "
-                "WHERE records.version <= excluded.version",
-                [_record_args(r) for r in changed],
-            )
+            outcome = classify(row, states.get(key))
+            outcomes.append(outcome)
+            if outcome in ("inserted", "updated"):
+                changed.append(row)
+                states[key] = StoredState(
+                    row.version,
+                    row.payload_hash,
+                    row.deleted,
+                    row.restricted,
+                    row.sensitivity,
+                    None,
+                )
+        await self.write_records(changed)
         return outcomes
+
+    async def write_records(self, rows: Sequence[RecordRow]) -> None:
+        """See :meth:`hub.core.ports.Transaction.write_records`."""
+        if not rows:
+            return
+        if self._cipher is not None:
+            rows = [self._sealed(r) for r in rows]
+        # One upsert; the WHERE keeps a concurrent writer's newer version.
+        await self._c.executemany(
+            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
+            "version=excluded.version, payload=excluded.payload, "
+            "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
+            "received_at=excluded.received_at, deleted=excluded.deleted, "
+            "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
+            "client_source_id=excluded.client_source_id "
+            "WHERE records.version <= excluded.version",
+            [_record_args(r) for r in rows],
+        )
 
     def _sealed(self, r: RecordRow) -> RecordRow:
         assert self._cipher is not None
         payload = self._cipher.protect_payload(r.kind, r.source, r.source_id, r.payload)
         return dataclasses.replace(r, payload=payload)
 
-    async def _versions(self, rows: Sequence[RecordRow]) -> dict[tuple[str, str, str], Any]:
-        found: dict[tuple[str, str, str], Any] = {}
+    async def stored_states(
+        self, rows: Sequence[RecordRow]
+    ) -> dict[tuple[str, str, str], StoredState]:
+        """See :meth:`hub.core.ports.Transaction.stored_states`."""
+        found: dict[tuple[str, str, str], StoredState] = {}
         groups: dict[tuple[str, str], list[str]] = {}
         for r in rows:
             groups.setdefault((r.kind, r.source), []).append(r.source_id)
@@ -176,11 +186,13 @@ class SqlTransaction:
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for v in await self._c.fetch(
-                    "SELECT source_id, version, payload_hash, deleted FROM records "
-                    f"WHERE kind=? AND source=? AND source_id IN ({marks})",
+                    "SELECT source_id, version, payload_hash, deleted, restricted, sensitivity, "
+                    f"person_id FROM records WHERE kind=? AND source=? AND source_id IN ({marks})",
                     [kind, source, *chunk],
                 ):
-                    found[(kind, source, v[0])] = (v[1], v[2], bool(v[3]))
+                    found[(kind, source, v[0])] = StoredState(
+                        v[1], v[2], bool(v[3]), bool(v[4]), v[5], v[6]
+                    )
         return found
 
     async def get_record(self, kind: str, source: str, source_id: str) -> RecordRow | None:
@@ -280,16 +292,17 @@ class SqlTransaction:
         )
 
     async def link_records(self, links: Sequence[tuple[str, str, str, str, Sequence[str]]]) -> None:
-        """Link many records: (kind, source, source_id, person_id, blind keys) each."""
+        """Link many records: (kind, source, source_id, person_id, blind keys) each.
+
+        Keys are added: a record's earlier keys (an old name, an alias) stay as evidence for
+        the same person. :meth:`unlink_record` removes them.
+        """
         if not links:
             return
         await self._c.executemany(
-            "UPDATE records SET person_id=? WHERE kind=? AND source=? AND source_id=?",
-            [(p, k, s, i) for k, s, i, p, _ in links],
-        )
-        await self._c.executemany(
-            "DELETE FROM person_keys WHERE kind=? AND source=? AND source_id=?",
-            [(k, s, i) for k, s, i, _, _ in links],
+            "UPDATE records SET person_id=? WHERE kind=? AND source=? AND source_id=? "
+            "AND (person_id IS NULL OR person_id <> ?)",
+            [(p, k, s, i, p) for k, s, i, p, _ in links],
         )
         await self._c.executemany(
             "INSERT INTO person_keys (match_key, person_id, kind, source, source_id) "
@@ -483,6 +496,37 @@ class SqlTransaction:
             if got is not None:
                 ids.append(int(got[0]))
         return ids
+
+    async def enqueue_many(self, rows: Sequence[OutboxRow]) -> None:
+        """Add deliveries in one statement; a duplicate idempotency key is ignored."""
+        if not rows:
+            return
+        await self._c.executemany(
+            "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
+            "record_source_id, record_version, idempotency_key, status, attempts, "
+            "next_attempt_at, created_at, last_error, audit_seq, payload) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING",
+            [
+                (
+                    r.feed,
+                    r.recipient,
+                    r.person_id,
+                    r.record_kind,
+                    r.record_source,
+                    r.record_source_id,
+                    r.record_version,
+                    r.idempotency_key,
+                    r.status,
+                    r.attempts,
+                    r.next_attempt_at,
+                    r.created_at,
+                    r.last_error,
+                    r.audit_seq,
+                    self._seal_blob(r.payload, r.idempotency_key),
+                )
+                for r in rows
+            ],
+        )
 
     # ---- inbound de-duplication ----------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ validation = "strict"
 PID_ZEBULON = (
     "PID|1||MRN001^^^MERCY^MR~078051121^^^USSSA^SS||Quixtanova^Zebulon^Q^JR^^^L~"
     "Quix^Zeb^^^^^N||19610723|M||2106-3^White^CDCREC|4242 Hidden Lane^Apt 2^San Diego^CA^"
-    "92101^USA^H||^PRN^PH^^1^619^5550100|^WPN^PH^^^619^5550199||||||||||||||||N"
+    "92101^USA^H||^PRN^PH^^1^619^5550100|^WPN^PH^^^619^5550199||||||||N"
 )
 
 
@@ -228,10 +228,8 @@ class MllpTestClient:
     async def close(self) -> None:
         """Close the connection."""
         self.writer.close()
-        try:
+        with suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(self.writer.wait_closed(), 1)
-        except (TimeoutError, ConnectionError):
-            pass
 
 
 @pytest.fixture

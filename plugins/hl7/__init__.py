@@ -1,0 +1,1 @@
+"""The hl7 connector plugin."""

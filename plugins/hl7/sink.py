@@ -1,0 +1,233 @@
+"""The ``hl7-mllp`` sink: renders deliveries as HL7 v2 and sends them over MLLP.
+
+Feed options: ``host``, ``port`` (required), ``timeout_seconds`` (connect and ACK wait,
+default 10), ``tls`` (``true`` or a table, see :func:`plugins.hl7.tls.client_context`), and
+the envelope options of :class:`plugins.hl7.render.Envelope` plus ``client_event``.
+
+Outcome per delivery, by the partner's ACK (MSA-1): ``AA``/``CA`` → delivered; ``AE``/``CE``
+→ retry; ``AR``/``CR`` → not retried (dead letter, a re-send would be refused again); no
+answer, a timeout, a refused or broken connection → retry. One connection per destination
+is kept open and reused; it is dropped after any failure and opened again on the next send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.plugin_api import Delivery, DeliveryOutcome, Record
+from plugins.hl7.framing import Frame, MllpDecoder, encode_frame
+from plugins.hl7.parser import Hl7ParseError, parse_message
+from plugins.hl7.render import Envelope, RenderError, render_record
+from plugins.hl7.tls import TlsConfigError, client_context
+
+log = logging.getLogger("hub.hl7")
+
+DEFAULT_TIMEOUT = 10.0
+MAX_ACK_BYTES = 1 << 20
+
+
+class AckTimeout(Exception):
+    """The partner did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What a partner answered: MSA-1, MSA-2 and the ERR-3 code (no free text kept)."""
+
+    code: str
+    control_id: str
+    error_code: str = ""
+
+
+def read_ack(payload: bytes) -> Ack | None:
+    """The acknowledgement in a frame, or None when it is not an ACK."""
+    try:
+        message = parse_message(payload)
+    except Hl7ParseError:
+        return None
+    msa = message.first("MSA")
+    if msa is None:
+        return None
+    err = message.first("ERR")
+    error_code = ""
+    if err is not None:
+        error_code = err.get(3).strip() or err.get(1, 4).strip()
+    return Ack(msa.get(1).strip().upper(), msa.get(2).strip(), error_code)
+
+
+class MllpClient:
+    """One MLLP connection that sends a message and waits for the ACK that answers it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.decoder = MllpDecoder(MAX_ACK_BYTES)
+        self._pending: list[bytes] = []
+
+    @classmethod
+    async def connect(
+        cls, host: str, port: int, *, seconds: float, ssl_context: ssl.SSLContext | None = None
+    ) -> MllpClient:
+        """Open a connection within ``seconds`` (raises OSError or TimeoutError)."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ssl_context), seconds
+        )
+        return cls(reader, writer)
+
+    async def _next_frame(self, deadline: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        while not self._pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AckTimeout
+            try:
+                data = await asyncio.wait_for(self.reader.read(1 << 16), remaining)
+            except TimeoutError:
+                raise AckTimeout from None
+            if not data:
+                raise ConnectionResetError("partner closed the connection")
+            self._pending += [e.data for e in self.decoder.feed(data) if isinstance(e, Frame)]
+        return self._pending.pop(0)
+
+    async def send(self, message: bytes, control_id: str, seconds: float) -> Ack:
+        """Send one message and wait up to ``seconds`` for its ACK (ACKs answering other
+        control ids, e.g. late ones, are skipped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self.writer.write(encode_frame(message))
+        await asyncio.wait_for(self.writer.drain(), seconds)
+        while True:
+            ack = read_ack(await self._next_frame(deadline))
+            if ack is not None and ack.control_id == control_id:
+                return ack
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+def outcome_of(ack: Ack) -> DeliveryOutcome:
+    """The delivery outcome an ACK code means."""
+    detail = f"partner answered {ack.code}"
+    if ack.error_code:
+        detail += f" (error {ack.error_code})"
+    if ack.code in ("AA", "CA"):
+        return DeliveryOutcome(ok=True)
+    if ack.code in ("AR", "CR"):
+        return DeliveryOutcome(ok=False, retry=False, error=detail)
+    if ack.code in ("AE", "CE"):
+        return DeliveryOutcome(ok=False, retry=True, error=detail)
+    return DeliveryOutcome(
+        ok=False, retry=True, error=f"unrecognised acknowledgement code {ack.code!r}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: tuple[Any, ...]
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None
+    seconds: float
+
+
+class MllpSink:
+    """Delivers records to partners as HL7 v2 over MLLP (the ``hl7-mllp`` connector)."""
+
+    name = "hl7-mllp"
+
+    def __init__(self, resolve: Callable[[str], Path] = Path) -> None:
+        self.resolve = resolve
+        self._clients: dict[tuple[Any, ...], MllpClient] = {}
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[DeliveryOutcome]:
+        """Send each delivery in order; one outcome each, never raising for a partner's fault."""
+        outcomes: list[DeliveryOutcome] = []
+        for delivery in deliveries:
+            try:
+                outcomes.append(await self._deliver_one(delivery))
+            except Exception as exc:  # a bug must not take down the worker's batch
+                log.error(
+                    "hl7 delivery failed unexpectedly",
+                    extra={"outbox_id": delivery.outbox_id, "error_type": type(exc).__name__},
+                )
+                outcomes.append(DeliveryOutcome(ok=False, retry=True, error="internal error"))
+        return outcomes
+
+    async def _deliver_one(self, delivery: Delivery) -> DeliveryOutcome:
+        options = delivery.options or {}
+        host = options.get("host")
+        port = options.get("port")
+        if not isinstance(host, str) or not host or not isinstance(port, int):
+            return DeliveryOutcome(
+                ok=False, retry=False, error="feed options need host (string) and port (integer)"
+            )
+        timeout = float(options.get("timeout_seconds", DEFAULT_TIMEOUT))
+        record = delivery.record
+        if not isinstance(record, Record):
+            return DeliveryOutcome(ok=False, retry=False, error="delivery carries no record")
+        control_id = delivery.idempotency_key[:20]
+        envelope = Envelope.from_options(options, control_id, delivery.recipient)
+        try:
+            text = render_record(record, envelope, options)
+            ssl_context = client_context(options, self.resolve)
+        except (RenderError, TlsConfigError) as exc:
+            return DeliveryOutcome(ok=False, retry=False, error=str(exc))
+        key = (host, port, repr(options.get("tls")))
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            target = _Target(key, host, port, ssl_context, timeout)
+            return await self._send(target, text, control_id, delivery.outbox_id)
+
+    async def _send(
+        self, target: _Target, text: str, control_id: str, outbox_id: int
+    ) -> DeliveryOutcome:
+        key, host, port = target.key, target.host, target.port
+        client = self._clients.get(key)
+        try:
+            if client is None:
+                client = await MllpClient.connect(
+                    host, port, seconds=target.seconds, ssl_context=target.ssl_context
+                )
+                self._clients[key] = client
+            ack = await client.send(text.encode("utf-8"), control_id, target.seconds)
+        except AckTimeout:
+            await self._drop(key)
+            log.warning("hl7 partner did not acknowledge in time", extra={"outbox_id": outbox_id})
+            return DeliveryOutcome(ok=False, retry=True, error=f"no ACK within {target.seconds:g}s")
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            await self._drop(key)
+            log.warning(
+                "hl7 partner unreachable",
+                extra={"outbox_id": outbox_id, "error_type": type(exc).__name__},
+            )
+            return DeliveryOutcome(
+                ok=False, retry=True, error=f"cannot reach {host}:{port} ({type(exc).__name__})"
+            )
+        outcome = outcome_of(ack)
+        if not outcome.ok:
+            log.warning(
+                "hl7 partner refused a message",
+                extra={"outbox_id": outbox_id, "ack": ack.code, "hl7_error": ack.error_code},
+            )
+        return outcome
+
+    async def _drop(self, key: tuple[Any, ...]) -> None:
+        client = self._clients.pop(key, None)
+        if client is not None:
+            await client.close()
+
+    async def close(self) -> None:
+        """Close every open connection."""
+        for key in list(self._clients):
+            await self._drop(key)

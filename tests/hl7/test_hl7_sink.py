@@ -1,0 +1,175 @@
+"""The ``hl7-mllp`` sink delivering to a small MLLP partner started in the test, and to the
+hub's own listener (hub to hub)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from hub.context import HubContext
+from hub.plugin_api import Client, Delivery, HumanName, Provenance, RecordMeta, SourceKey
+from plugins.hl7.framing import Frame, MllpDecoder, encode_frame
+from plugins.hl7.listener import MllpListener
+from plugins.hl7.parser import parse_message
+from plugins.hl7.sink import MllpSink
+
+CLIENT = Client(
+    meta=RecordMeta(
+        "client",
+        SourceKey("hmis:IMPL-1", "P-100"),
+        "shelter-a",
+        Provenance("test", datetime(2025, 3, 1, tzinfo=UTC), "0" * 64),
+        "2025-03-01T00:00:00",
+    ),
+    names=(HumanName("Quixtanova", ("Zebulon",)),),
+    birth_date=date(1961, 7, 23),
+)
+
+
+def delivery(port: int, n: int = 1, **options: object) -> Delivery:
+    return Delivery(
+        outbox_id=n,
+        feed="to-partner",
+        recipient="clinic-y",
+        idempotency_key=f"{n:02d}" + "ab" * 15,
+        record=CLIENT,
+        payload={},
+        options={"host": "127.0.0.1", "port": port, "timeout_seconds": 0.5, **options},
+    )
+
+
+@dataclass
+class Partner:
+    """A tiny MLLP receiver: answers each message with the next scripted code (None: silence)."""
+
+    script: list[str | None]
+    received: list[str] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+    wrong_first: bool = False
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        decoder = MllpDecoder()
+        try:
+            while data := await reader.read(65536):
+                for event in decoder.feed(data):
+                    if not isinstance(event, Frame):
+                        continue
+                    text = event.data.decode()
+                    self.received.append(text)
+                    code = self.script.pop(0) if self.script else "AA"
+                    if code is None:
+                        continue
+                    control = parse_message(text).header.control_id
+                    if self.wrong_first:  # a stale ACK for another message comes first
+                        writer.write(encode_frame(self.ack("AA", "SOMETHING-ELSE")))
+                    writer.write(encode_frame(self.ack(code, control)))
+                    await writer.drain()
+        finally:
+            writer.close()
+
+    @staticmethod
+    def ack(code: str, control: str) -> bytes:
+        return f"MSH|^~\\&|P|P|||20250301||ACK|A1|P|2.5\rMSA|{code}|{control}\r".encode()
+
+
+@asynccontextmanager
+async def partner(*script: str | None, wrong_first: bool = False) -> AsyncIterator[Partner]:
+    p = Partner(list(script), wrong_first=wrong_first)
+    server = await asyncio.start_server(p.handle, "127.0.0.1", 0)
+    p.port = server.sockets[0].getsockname()[1]
+    try:
+        yield p
+    finally:
+        server.close()
+
+
+async def deliver(sink: MllpSink, *items: Delivery) -> list[tuple[bool, bool, str]]:
+    outcomes = await asyncio.wait_for(sink.deliver(list(items)), 5)
+    return [(o.ok, o.retry, o.error) for o in outcomes]
+
+
+async def test_aa_is_delivered_and_the_message_is_an_a31() -> None:
+    sink = MllpSink()
+    async with partner("AA") as p:
+        assert await deliver(sink, delivery(p.port)) == [(True, True, "")]
+    await sink.close()
+    message = parse_message(p.received[0])
+    assert message.header.type_name == "ADT^A31"
+    assert message.header.control_id == "01abababababababababab"[:20]
+    pid = message.first("PID")
+    assert pid is not None and pid.get(5) == "Quixtanova"
+
+
+async def test_ack_codes_decide_the_outcome() -> None:
+    sink = MllpSink()
+    async with partner("CA", "AE", "CE", "AR", "CR") as p:
+        results = await deliver(sink, *(delivery(p.port, n) for n in range(1, 6)))
+    await sink.close()
+    assert [(ok, retry) for ok, retry, _ in results] == [
+        (True, True),
+        (False, True),
+        (False, True),
+        (False, False),
+        (False, False),
+    ]
+    assert results[1][2] == "partner answered AE"
+    assert p.connections == 1  # one connection reused for the batch
+
+
+async def test_no_answer_is_a_retry_and_the_next_send_reconnects() -> None:
+    sink = MllpSink()
+    async with partner(None, "AA") as p:
+        ((ok, retry, error),) = await deliver(sink, delivery(p.port, 1))
+        assert (ok, retry) == (False, True)
+        assert "no ACK within 0.5s" in error
+        assert await deliver(sink, delivery(p.port, 2)) == [(True, True, "")]
+    await sink.close()
+    assert p.connections == 2
+
+
+async def test_no_listener_is_a_retry() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connection refused
+        ((ok, retry, error),) = await deliver(MllpSink(), delivery(port))
+    assert (ok, retry) == (False, True)
+    assert error.startswith(f"cannot reach 127.0.0.1:{port}")
+
+
+async def test_acks_for_other_messages_are_skipped() -> None:
+    sink = MllpSink()
+    async with partner("AR", wrong_first=True) as p:
+        ((ok, retry, _),) = await deliver(sink, delivery(p.port))
+    await sink.close()
+    assert (ok, retry) == (False, False)
+
+
+async def test_bad_feed_options_are_not_retried() -> None:
+    bad = Delivery(1, "f", "r", "k" * 32, CLIENT, {}, {"host": "127.0.0.1"})
+    ((ok, retry, error),) = await deliver(MllpSink(), bad)
+    assert (ok, retry) == (False, False)
+    assert "port" in error
+
+
+async def test_hub_to_hub_delivery_is_accepted_by_the_listener(
+    hl7_hub: HubContext, listener: MllpListener
+) -> None:
+    sink = MllpSink()
+    item = delivery(listener.port, sending_facility="MERCY", sending_application="CIEHUB")
+    assert await deliver(sink, item) == [(True, True, "")]
+    again = await deliver(sink, item)  # a re-delivery: same control id, de-duplicated
+    await sink.close()
+    assert again == [(True, True, "")]
+    rows = [r async for batch in hl7_hub.store.iter_records("client") for r in batch]
+    assert [(r.source, r.source_id) for r in rows] == [("hl7:MERCY", "P-100")]
+
+
+async def test_sink_is_registered_by_the_plugin(hl7_hub: HubContext) -> None:
+    sinks = [s for group in hl7_hub.plugins.hook.hub_sinks(ctx=hl7_hub) for s in group]
+    assert "hl7-mllp" in [s.name for s in sinks]
