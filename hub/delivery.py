@@ -27,7 +27,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hub.context import HubContext
-from hub.core.engine import idempotency_key, record_ref
-from hub.core.gate import AuditWriter, Disclosure
-from hub.core.ports import Delivery, DeliveryOutcome, OutboxRow, RecordRow, Sink
+from hub.core.gate import AuditWriter
+from hub.core.ports import Delivery, DeliveryOutcome, OutboxRow, RecordRow, Sink, Transaction
 from hub.core.records import Record, record_client
 from hub.core.routing import FeedSpec
-from hub.core.rows import row_to_record
+from hub.core.rows import record_to_row, row_to_record
 from hub.core.serialize import record_from_payload
 from hub.plugin_api import ScheduledJob
 
@@ -54,6 +53,8 @@ PRUNE_INTERVAL_SECONDS = 3600.0
 PRUNE_BATCH = 500
 CURSOR_FILE = "hub-data/feed-cursors.json"
 RECORD_GONE = "RECORD_GONE"
+RETRY_AFTER_CEILING = 86_400.0
+RECHECK_BATCH = 25
 
 
 class DeliveryError(RuntimeError):
@@ -79,12 +80,13 @@ def backoff_seconds(
 
     Exponential (``base * 2**(attempts-1)``, at most ``cap``) with "equal jitter": half of
     it fixed, half random (``rand`` in [0, 1)), so retries of many entries spread out but
-    never come back at once. A partner's ``Retry-After`` is honoured (up to ``cap``).
+    never come back at once. A partner's ``Retry-After`` is honoured even beyond ``cap``
+    (up to :data:`RETRY_AFTER_CEILING`).
     """
-    exp = min(cap, base * (2 ** max(0, attempts - 1)))
+    exp = min(cap, base * 2.0 ** max(0, attempts - 1))
     delay = exp / 2 + exp / 2 * rand
     if retry_after is not None and retry_after > 0:
-        delay = max(delay, min(retry_after, cap))
+        delay = max(delay, min(retry_after, RETRY_AFTER_CEILING))
     return delay
 
 
@@ -110,31 +112,6 @@ class EnqueueResult:
         self.already_queued += other.already_queued
 
 
-def outbox_row(
-    feed: FeedSpec, record: Record, person: str, disclosure: Disclosure, now: datetime
-) -> OutboxRow:
-    """The outbox entry of a permitted disclosure (same shape as the engine's)."""
-    stamp = _iso(now)
-    meta = record.meta
-    return OutboxRow(
-        id=0,
-        feed=feed.name,
-        recipient=feed.recipient,
-        person_id=person,
-        record_kind=meta.kind,
-        record_source=meta.key.source,
-        record_source_id=meta.key.id,
-        record_version=meta.version,
-        idempotency_key=idempotency_key(record, feed.name, feed.recipient),
-        status="pending",
-        attempts=0,
-        next_attempt_at=stamp,
-        created_at=stamp,
-        audit_seq=disclosure.audit.seq,
-        payload=orjson.dumps(disclosure.payload),
-    )
-
-
 async def _persons_of(tx: Any, records: Sequence[Record]) -> dict[str, str]:
     """Client key (``source/id``) → person, for the clients the records are about."""
     wanted: dict[str, list[str]] = {}
@@ -154,8 +131,9 @@ async def enqueue_for_feed(
 ) -> EnqueueResult:
     """Pass records through the feed's filter and the consent gate and queue the permitted.
 
-    One store transaction: each decision's audit entry and the outbox entry commit together.
-    A record whose version is already queued for the feed is not queued twice (idempotency
+    One store transaction: each decision's audit entry and the outbox entry commit together
+    (``Engine.prepare_delivery``, as the engine does for on-change feeds). A record whose
+    version and content are already queued for the feed is not queued twice (idempotency
     key). This is how scheduled feeds queue; on-change feeds are queued by the engine.
     """
     result = EnqueueResult()
@@ -163,7 +141,7 @@ async def enqueue_for_feed(
         return result
     now = at or ctx.engine.clock()
     async with ctx.store.transaction() as tx:
-        audit = AuditWriter(tx)
+        audit = AuditWriter(tx, batch=True)
         persons = await _persons_of(tx, records)
         kinds_of: dict[str, list[str]] = {}
         rows: list[OutboxRow] = []
@@ -183,21 +161,15 @@ async def enqueue_for_feed(
             if not feed.wants(rec, person_kinds):
                 result.skipped += 1
                 continue
-            disclosure = await ctx.gate.disclose(
-                tx,
-                audit,
-                record=rec,
-                person_id=person,
-                recipient=feed.recipient,
-                purpose=feed.purpose,
-                categories=feed.categories,
-                at=now,
-                record_ref=record_ref(rec),
+            data_hash = record_to_row(rec).payload_hash
+            item = await ctx.engine.prepare_delivery(
+                tx, audit, feed, rec, person, now, data_hash=data_hash
             )
-            if disclosure.payload is None:
+            if item is None:
                 result.withheld += 1
-                continue
-            rows.append(outbox_row(feed, rec, person, disclosure, now))
+            else:
+                rows.append(item)
+        await audit.flush()
         ids = await tx.enqueue(rows)
     result.enqueued = len(ids)
     result.already_queued = len(rows) - len(ids)
@@ -376,13 +348,14 @@ class DeliveryScheduler:
         """Add the jobs and start; must be called with the event loop running."""
         scheduler = AsyncIOScheduler(timezone=UTC)
         for job in self.jobs:
+            extra: dict[str, Any] = {}
             trigger: CronTrigger | IntervalTrigger
-            first: datetime | None = None
             if job.cron is not None:
                 trigger = CronTrigger.from_crontab(job.cron, timezone=UTC)
             else:
                 trigger = IntervalTrigger(seconds=job.interval_seconds or 3600.0, timezone=UTC)
-                first = datetime.now(UTC) + timedelta(seconds=1)
+                # interval jobs (retention) also run once shortly after start
+                extra["next_run_time"] = datetime.now(UTC) + timedelta(seconds=1)
             scheduler.add_job(
                 job.func,
                 trigger,
@@ -391,7 +364,7 @@ class DeliveryScheduler:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=300,
-                next_run_time=first,
+                **extra,
             )
         scheduler.start()
         self._scheduler = scheduler
@@ -473,7 +446,7 @@ class DeliveryWorker:
             room = self.max_in_flight - self._in_flight
             if room <= 0:
                 self._room.clear()
-                await _first_of(stop_event, self._room, timeout=poll)
+                await _first_of(stop_event, self._room, seconds=poll)
                 continue
             self._wake.clear()
             try:
@@ -484,10 +457,10 @@ class DeliveryWorker:
                     "claiming outbox entries failed",
                     extra={"worker": self.worker_id, "error_type": type(exc).__name__},
                 )
-                await _first_of(stop_event, None, timeout=max(poll, 1.0) * 5)
+                await _first_of(stop_event, None, seconds=max(poll, 1.0) * 5)
                 continue
             if not claimed.rows:
-                await _first_of(stop_event, self._wake, timeout=poll)
+                await _first_of(stop_event, self._wake, seconds=poll)
                 continue
             self._in_flight += len(claimed.rows)
             task = asyncio.create_task(self._process(claimed))
@@ -582,15 +555,15 @@ class DeliveryWorker:
     ) -> None:
         async with lane:
             timeout = self._send_timeout(feed)
-            if time.monotonic() + timeout + 1.0 > deadline:
+            if time.monotonic() + timeout + self.settings.lease_seconds * 0.05 > deadline:
                 # The lease would run out during the send: give the entries back now
                 # rather than risk another worker sending them at the same time.
-                await self._settle_all(
-                    feed.name,
-                    feed,
-                    rows,
-                    DeliveryOutcome(ok=False, retry=True, error="lease ran out before sending"),
-                    delay=0.0,
+                now = _iso(datetime.now(UTC))
+                await asyncio.gather(
+                    *(
+                        self._finish(feed.name, r, "retry", "released: lease ran out", now)
+                        for r in rows
+                    )
                 )
                 return
             try:
@@ -619,52 +592,60 @@ class DeliveryWorker:
     async def _recheck(
         self, feed: FeedSpec, rows: Sequence[OutboxRow]
     ) -> tuple[list[tuple[OutboxRow, Delivery]], list[tuple[OutboxRow, str]]]:
-        """The gate again, at send time, in one transaction (each decision audited)."""
+        """The gate again, at send time (each decision audited).
+
+        In transactions of at most :data:`RECHECK_BATCH` entries: each one holds the audit
+        chain's head, which every intake transaction needs too.
+        """
         permitted: list[tuple[OutboxRow, Delivery]] = []
         withheld: list[tuple[OutboxRow, str]] = []
         options = dict(feed.options)
-        async with self.ctx.store.transaction() as tx:
-            for item in rows:
-                try:
-                    disclosure = await self.ctx.engine.redisclose(
-                        tx, item, feed.purpose, feed.categories
-                    )
-                    stored = await tx.get_record(
-                        item.record_kind, item.record_source, item.record_source_id
-                    )
-                except LookupError:
-                    withheld.append((item, RECORD_GONE))
-                    continue
-                if disclosure.payload is None or stored is None:
-                    reasons = ",".join(disclosure.decision.reasons) or disclosure.decision.outcome
-                    withheld.append((item, reasons))
-                    continue
-                record = record_from_payload(row_to_record(stored).meta, disclosure.payload)
-                permitted.append(
-                    (
-                        item,
-                        Delivery(
-                            outbox_id=item.id,
-                            feed=feed.name,
-                            recipient=item.recipient,
-                            idempotency_key=item.idempotency_key,
-                            record=record,
-                            payload=disclosure.payload,
-                            options=options,
-                        ),
-                    )
-                )
+        for start in range(0, len(rows), RECHECK_BATCH):
+            async with self.ctx.store.transaction() as tx:
+                for item in rows[start : start + RECHECK_BATCH]:
+                    checked = await self._recheck_one(tx, feed, item, options)
+                    if isinstance(checked, Delivery):
+                        permitted.append((item, checked))
+                    else:
+                        withheld.append((item, checked))
         return permitted, withheld
 
+    async def _recheck_one(
+        self, tx: Transaction, feed: FeedSpec, item: OutboxRow, options: dict[str, Any]
+    ) -> Delivery | str:
+        """The delivery the gate permits now, or the reasons it withholds the entry."""
+        try:
+            disclosure = await self.ctx.engine.redisclose(tx, item, feed.purpose, feed.categories)
+            stored = await tx.get_record(
+                item.record_kind, item.record_source, item.record_source_id
+            )
+        except LookupError:
+            return RECORD_GONE
+        if disclosure.payload is None or stored is None:
+            return ",".join(disclosure.decision.reasons) or disclosure.decision.outcome
+        # the queued version, which may be older than the one stored now
+        meta = replace(row_to_record(stored).meta, version=item.record_version)
+        return Delivery(
+            outbox_id=item.id,
+            feed=feed.name,
+            recipient=item.recipient,
+            idempotency_key=item.idempotency_key,
+            record=record_from_payload(meta, disclosure.payload),
+            payload=disclosure.payload,
+            options=options,
+        )
+
     async def _send(
-        self, sink: Sink, feed: FeedSpec, deliveries: list[Delivery], timeout: float
+        self, sink: Sink, feed: FeedSpec, deliveries: list[Delivery], limit: float
     ) -> list[DeliveryOutcome]:
+        """The sink's outcomes; a timeout, an exception or a wrong count is a retry for all."""
         n = len(deliveries)
         try:
-            outcomes = await asyncio.wait_for(sink.deliver(deliveries), timeout)
+            async with asyncio.timeout(limit):
+                outcomes = await sink.deliver(deliveries)
         except TimeoutError:
             return [
-                DeliveryOutcome(ok=False, retry=True, error=f"sink timed out after {timeout:g}s")
+                DeliveryOutcome(ok=False, retry=True, error=f"sink timed out after {limit:g}s")
             ] * n
         except Exception as exc:
             self.ctx.metrics.errors.labels("sink", type(exc).__name__).inc()
@@ -686,36 +667,26 @@ class DeliveryWorker:
         await self._finish(feed.name, row, "withheld", reasons, None)
 
     async def _settle_all(
-        self,
-        name: str,
-        feed: FeedSpec | None,
-        rows: Iterable[OutboxRow],
-        outcome: DeliveryOutcome,
-        delay: float | None = None,
+        self, name: str, feed: FeedSpec | None, rows: Iterable[OutboxRow], outcome: DeliveryOutcome
     ) -> None:
-        await asyncio.gather(*(self._settle(name, feed, r, outcome, delay) for r in rows))
+        await asyncio.gather(*(self._settle(name, feed, r, outcome) for r in rows))
 
     async def _settle(
-        self,
-        name: str,
-        feed: FeedSpec | None,
-        row: OutboxRow,
-        outcome: DeliveryOutcome,
-        delay: float | None = None,
+        self, name: str, feed: FeedSpec | None, row: OutboxRow, outcome: DeliveryOutcome
     ) -> None:
+        """Delivered; retry after a backoff; or dead (not retryable, or out of attempts)."""
         if outcome.ok:
             await self._finish(name, row, "delivered", "", None)
             return
         max_attempts = feed.max_attempts if feed is not None else 0
         if outcome.retry and row.attempts < max_attempts:
-            if delay is None:
-                delay = backoff_seconds(
-                    row.attempts,
-                    self.settings.backoff_base_seconds,
-                    self.settings.backoff_max_seconds,
-                    outcome.retry_after,
-                    self._rand(),
-                )
+            delay = backoff_seconds(
+                row.attempts,
+                self.settings.backoff_base_seconds,
+                self.settings.backoff_max_seconds,
+                outcome.retry_after,
+                self._rand(),
+            )
             retry_at = _iso(datetime.now(UTC) + timedelta(seconds=delay))
             await self._finish(name, row, "retry", outcome.error, retry_at)
             return
@@ -740,13 +711,13 @@ class DeliveryWorker:
         self.ctx.metrics.records_out.labels(name, status).inc()
 
 
-async def _first_of(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
-    """Wait until ``stop`` or ``other`` is set, or ``timeout`` seconds pass."""
+async def _first_of(stop: asyncio.Event, other: asyncio.Event | None, seconds: float) -> None:
+    """Wait until ``stop`` or ``other`` is set, or ``seconds`` pass."""
     waits = [asyncio.ensure_future(stop.wait())]
     if other is not None:
         waits.append(asyncio.ensure_future(other.wait()))
     try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waits:
             w.cancel()

@@ -33,7 +33,7 @@ from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.ports import AuditRow, Transaction
-from hub.core.records import Record
+from hub.core.records import Record, SourceRow
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 
@@ -58,6 +58,30 @@ class Disclosure:
 def audit_row(entry: AuditEntry) -> AuditRow:
     """The stored form of an audit entry: every field as JSON."""
     return AuditRow(entry.seq, orjson.dumps(dataclasses.asdict(entry)), entry.prev_hash, entry.hash)
+
+
+def released_payload(
+    record: Record, categories: Mapping[str, str], decision: Decision
+) -> dict[str, Any]:
+    """The part of a record's payload a decision releases (empty when nothing is).
+
+    A :class:`SourceRow` is released column by column; the reference to its client travels
+    with whatever is released (it names a record, not a person).
+    """
+    from hub.core.serialize import record_payload
+
+    if isinstance(record, SourceRow):
+        columns = redact(record.fields, categories, decision, record.location_fields())
+        if not columns:
+            return {}
+        out: dict[str, Any] = {
+            "fields": columns,
+            "categories": {name: record.categories[name] for name in columns},
+        }
+        if record.client is not None:
+            out["client"] = {"source": record.client.source, "id": record.client.id}
+        return out
+    return redact(record_payload(record), categories, decision, record.location_fields())
 
 
 class AuditWriter:
@@ -202,8 +226,6 @@ class ConsentGate:
         facts: ClientFacts | None = None,
     ) -> Disclosure:
         """Decide, redact and audit one record for one recipient, in the caller's transaction."""
-        from hub.core.serialize import record_payload
-
         cats, extra = self.record_categories(record)
         wanted = DEFAULT_CATEGORIES if categories is None else categories
         present = frozenset(cats.values()) | extra
@@ -227,10 +249,7 @@ class ConsentGate:
         if decision.permitted:
             if extra and not extra <= decision.released:
                 cats = {f: c if c in _NON_CLINICAL else "__withheld__" for f, c in cats.items()}
-            full = record_payload(record)
-            payload = redact(full, cats, decision, record.location_fields())
-            if not payload:
-                payload = None
+            payload = released_payload(record, cats, decision) or None
         if self._on_decision is not None:
             self._on_decision(decision.outcome)
         payload_hash = None

@@ -32,6 +32,7 @@ class RecordRow:
     restricted: bool = False
     client_source_id: str | None = None
     person_id: str | None = None
+    client_source: str | None = None
     seq: int | None = None
 
     def __repr__(self) -> str:

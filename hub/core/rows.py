@@ -39,6 +39,7 @@ def record_to_row(record: Record) -> RecordRow:
         sensitivity=",".join(sorted(meta.sensitivity)),
         restricted=meta.restricted,
         client_source_id=client.id if client is not None else None,
+        client_source=client.source if client is not None else None,
     )
 
 

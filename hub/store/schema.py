@@ -23,10 +23,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 payload_hash TEXT NOT NULL, source_system TEXT NOT NULL,
                 received_at TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
                 sensitivity TEXT NOT NULL DEFAULT '', restricted INTEGER NOT NULL DEFAULT 0,
-                client_source_id TEXT, person_id TEXT,
+                client_source_id TEXT, person_id TEXT, client_source TEXT,
                 PRIMARY KEY (kind, source, source_id))""",
             "CREATE INDEX records_person ON records (person_id)",
-            "CREATE INDEX records_client ON records (source, client_source_id)",
+            "CREATE INDEX records_client ON records (client_source, client_source_id)",
             "CREATE INDEX records_received ON records (received_at)",
             """CREATE TABLE persons (
                 id TEXT PRIMARY KEY, created_at TEXT NOT NULL,

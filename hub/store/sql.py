@@ -59,7 +59,7 @@ class Connection(Protocol):
 
 RECORD_COLUMNS = (
     "kind, source, source_id, owner, version, payload, payload_hash, source_system, "
-    "received_at, deleted, sensitivity, restricted, client_source_id, person_id"
+    "received_at, deleted, sensitivity, restricted, client_source_id, person_id, client_source"
 )
 OUTBOX_COLUMNS = (
     "id, feed, recipient, person_id, record_kind, record_source, record_source_id, "
@@ -87,6 +87,7 @@ def record_from_row(r: Row, cipher: FieldCipher | None = None) -> RecordRow:
         sensitivity=r[10],
         restricted=bool(r[11]),
         client_source_id=r[12],
+        client_source=r[14],
         person_id=r[13],
     )
 
@@ -157,13 +158,13 @@ class SqlTransaction:
             rows = [self._sealed(r) for r in rows]
         # One upsert; the WHERE keeps a concurrent writer's newer version.
         await self._c.executemany(
-            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
             "version=excluded.version, payload=excluded.payload, "
             "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
             "received_at=excluded.received_at, deleted=excluded.deleted, "
             "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
-            "client_source_id=excluded.client_source_id "
+            "client_source_id=excluded.client_source_id, client_source=excluded.client_source "
             "WHERE records.version <= excluded.version",
             [_record_args(r) for r in rows],
         )
@@ -212,7 +213,7 @@ class SqlTransaction:
         # Records about a client (enrollments, encounters) follow the client's link.
         sql += (
             " OR EXISTS (SELECT 1 FROM records c WHERE c.kind='client' AND c.person_id=? "
-            "AND c.source=records.source AND c.source_id=records.client_source_id))"
+            "AND c.source=records.client_source AND c.source_id=records.client_source_id))"
         )
         args.append(person_id)
         if kinds:
@@ -567,4 +568,5 @@ def _record_args(r: RecordRow) -> tuple[Any, ...]:
         int(r.restricted),
         r.client_source_id,
         r.person_id,
+        r.client_source,
     )

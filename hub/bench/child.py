@@ -1,0 +1,121 @@
+"""The benchmark child process: ``python -m hub.bench.child``.
+
+It runs one side of one benchmark (or its ``prepare`` step) so that the peak memory it
+reports is that side's alone. Commands arrive as JSON lines on stdin; answers go as JSON
+lines to the process's original stdout. Anything else the work prints goes to stderr,
+which the parent keeps in a log file.
+
+Commands: ``{"op": "prepare" | "round", "ref": "module:qualname", "params": {...}}`` (a
+round may carry ``"profile": FILE``: the timed part is profiled with pyinstrument, when it is
+installed, and its text report written there) and ``{"op": "exit"}``. Answers: ``{"ok": true, ...figures}``, ``{"skip": reason}`` or
+``{"error": "Type: message", "trace": "..."}``; the first line is ``{"ready": true, ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+import orjson
+
+from hub.bench.memory import current_rss_kb, peak_rss_kb
+from hub.bench.model import Case, Measured, Params, Skip, resolve
+
+
+def _answer(out: IO[bytes], data: dict[str, Any]) -> None:
+    out.write(orjson.dumps(data) + b"\n")
+    out.flush()
+
+
+async def _one_round(case: Case, profile: str | None = None) -> Measured:
+    await case.setup()
+    try:
+        gc.collect()
+        profiler = _profiler() if profile else None
+        if profiler is not None:
+            profiler.start()
+        started = time.perf_counter()
+        measured = await case.run()
+        elapsed = time.perf_counter() - started
+        if profiler is not None and profile:
+            profiler.stop()
+            with open(profile, "w", encoding="utf-8") as out:
+                out.write(profiler.output_text(unicode=True, show_all=False))
+    finally:
+        await case.close()
+    if measured.seconds is None:
+        measured = Measured(measured.items, elapsed, measured.notes)
+    return measured
+
+
+def _profiler() -> Any:
+    """A pyinstrument profiler when pyinstrument is installed (``--profile``), else None."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return None
+    return Profiler(async_mode="disabled", interval=0.0005)
+
+
+def _figures(measured: Measured) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "items": measured.items,
+        "seconds": measured.seconds,
+        "notes": dict(measured.notes),
+        "rss_kb": current_rss_kb(),
+        "peak_rss_kb": peak_rss_kb(),
+    }
+
+
+def handle(command: dict[str, Any]) -> dict[str, Any]:
+    """Run one command and return its answer (never raises)."""
+    try:
+        target = resolve(str(command["ref"]))
+        params = Params.from_json(command["params"])
+        params.workdir.mkdir(parents=True, exist_ok=True)
+        params.data_dir.mkdir(parents=True, exist_ok=True)
+        if command["op"] == "prepare":
+            result = target(params)
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
+            return {"ok": True, "peak_rss_kb": peak_rss_kb()}
+        before = current_rss_kb()
+        case = target(params)
+        profile = command.get("profile")
+        measured = asyncio.run(_one_round(case, str(profile) if profile else None))
+        return {**_figures(measured), "rss_before_kb": before}
+    except Skip as exc:
+        return {"skip": str(exc)}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+
+
+async def _await(awaitable: Any) -> None:
+    await awaitable
+
+
+def main() -> None:
+    """Serve commands until ``exit`` or end of input."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    logging.basicConfig(level=os.environ.get("HUB_BENCH_LOG_LEVEL", "WARNING"))
+    _answer(out, {"ready": True, "rss_kb": current_rss_kb(), "peak_rss_kb": peak_rss_kb()})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = orjson.loads(line)
+        if command.get("op") == "exit":
+            break
+        _answer(out, handle(command))
+
+
+if __name__ == "__main__":
+    main()

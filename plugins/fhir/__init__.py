@@ -1,0 +1,1 @@
+"""The fhir connector plugin."""

@@ -1,0 +1,64 @@
+"""Stored FHIR Consents for the LEAP-compatible consent consult.
+
+The hub's ``POST /cds-services/patient-consent-consult`` (in ``hub/``) calls
+``ctx.extras["fhir_consents_for"](ctx, patient_ids)`` — :func:`fhir_consents_for` — to get
+the Consent resources partners posted for a patient. A Consent is the patient's when its
+``patient`` names one of the identifiers by ``Reference.identifier``, or when it is linked to
+a Client record of the person those identifiers find. The resources come back with
+``patient.identifier`` set to the matching requested identifier, so an evaluator that checks
+the patient itself (``evaluate_fhir_consents(patient_ids=...)``) matches them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from plugins.fhir.consent_mapping import consent_patient_identifiers
+from plugins.fhir.patients import identifier_keys, persons_with
+from plugins.fhir.repo import Repository
+from plugins.fhir.systems import canonical_system
+
+
+def _matching(
+    wanted: Sequence[tuple[str, str]], got: Sequence[tuple[str, str]]
+) -> tuple[str, str] | None:
+    for system, value in wanted:
+        for g_system, g_value in got:
+            if value != g_value:
+                continue
+            if not system or not g_system or canonical_system(system) == g_system:
+                return system, value
+    return None
+
+
+async def fhir_consents_for(ctx: Any, patient_ids: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The stored FHIR Consent resources about the patient these identifiers name."""
+    wanted = [(str(s or ""), str(v)) for s, v in patient_ids if v]
+    if not wanted:
+        return []
+    keys = [
+        k
+        for system, value in wanted
+        for k in identifier_keys(ctx.keys.blind, f"{system}|{value}" if system else value)
+    ]
+    persons = await persons_with(ctx, keys)
+    repo = Repository(ctx.store)
+    consents = await repo.all("Consent")
+    linked = await repo.persons_of([c.client for c in consents if c.client is not None])
+    out: list[dict[str, Any]] = []
+    for stored in consents:
+        match = _matching(wanted, consent_patient_identifiers(stored.resource))
+        if match is None and stored.client is not None and linked.get(stored.client) in persons:
+            match = wanted[0]
+        if match is None:
+            continue
+        resource = dict(stored.resource)
+        ident = {"system": match[0], "value": match[1]} if match[0] else {"value": match[1]}
+        patient = resource.get("patient")
+        resource["patient"] = {
+            **(patient if isinstance(patient, dict) else {}),
+            "identifier": ident,
+        }
+        out.append(resource)
+    return out

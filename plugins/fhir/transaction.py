@@ -1,0 +1,208 @@
+"""Transaction Bundles: all entries or none, in one store transaction.
+
+Entries may ``POST`` (create; ``request.ifNoneExist`` makes it conditional) or ``PUT``
+(``Type/id`` update with ``request.ifMatch``, or ``Type?criteria`` conditional update).
+``urn:uuid:`` full URLs of created entries may be referenced by other entries; they are
+replaced by the new ids. Creates run before updates, in dependency order (Patient, Consent,
+ServiceRequest, Procedure, Task), so a Task may focus a ServiceRequest and list a Procedure
+made in the same Bundle. Any failing entry fails the whole Bundle with an OperationOutcome
+naming ``Bundle.entry[i]`` and the element; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plugins.fhir.access import Viewer
+from plugins.fhir.outcome import FhirError, Issue, at_entry, operation_outcome
+from plugins.fhir.validation import is_resource_type
+from plugins.fhir.writes import Batch, Outcome
+
+ORDER = {"Patient": 0, "Consent": 1, "ServiceRequest": 2, "Procedure": 3, "Task": 4}
+WRITABLE = frozenset(ORDER)
+MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    index: int
+    method: str
+    resource_type: str
+    resource: dict[str, Any]
+    target_id: str | None = None
+    criteria: str | None = None
+    if_match: str | None = None
+    if_none_exist: str | None = None
+    full_url: str | None = None
+    new_id: str | None = None
+
+
+def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
+    where = f"Bundle.entry[{index}]"
+    request = entry.get("request")
+    if not isinstance(request, Mapping):
+        raise FhirError.of(400, "required", f"{where}.request: required", f"{where}.request")
+    method = str(request.get("method", "")).upper()
+    url = str(request.get("url", "")).strip().lstrip("/")
+    resource = entry.get("resource")
+    if method not in ("POST", "PUT"):
+        raise FhirError.of(
+            400,
+            "not-supported",
+            f"{where}.request.method: only POST and PUT are supported in a transaction",
+            f"{where}.request.method",
+        )
+    if not isinstance(resource, Mapping):
+        raise FhirError.of(400, "required", f"{where}.resource: required", f"{where}.resource")
+    rtype = str(resource.get("resourceType"))
+    path, _, query = url.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] != rtype or not is_resource_type(parts[0]):
+        raise FhirError.of(
+            400,
+            "invalid",
+            f"{where}.request.url: must name the entry's resource type",
+            f"{where}.request.url",
+        )
+    if rtype not in WRITABLE:
+        raise FhirError.of(
+            405,
+            "not-supported",
+            f"{where}.resource: {rtype} cannot be written",
+            f"{where}.resource",
+        )
+    full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+    if method == "POST":
+        if len(parts) != 1 or query:
+            raise FhirError.of(
+                400,
+                "invalid",
+                f"{where}.request.url: a create is POST <Type>",
+                f"{where}.request.url",
+            )
+        if_none_exist = request.get("ifNoneExist")
+        return _Plan(
+            index,
+            method,
+            rtype,
+            dict(resource),
+            if_none_exist=str(if_none_exist) if if_none_exist else None,
+            full_url=full_url,
+            new_id=None if rtype == "Patient" else str(uuid.uuid4()),
+        )
+    if len(parts) == 2 and not query:
+        if_match = request.get("ifMatch")
+        return _Plan(
+            index,
+            method,
+            rtype,
+            dict(resource),
+            target_id=parts[1],
+            if_match=str(if_match) if if_match else None,
+            full_url=full_url,
+        )
+    if len(parts) == 1 and query:
+        return _Plan(index, method, rtype, dict(resource), criteria=query, full_url=full_url)
+    raise FhirError.of(
+        400,
+        "invalid",
+        f"{where}.request.url: an update is PUT <Type>/<id> or PUT <Type>?<criteria>",
+        f"{where}.request.url",
+    )
+
+
+def _rewrite(value: Any, local: Mapping[str, str]) -> Any:
+    """Replace references to created entries' full URLs with their new ``Type/id``."""
+    if isinstance(value, dict):
+        out = {k: _rewrite(v, local) for k, v in value.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in local:
+            out["reference"] = local[ref]
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, local) for v in value]
+    return value
+
+
+async def run_transaction(viewer: Viewer, bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a validated transaction Bundle; the transaction-response Bundle."""
+    if bundle.get("type") != "transaction":
+        raise FhirError.of(
+            400,
+            "not-supported",
+            "Bundle.type: only transaction Bundles are accepted",
+            "Bundle.type",
+        )
+    entries = bundle.get("entry") or []
+    if len(entries) > MAX_ENTRIES:
+        raise FhirError.of(413, "too-costly", f"Bundle.entry: more than {MAX_ENTRIES} entries")
+    plans: list[_Plan] = []
+    for i, entry in enumerate(entries):
+        try:
+            plans.append(_plan(i, entry))
+        except FhirError as exc:
+            raise at_entry(exc, i) from None
+    local = {
+        p.full_url: f"{p.resource_type}/{p.new_id}"
+        for p in plans
+        if p.full_url and p.new_id is not None
+    }
+    if local:
+        plans = [_Plan(**{**_fields(p), "resource": _rewrite(p.resource, local)}) for p in plans]
+    batch = Batch(viewer)
+    outcomes: dict[int, Outcome] = {}
+    ordered = sorted(plans, key=lambda p: (p.method != "POST", ORDER[p.resource_type], p.index))
+    for plan in ordered:
+        path = f"Bundle.entry[{plan.index}].resource"
+        try:
+            if plan.method == "POST":
+                outcomes[plan.index] = await batch.create(
+                    plan.resource,
+                    path,
+                    if_none_exist=plan.if_none_exist,
+                    local_url=plan.full_url,
+                    new_id=plan.new_id,
+                )
+            elif plan.target_id is not None:
+                outcomes[plan.index] = await batch.update(
+                    plan.resource_type, plan.target_id, plan.resource, path, if_match=plan.if_match
+                )
+            else:
+                outcomes[plan.index] = await batch.conditional_update(
+                    plan.resource, plan.criteria or "", path
+                )
+        except FhirError as exc:
+            raise at_entry(exc, plan.index) from None
+    await batch.commit()
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [{"response": entry_response(outcomes[p.index])} for p in plans],
+    }
+
+
+def _fields(plan: _Plan) -> dict[str, Any]:
+    return {name: getattr(plan, name) for name in _Plan.__slots__}
+
+
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created"}
+
+
+def entry_response(outcome: Outcome) -> dict[str, Any]:
+    """``Bundle.entry.response`` of one write."""
+    out: dict[str, Any] = {"status": _STATUS_TEXT.get(outcome.status, str(outcome.status))}
+    stored = outcome.stored
+    if stored is not None:
+        out["location"] = f"{stored.type}/{stored.id}/_history/{stored.version}"
+        out["etag"] = stored.etag
+        out["lastModified"] = stored.last_updated
+    elif outcome.person:
+        out["location"] = f"Patient/{outcome.person}"
+    if outcome.consent_note and outcome.consent_note != "applied":
+        out["outcome"] = operation_outcome(
+            [Issue("informational", f"consent gate: {outcome.consent_note}", (), "information")]
+        )
+    return out

@@ -1,0 +1,251 @@
+"""Canonical records ↔ FHIR R4: every mapping round-trips and renders valid R4 (R4B models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fhir.resources.R4B.encounter import Encounter as FhirEncounter
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.task import Task
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hub.core.records import (
+    Address,
+    Client,
+    ContactPoint,
+    Encounter,
+    HumanName,
+    Identifier,
+    Provenance,
+    RecordMeta,
+    Referral,
+    SourceKey,
+)
+from hub.core.serialize import record_payload
+from plugins.fhir.mapping import (
+    canonical_system,
+    client_to_patient,
+    encounter_from_fhir,
+    encounter_to_fhir,
+    fhir_system,
+    merge_client_payloads,
+    patient_to_client,
+    referral_from_fhir,
+    referral_to_fhir,
+)
+
+WORDS = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzÄÖéABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-'.",
+    min_size=1,
+    max_size=12,
+)
+CODES = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.", min_size=1, max_size=8)
+WHEN = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def meta(kind: str) -> RecordMeta:
+    return RecordMeta(
+        kind, SourceKey("src", "1"), "hospital-x", Provenance("t", datetime.now(UTC), "h"), "1"
+    )
+
+
+identifiers = st.builds(
+    Identifier,
+    system=st.sampled_from(
+        ["hmis:IMPL-9", "MERCY", "urn:oid:2.16.1", "https://ids.example/mrn", ""]
+    ),
+    value=CODES,
+    type=st.sampled_from(["", "MR", "PI", "SS"]),
+)
+names = st.builds(
+    HumanName,
+    family=WORDS,
+    given=st.lists(WORDS, max_size=3).map(tuple),
+    prefix=st.sampled_from(["", "Dr", "Ms"]),
+    suffix=st.sampled_from(["", "Jr", "III"]),
+    use=st.sampled_from(["", "official", "L", "maiden", "A"]),
+)
+telecom = st.builds(
+    ContactPoint,
+    system=st.sampled_from(["", "phone", "email", "other", "PH", "Internet"]),
+    value=CODES,
+    use=st.sampled_from(["", "home", "mobile", "PRN"]),
+)
+addresses = st.builds(
+    Address,
+    lines=st.lists(WORDS, max_size=2).map(tuple),
+    city=st.sampled_from(["", "San Diego", "Chula Vista"]),
+    state=st.sampled_from(["", "CA"]),
+    postal_code=st.sampled_from(["", "92101", "02134"]),
+    country=st.sampled_from(["", "US"]),
+    use=st.sampled_from(["", "home", "H", "old"]),
+)
+clients = st.builds(
+    Client,
+    meta=st.just(meta("client")),
+    identifiers=st.lists(identifiers, max_size=3).map(tuple),
+    names=st.lists(names, max_size=2).map(tuple),
+    birth_date=st.one_of(
+        st.none(), st.dates(min_value=date(1900, 1, 1), max_value=date(2025, 1, 1))
+    ),
+    ssn=st.sampled_from([None, "078-05-1121", "xxx-xx-1121"]),
+    telecom=st.lists(telecom, max_size=2).map(tuple),
+    addresses=st.lists(addresses, max_size=2).map(tuple),
+    name_quality=st.sampled_from(["", "1", "2", "99"]),
+    ssn_quality=st.sampled_from(["", "1", "8"]),
+    birth_date_quality=st.sampled_from(["", "1", "9"]),
+    sex=st.sampled_from(["", "F", "M", "U", "O", "0", "1", "8", "99", "X"]),
+    gender=st.lists(st.sampled_from(["Woman", "Man", "NonBinary", "Transgender"]), max_size=2).map(
+        tuple
+    ),
+    race=st.lists(
+        st.sampled_from(["White", "Asian", "BlackAfAmerican", "MidEastNAfrican", "2106-3"]),
+        max_size=3,
+    ).map(tuple),
+    ethnicity=st.sampled_from(["", "0", "1", "H", "N", "99"]),
+    veteran_status=st.sampled_from(["", "0", "1"]),
+    deceased=st.sampled_from(["", "Y", "N", "2024-02-03", "20240203"]),
+)
+encounters = st.builds(
+    Encounter,
+    meta=st.just(meta("encounter")),
+    client=st.just(SourceKey("hl7:MERCY", "MRN-1")),
+    event=st.sampled_from(["", "A01", "A03", "A08"]),
+    patient_class=st.sampled_from(["", "E", "I", "O", "P", "R", "B"]),
+    location=st.sampled_from(["", "ER^12^1", "4WEST"]),
+    visit_number=st.sampled_from(["", "V100", "2024-77"]),
+    admit_time=st.one_of(st.none(), WHEN),
+    discharge_time=st.one_of(st.none(), WHEN),
+    facility=st.sampled_from(["", "MERCYGEN"]),
+    diagnoses=st.lists(
+        st.sampled_from(["I10", "http://hl7.org/fhir/sid/icd-10-cm|E11.9", "Z59.0"]), max_size=3
+    ).map(tuple),
+)
+referrals = st.builds(
+    Referral,
+    meta=st.just(meta("referral")),
+    client=st.just(SourceKey("fhir:hospital-x", "MRN-1")),
+    status=st.sampled_from(
+        ["requested", "accepted", "completed", "draft", "P", "A", "R", "E", "X"]
+    ),
+    priority=st.sampled_from(["", "routine", "urgent", "stat", "S", "R", "Z"]),
+    requester=st.sampled_from(["", "hospital-x", "Dr Who (PCP)"]),
+    performer=st.sampled_from(["", "cie-211", "Food Bank of SD"]),
+    service_codes=st.lists(
+        st.sampled_from(["http://snomed.info/sct|464131000124100", "FOOD", "HOUSING"]), max_size=2
+    ).map(tuple),
+    reason=st.sampled_from(["", "food insecurity"]),
+    diagnoses=st.lists(
+        st.sampled_from(["Z59.4", "http://hl7.org/fhir/sid/icd-10-cm|Z59.0"]), max_size=2
+    ).map(tuple),
+    notes=st.lists(WORDS, max_size=2).map(tuple),
+    authored_on=st.one_of(st.none(), WHEN),
+    consent_ref=st.sampled_from(["", "Consent/c-1", "mpa-0007", "signed paper form"]),
+    outputs=st.lists(
+        st.sampled_from(["Procedure/p-1", "Procedure/p-2", "phone call"]), max_size=2
+    ).map(tuple),
+)
+
+
+@SETTINGS
+@given(clients)
+def test_fhir_client_patient_round_trip(client: Client) -> None:
+    payload = record_payload(client)
+    patient = client_to_patient(payload, patient_id="p1", managing_organization="hospital-x")
+    Patient.model_validate(patient)
+    assert patient_to_client(patient) == payload
+
+
+@SETTINGS
+@given(encounters)
+def test_fhir_encounter_round_trip(encounter: Encounter) -> None:
+    payload = record_payload(encounter)
+    resource = encounter_to_fhir(payload, encounter_id="e1", patient_ref="Patient/p1")
+    FhirEncounter.model_validate(resource)
+    assert encounter_from_fhir(resource, client=payload["client"]) == payload
+
+
+@SETTINGS
+@given(referrals)
+def test_fhir_referral_round_trip(referral: Referral) -> None:
+    payload = record_payload(referral)
+    sr, task = referral_to_fhir(
+        payload, service_request_id="sr1", task_id="t1", patient_ref="Patient/p1"
+    )
+    ServiceRequest.model_validate(sr)
+    Task.model_validate(task)
+    assert task["focus"] == {"reference": "ServiceRequest/sr1"}
+    assert referral_from_fhir(sr, task, client=payload["client"]) == payload
+
+
+@given(st.sampled_from(["hmis:IMPL", "MERCY", "urn:oid:1.2", "http://x.org/a", "https://x", ""]))
+def test_fhir_identifier_systems_round_trip(system: str) -> None:
+    assert canonical_system(fhir_system(system)) == system
+
+
+def test_fhir_patient_shape_for_partners() -> None:
+    """What a partner sees: FHIR codes and US Core extensions, source codes kept aside."""
+    client = Client(
+        meta=meta("client"),
+        identifiers=(Identifier("hmis:IMPL-9", "P-77", "PI"),),
+        names=(HumanName("Testperson", ("Ada",)),),
+        ssn="078-05-1121",
+        sex="1",
+        race=("White",),
+        ethnicity="1",
+    )
+    patient = client_to_patient(record_payload(client))
+    assert patient["gender"] == "male"
+    assert patient["identifier"][0]["system"] == "urn:cie-hub:hmis:IMPL-9"
+    assert patient["identifier"][1]["system"] == "http://hl7.org/fhir/sid/us-ssn"
+    race = next(e for e in patient["extension"] if e["url"].endswith("us-core-race"))
+    assert race["extension"][0]["valueCoding"]["code"] == "2106-3"
+    ethnicity = next(e for e in patient["extension"] if e["url"].endswith("us-core-ethnicity"))
+    assert ethnicity["extension"][0]["valueCoding"]["code"] == "2135-2"
+
+
+def test_fhir_partner_patient_without_hub_extensions() -> None:
+    """A plain partner Patient maps to codes the hub uses (F/M/O/U sex, OMB race names)."""
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "gender": "female",
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "078-05-1121"}],
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+                "extension": [
+                    {
+                        "url": "ombCategory",
+                        "valueCoding": {
+                            "system": "urn:oid:2.16.840.1.113883.6.238",
+                            "code": "2028-9",
+                        },
+                    },
+                    {"url": "text", "valueString": "Asian"},
+                ],
+            }
+        ],
+        "deceasedBoolean": False,
+    }
+    assert patient_to_client(patient) == {
+        "ssn": "078-05-1121",
+        "sex": "F",
+        "race": ["Asian"],
+        "deceased": "N",
+    }
+
+
+def test_fhir_merge_client_payloads() -> None:
+    a = {"identifiers": [{"system": "s", "value": "1"}], "birth_date": "1980-01-01"}
+    b = {"identifiers": [{"system": "s", "value": "1"}, {"system": "t", "value": "2"}], "sex": "F"}
+    assert merge_client_payloads([a, b]) == {
+        "identifiers": [{"system": "s", "value": "1"}, {"system": "t", "value": "2"}],
+        "birth_date": "1980-01-01",
+        "sex": "F",
+    }
