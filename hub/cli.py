@@ -189,14 +189,18 @@ def worker(state: CliState) -> None:
     Example:
       HUB_STORE_URL=postgresql://hub@db:5432/hub hub worker
     """
-    from hub.delivery import run_workers
+    from hub.delivery import run_workers, worker_count
 
     async def main(ctx: HubContext) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        click.echo(
+            f"{worker_count(ctx)} delivery worker(s) started on {ctx.store.dialect}", err=True
+        )
         await run_workers(ctx, stop)
+        click.echo("delivery workers stopped", err=True)
 
     run_with_context(state, main)
 
@@ -304,12 +308,9 @@ def _register_subcommands() -> None:
     from hub.consent_cli import register as register_consent
 
     register_consent(cli)
-    try:
-        from hub.outbox_cli import register as register_outbox
-    except ImportError:  # the outbox commands arrive with the delivery module
-        pass
-    else:
-        register_outbox(cli)
+    from hub.outbox_cli import register as register_outbox
+
+    register_outbox(cli)
     from hub.admin_cli import register as register_admin
 
     register_admin(cli)

@@ -260,7 +260,9 @@ def _agencies(c: _Checker, raw: Any) -> tuple[dict[str, Agency], dict[str, str]]
     return agencies, orgs
 
 
-def _feeds(c: _Checker, raw: Any, agencies: Mapping[str, Agency]) -> list[FeedSpec]:
+def _feeds(
+    c: _Checker, raw: Any, agencies: Mapping[str, Agency], default_attempts: int
+) -> list[FeedSpec]:
     feeds: list[FeedSpec] = []
     if not isinstance(raw, list):
         raise c.fail("feeds", "expected [[feeds]] tables")
@@ -318,16 +320,29 @@ def _feeds(c: _Checker, raw: Any, agencies: Mapping[str, Agency]) -> list[FeedSp
                 purpose=purpose,
                 connector=connector,
                 categories=categories,
-                schedule=c.typed(t, key, "schedule", str, "on-change"),
+                schedule=_schedule(c, t, key),
                 owners=frozenset(c.strings(t, key, "owners")),
                 person_has=frozenset(c.strings(t, key, "person_has")),
                 where=where,
                 batch_size=c.typed(t, key, "batch_size", int, 100),
-                max_attempts=c.typed(t, key, "max_attempts", int, 8),
+                max_attempts=c.typed(t, key, "max_attempts", int, default_attempts),
                 options=dict(c.table(t.get("options", {}), f"{key}.options")),
             )
         )
     return feeds
+
+
+def _schedule(c: _Checker, t: Mapping[str, Any], key: str) -> str:
+    """``on-change`` or a five-field crontab line, checked now rather than at start-up."""
+    schedule: str = c.typed(t, key, "schedule", str, "on-change")
+    if schedule != "on-change":
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(schedule, timezone="UTC")
+        except ValueError as exc:
+            raise c.fail(f"{key}.schedule", f"not 'on-change' or a crontab line: {exc}") from None
+    return schedule
 
 
 def _dataclass_section(c: _Checker, raw: Any, key: str, cls: Any) -> Any:
@@ -465,8 +480,8 @@ def load_config(
         policy = ConsentPolicy.from_mapping(c.table(raw.get("consent", {}), "consent"))
     except ValueError as exc:
         raise c.fail("consent", str(exc)) from None
-    feeds = _feeds(c, raw.get("feeds", []), agencies)
     delivery = _dataclass_section(c, raw.get("delivery", {}), "delivery", DeliveryConfig)
+    feeds = _feeds(c, raw.get("feeds", []), agencies, delivery.max_attempts)
     retention = _dataclass_section(c, raw.get("retention", {}), "retention", RetentionConfig)
 
     keys = c.table(raw.get("keys", {}), "keys")

@@ -100,7 +100,11 @@ def keys_path(config: HubConfig) -> Path:
 
 def make_plugins(config: HubConfig | None = None) -> PluginManager:
     """A plugin manager with every installed plugin loaded (minus disabled ones)."""
+    from hub import __version__
+    from hub.sinks import plugin as builtin_sinks
+
     pm = PluginManager()
+    pm.register(builtin_sinks, name="hub", version=__version__)
     pm.load_entry_points(config.disabled_plugins if config else frozenset())
     return pm
 

@@ -700,7 +700,15 @@ class DeliveryWorker:
         self, name: str, row: OutboxRow, status: str, error: str, retry_at: str | None
     ) -> None:
         try:
-            await self.ctx.store.finish_outbox(row.id, status, error=error, retry_at=retry_at)
+            settled = await self.ctx.store.finish_outbox(
+                row.id, status, error=error, retry_at=retry_at, worker=self.worker_id
+            )
+            if not settled:
+                log.warning(
+                    "lease lost before settling; another worker owns the entry now",
+                    extra={"outbox_id": row.id, "status": status},
+                )
+                return
         except Exception as exc:
             self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
             log.error(

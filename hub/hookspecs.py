@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     import click
     from aiohttp import web
 
+    from hub.bench.model import Benchmark
     from hub.context import HubContext
     from hub.core.ports import Sink
-    from hub.bench.model import Benchmark
     from hub.plugin_api import ConnectorInfo, ScheduledJob, Service
 
 PROJECT = "cie_hub"

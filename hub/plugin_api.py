@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hub.config import TlsConfig
 from hub.core.engine import Engine, InboundMessage, IngestResult
 from hub.core.ports import Delivery, DeliveryOutcome, Sink
 from hub.core.records import (
@@ -32,8 +33,15 @@ from hub.core.records import (
 from hub.core.records import (
     Service as ServiceRecord,
 )
-from hub.config import TlsConfig
 from hub.hookspecs import hookimpl
+from hub.sinks.signing import (
+    SigningError,
+    check_url,
+    outcome_for_status,
+    post_signed,
+    secrets_from_env,
+    signature_header,
+)
 from hub.tls import server_context
 
 
@@ -94,11 +102,17 @@ __all__ = [
     "ScheduledJob",
     "Service",
     "ServiceRecord",
+    "SigningError",
     "Sink",
     "SourceKey",
     "SourceRow",
     "TlsConfig",
+    "check_url",
     "hookimpl",
+    "outcome_for_status",
     "payload_hash",
+    "post_signed",
+    "secrets_from_env",
     "server_context",
+    "signature_header",
 ]

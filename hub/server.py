@@ -117,7 +117,7 @@ async def serve(ctx: HubContext, *, workers: bool = True) -> None:
     announce("shutting down")
     if worker_task is not None:
         try:
-            await asyncio.wait_for(worker_task, timeout=15)
+            await asyncio.wait_for(worker_task, timeout=25)
         except (TimeoutError, asyncio.CancelledError):
             worker_task.cancel()
     await runner.cleanup()

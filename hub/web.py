@@ -205,11 +205,8 @@ def make_app(ctx: HubContext) -> web.Application:
 
     add_consult_routes(app)
     add_smart_routes(app, ctx)
-    try:
-        from hub.admin import add_admin_routes
-    except ImportError:  # the admin API arrives with the delivery module
-        pass
-    else:
-        add_admin_routes(app)
+    from hub.admin import add_admin_routes
+
+    add_admin_routes(app)
     ctx.plugins.hook.hub_http_routes(app=app, ctx=ctx)
     return app

@@ -6,9 +6,10 @@ lines to the process's original stdout. Anything else the work prints goes to st
 which the parent keeps in a log file.
 
 Commands: ``{"op": "prepare" | "round", "ref": "module:qualname", "params": {...}}`` (a
-round may carry ``"profile": FILE``: the timed part is profiled with pyinstrument, when it is
-installed, and its text report written there) and ``{"op": "exit"}``. Answers: ``{"ok": true, ...figures}``, ``{"skip": reason}`` or
-``{"error": "Type: message", "trace": "..."}``; the first line is ``{"ready": true, ...}``.
+round may carry ``"profile": FILE``: the timed part is profiled with pyinstrument, when it
+is installed, and its text report written there) and ``{"op": "exit"}``. Answers:
+``{"ok": true, ...figures}``, ``{"skip": reason}`` or ``{"error": "Type: message", "trace":
+"..."}``; the first line is ``{"ready": true, ...}``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -34,20 +36,17 @@ def _answer(out: IO[bytes], data: dict[str, Any]) -> None:
     out.flush()
 
 
-async def _one_round(case: Case, profile: str | None = None) -> Measured:
+async def _one_round(case: Case, profiler: Any = None) -> Measured:
     await case.setup()
     try:
         gc.collect()
-        profiler = _profiler() if profile else None
         if profiler is not None:
             profiler.start()
         started = time.perf_counter()
         measured = await case.run()
         elapsed = time.perf_counter() - started
-        if profiler is not None and profile:
+        if profiler is not None:
             profiler.stop()
-            with open(profile, "w", encoding="utf-8") as out:
-                out.write(profiler.output_text(unicode=True, show_all=False))
     finally:
         await case.close()
     if measured.seconds is None:
@@ -90,7 +89,11 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
         before = current_rss_kb()
         case = target(params)
         profile = command.get("profile")
-        measured = asyncio.run(_one_round(case, str(profile) if profile else None))
+        profiler = _profiler() if profile else None
+        measured = asyncio.run(_one_round(case, profiler))
+        if profiler is not None:
+            text = profiler.output_text(unicode=True, show_all=False)
+            Path(str(profile)).write_text(text, encoding="utf-8")
         return {**_figures(measured), "rss_before_kb": before}
     except Skip as exc:
         return {"skip": str(exc)}

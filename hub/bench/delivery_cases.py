@@ -19,8 +19,7 @@ from typing import Any
 
 import orjson
 
-from hub.bench.data import clients
-from hub.bench.data import HMIS_SOURCE
+from hub.bench.data import HMIS_SOURCE, clients
 from hub.bench.floors import HttpPostFloor
 from hub.bench.hubs import (
     PARTNER,
@@ -105,6 +104,7 @@ class DeliveryPath:
         self.receiver = Receiver()
         self._stack = contextlib.AsyncExitStack()
         self._ctx: Any = None
+        self._sinks: dict[str, Any] = {}
 
     async def setup(self) -> None:
         """Copy the prepared hub, start a receiver, point the feed at it."""
@@ -115,6 +115,11 @@ class DeliveryPath:
         shutil.copytree(self.params.data_dir / HUB_DIR, root)
         toml = delivery_toml(self.receiver.base_url + "/hook")
         self._ctx = await self._stack.enter_async_context(open_bench_hub(root, toml))
+        from hub.delivery import collect_sinks
+
+        self._sinks = collect_sinks(self._ctx)
+        for sink in self._sinks.values():
+            self._stack.push_async_callback(sink.close)
 
     async def run(self) -> Measured:
         """Run the workers until every entry is delivered."""
@@ -122,7 +127,9 @@ class DeliveryPath:
 
         ctx = self._ctx
         stop = asyncio.Event()
-        task = asyncio.create_task(run_workers(ctx, stop, with_scheduler=False))
+        task = asyncio.create_task(
+            run_workers(ctx, stop, with_scheduler=False, sinks=self._sinks)
+        )
         try:
             await wait_delivered(ctx, self.receiver.count, self.params.size, WAIT_TIMEOUT)
             while (await ctx.store.outbox_depth()).get("delivered", 0) < self.params.size:
@@ -148,7 +155,5 @@ def path(params: Params) -> DeliveryPath:
 
 def floor(params: Params) -> HttpPostFloor:
     """The same bodies posted by plain aiohttp."""
-    bodies = [
-        line for line in (params.data_dir / BODIES_FILE).read_bytes().split(b"\n") if line
-    ]
+    bodies = [line for line in (params.data_dir / BODIES_FILE).read_bytes().split(b"\n") if line]
     return HttpPostFloor(bodies, IN_FLIGHT)

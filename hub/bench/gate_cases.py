@@ -125,9 +125,7 @@ class LookupFloor:
     async def setup(self) -> None:
         """The same questions, and a table of answers by (recipient, purpose)."""
         self._questions = questions(self.params.size, self.params.seed)
-        self._table = {
-            (r, p): "permit" for r in (PARTNER, HOSPITAL, SHELTER) for p in PURPOSES
-        }
+        self._table = {(r, p): "permit" for r in (PARTNER, HOSPITAL, SHELTER) for p in PURPOSES}
 
     async def run(self) -> Measured:
         """Look every question up."""

@@ -52,7 +52,9 @@ async def run(host: str, port: int, connections: int, messages: list[bytes]) -> 
     if line.strip() != "go":
         return {"error": "no go"}
     started = time.perf_counter()
-    rejected = await asyncio.gather(*(_sender(r, w, s) for (r, w), s in zip(streams, shares, strict=True)))
+    rejected = await asyncio.gather(
+        *(_sender(r, w, s) for (r, w), s in zip(streams, shares, strict=True))
+    )
     elapsed = time.perf_counter() - started
     for _, writer in streams:
         writer.close()

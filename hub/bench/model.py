@@ -28,7 +28,7 @@ PROFILES: tuple[str, ...] = ("tiny", "small", "medium", "large")
 minutes on two cores), ``medium`` for a quick look at growth, ``large`` for the targets."""
 
 
-class Skip(Exception):  # noqa: N818 - it is a verdict, not an error
+class Skip(Exception):
     """Raised by ``prepare`` or a case's ``setup``: this benchmark cannot run here (say why).
 
     Example: no PostgreSQL server at the configured URL. The suite records the reason and

@@ -39,10 +39,11 @@ class HelperProcess:
         )
         return await self.read(START_TIMEOUT)
 
-    async def read(self, timeout: float) -> dict[str, Any]:
-        """The next JSON line (raises ``RuntimeError`` when the process ended)."""
+    async def read(self, within: float) -> dict[str, Any]:
+        """The next JSON line, waiting at most ``within`` seconds (``RuntimeError`` when the
+        process ended)."""
         assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        line = await asyncio.wait_for(self.proc.stdout.readline(), within)
         if not line:
             code = await self.proc.wait()
             raise RuntimeError(f"helper {self.module} exited with code {code}")
@@ -73,7 +74,9 @@ class HelperProcess:
 class MllpLoad:
     """The MLLP load generator (:mod:`hub.bench.mllp_client`) aimed at a listening port."""
 
-    def __init__(self, messages: Path, port: int, connections: int, timeout: float = 3600.0):
+    def __init__(
+        self, messages: Path, port: int, connections: int, timeout: float = 3600.0
+    ) -> None:
         self.helper = HelperProcess(
             "hub.bench.mllp_client",
             str(messages),
@@ -132,10 +135,10 @@ class Receiver:
             data = await resp.json()
             return int(data["count"])
 
-    async def wait_for(self, expected: int, timeout: float, poll: float = 0.02) -> int:
+    async def wait_for(self, expected: int, within: float, poll: float = 0.02) -> int:
         """Wait until it has answered ``expected`` requests; the count reached."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         count = await self.count()
         while count < expected:
             if loop.time() > deadline:

@@ -99,18 +99,16 @@ def print_suite(suite: SuiteResult, console: Console | None = None) -> None:
         caption=describe_machine(suite.machine),
     )
     for header in HEADERS:
-        table.add_column(
-            header, justify="left" if header == "benchmark" else "right", no_wrap=True
-        )
+        table.add_column(header, justify="left" if header == "benchmark" else "right", no_wrap=True)
     for row in rows(suite):
         table.add_row(*row)
     console.print(table)
     for line in legend(suite):
         console.print(f"  {line}", highlight=False)
     for bench in suite.benchmarks:
-        line = growth_line(bench)
-        if line:
-            console.print(f"growth  {line}", highlight=False)
+        growth = growth_line(bench)
+        if growth:
+            console.print(f"growth  {growth}", highlight=False)
         for size in bench.sizes:
             if size.status == "skipped":
                 console.print(

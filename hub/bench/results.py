@@ -202,14 +202,10 @@ class BenchResult:
             "sizes": [s.size for s in done],
             "us_per_item": [round(s.path.us_per_item, 3) for s in done if s.path],
             "peak_rss_mb": [round(s.path.peak_rss_kb / 1024, 1) for s in done if s.path],
-            "cost_per_item_growth": round(
-                last.path.us_per_item / first.path.us_per_item, 3
-            )
+            "cost_per_item_growth": round(last.path.us_per_item / first.path.us_per_item, 3)
             if first.path.us_per_item > 0
             else None,
-            "peak_rss_growth_mb": round(
-                (last.path.peak_rss_kb - first.path.peak_rss_kb) / 1024, 1
-            ),
+            "peak_rss_growth_mb": round((last.path.peak_rss_kb - first.path.peak_rss_kb) / 1024, 1),
         }
 
     def to_json(self) -> dict[str, Any]:

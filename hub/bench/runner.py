@@ -69,7 +69,9 @@ def select(benchmarks: Sequence[Benchmark], only: Sequence[str]) -> list[Benchma
     chosen: list[Benchmark] = []
     for pattern in only:
         hits = [
-            b for b in benchmarks if b.name == pattern or b.name.startswith(pattern.rstrip(".") + ".")
+            b
+            for b in benchmarks
+            if b.name == pattern or b.name.startswith(pattern.rstrip(".") + ".")
         ]
         if not hits:
             known = ", ".join(b.name for b in benchmarks)
@@ -107,12 +109,12 @@ class Child:
         ready = await self._read(60.0)
         self.start_rss_kb = int(ready.get("rss_kb", 0))
 
-    async def _read(self, timeout: float) -> dict[str, Any]:
+    async def _read(self, within: float) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
         try:
-            line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
+            line = await asyncio.wait_for(self._proc.stdout.readline(), within)
         except TimeoutError:
-            raise ChildFailed(f"no answer within {timeout:.0f} s (see {self.log_path})") from None
+            raise ChildFailed(f"no answer within {within:.0f} s (see {self.log_path})") from None
         if not line:
             code = await self._proc.wait()
             raise ChildFailed(f"child process exited with code {code} (see {self.log_path})")

@@ -264,8 +264,7 @@ class Engine:
             self.gate.forget_person(person)
         await tx.insert_persons(fresh)
         await tx.link_records(links)
-        for person, birth_iso in facts:
-            await tx.set_birth_date(person, birth_iso)
+        await tx.set_birth_dates(facts)
         return persons
 
     async def _resolve_persons(

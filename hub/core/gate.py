@@ -37,6 +37,8 @@ from hub.core.records import Record, SourceRow
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 
+_AUDIT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditEntry))
+
 RECORD_RESTRICTED = "RECORD_RESTRICTED"
 """Reason code: the source restricted the record to its owner (HL7 ARV, a VSP's data)."""
 
@@ -57,7 +59,8 @@ class Disclosure:
 
 def audit_row(entry: AuditEntry) -> AuditRow:
     """The stored form of an audit entry: every field as JSON."""
-    return AuditRow(entry.seq, orjson.dumps(dataclasses.asdict(entry)), entry.prev_hash, entry.hash)
+    body = {f: getattr(entry, f) for f in _AUDIT_FIELDS}
+    return AuditRow(entry.seq, orjson.dumps(body), entry.prev_hash, entry.hash)
 
 
 def released_payload(

@@ -33,6 +33,8 @@ class RecordRow:
     client_source_id: str | None = None
     person_id: str | None = None
     client_source: str | None = None
+    raw_hash: str = ""
+    flags: str = ""
     seq: int | None = None
 
     def __repr__(self) -> str:
@@ -257,6 +259,10 @@ class Transaction(Protocol):
         """The person's birth date as the consent gate should use it (age rules)."""
         ...
 
+    async def set_birth_dates(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Birth dates of many persons: (person id, ISO date) each."""
+        ...
+
     async def set_dv_status(self, source: str, client_id: str, fleeing: bool) -> None:
         """What one source says, as of now, about its client fleeing domestic violence."""
         ...
@@ -362,8 +368,9 @@ class Store(Protocol):
         *,
         error: str = "",
         retry_at: str | None = None,
-    ) -> None:
-        """Settle a claimed delivery: delivered, withheld, retry (with a time) or dead."""
+        worker: str | None = None,
+    ) -> bool:
+        """Settle a claimed delivery (only while ``worker`` holds its lease, if given)."""
         ...
 
     async def list_outbox(

@@ -10,20 +10,12 @@ from hub.core.ports import RecordRow
 from hub.core.records import Provenance, Record, RecordMeta, SourceKey, payload_hash, record_client
 from hub.core.serialize import record_from_payload, record_payload
 
-_RAW = "_raw_hash"
-_FLAGS = "_flags"
-
 
 def record_to_row(record: Record) -> RecordRow:
     """The store row of a record; ``payload_hash`` covers the data only, so a re-sent payload
     that carries the same data is recognised as unchanged."""
     meta = record.meta
-    data = record_payload(record)
-    data_bytes = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    digest = payload_hash(data_bytes)
-    data[_RAW] = meta.provenance.payload_hash
-    if meta.flags:
-        data[_FLAGS] = sorted(meta.flags)
+    payload = orjson.dumps(record_payload(record), option=orjson.OPT_SORT_KEYS)
     client = record_client(record)
     return RecordRow(
         kind=meta.kind,
@@ -31,8 +23,8 @@ def record_to_row(record: Record) -> RecordRow:
         source_id=meta.key.id,
         owner=meta.owner,
         version=meta.version,
-        payload=orjson.dumps(data),
-        payload_hash=digest,
+        payload=payload,
+        payload_hash=payload_hash(payload),
         source_system=meta.provenance.source_system,
         received_at=meta.provenance.received_at.isoformat(timespec="microseconds"),
         deleted=meta.deleted,
@@ -40,23 +32,24 @@ def record_to_row(record: Record) -> RecordRow:
         restricted=meta.restricted,
         client_source_id=client.id if client is not None else None,
         client_source=client.source if client is not None else None,
+        raw_hash=meta.provenance.payload_hash,
+        flags=",".join(sorted(meta.flags)),
     )
 
 
 def row_to_record(row: RecordRow) -> Record:
     """Rebuild the canonical record of a store row."""
-    data = orjson.loads(row.payload)
     meta = RecordMeta(
         kind=row.kind,
         key=SourceKey(row.source, row.source_id),
         owner=row.owner,
         provenance=Provenance(
-            row.source_system, datetime.fromisoformat(row.received_at), data.pop(_RAW, "")
+            row.source_system, datetime.fromisoformat(row.received_at), row.raw_hash
         ),
         version=row.version,
         deleted=row.deleted,
         sensitivity=frozenset(filter(None, row.sensitivity.split(","))),
         restricted=row.restricted,
-        flags=frozenset(data.pop(_FLAGS, ())),
+        flags=frozenset(filter(None, row.flags.split(","))),
     )
-    return record_from_payload(meta, data)
+    return record_from_payload(meta, orjson.loads(row.payload))

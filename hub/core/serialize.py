@@ -37,26 +37,6 @@ _NESTED: dict[type[Any], Any] = {
 Decoder = Callable[[Any], Any]
 
 
-def _to_json(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        return [_to_json(v) for v in value]
-    if isinstance(value, frozenset | set):
-        return sorted(_to_json(v) for v in value)
-    if isinstance(value, Mapping):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _to_json(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) != f.default
-        }
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def _decoder(tp: Any) -> Decoder:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -86,17 +66,68 @@ def _field_decoders(cls: Any) -> dict[str, Decoder]:
     return {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls) if f.name != "meta"}
 
 
-def record_payload(record: Record) -> dict[str, Any]:
-    """The data fields of a record (not its meta) as a JSON-able dict; defaults are left out."""
+Encoder = Callable[[Any], Any] | None
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == () or (isinstance(value, Mapping) and not value)
+
+
+def _encoder(tp: Any) -> Encoder:
+    """How to turn a value of a field type into JSON-able data (None: as it is)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _encoder(inner[0])
+    if origin is tuple:
+        item = _encoder(typing.get_args(tp)[0])
+        if item is None:
+            return list
+        return lambda v: [item(x) for x in v]
+    if origin is frozenset:
+        return sorted
+    if tp is date or tp is datetime:
+        return lambda v: v.isoformat()
+    if tp in _NESTED:
+        plan = _plan(tp)
+        return lambda v: _encode_plan(v, plan)
+    if origin is not None and issubclass(origin, Mapping):
+        return dict
+    return None
+
+
+def _encode_plan(value: Any, plan: list[tuple[str, Encoder, bool]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):  # type: ignore[arg-type]
-        if f.name == "meta":
+    for name, enc, optional in plan:
+        v = getattr(value, name)
+        if optional and _empty(v):
             continue
-        value = getattr(record, f.name)
-        if value is None or value == () or value == "" or value == {}:
-            continue
-        out[f.name] = _to_json(value)
+        out[name] = v if enc is None else enc(v)
     return out
+
+
+@cache
+def _plan(cls: Any) -> list[tuple[str, Encoder, bool]]:
+    """(field, encoder, may be left out when empty) for each data field of a class."""
+    hints = typing.get_type_hints(cls)
+    return [
+        (
+            f.name,
+            _encoder(hints[f.name]),
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+        if f.name != "meta"
+    ]
+
+
+def record_payload(record: Record) -> dict[str, Any]:
+    """The data fields of a record (not its meta) as a JSON-able dict; empty values left out.
+
+    Driven by a per-class plan built once from the field types (this is on every intake).
+    """
+    cls: Any = type(record)
+    return _encode_plan(record, _plan(cls))
 
 
 def record_from_payload(meta: RecordMeta, payload: Mapping[str, Any]) -> Record:

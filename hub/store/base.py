@@ -196,16 +196,32 @@ class SqlStore(ABC):
         return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
 
     async def finish_outbox(
-        self, outbox_id: int, status: str, *, error: str = "", retry_at: str | None = None
-    ) -> None:
-        """Settle a claimed delivery as delivered, withheld, retry (at ``retry_at``) or dead."""
+        self,
+        outbox_id: int,
+        status: str,
+        *,
+        error: str = "",
+        retry_at: str | None = None,
+        worker: str | None = None,
+    ) -> bool:
+        """Settle a claimed delivery as delivered, withheld, retry (at ``retry_at``) or dead.
+
+        With ``worker``, only while that worker still holds the lease: a worker whose lease
+        expired (and whose entry another worker claimed) cannot overwrite the other's result.
+        Returns whether the entry was settled.
+        """
         delivered = now_iso() if status == "delivered" else None
+        sql = (
+            "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, "
+            "next_attempt_at), delivered_at=?, lease_owner=NULL, lease_until=NULL WHERE id=?"
+        )
+        args: list[Any] = [status, error[:500], retry_at, delivered, outbox_id]
+        if worker is not None:
+            sql += " AND lease_owner=?"
+            args.append(worker)
         async with self.transaction() as tx:
-            await tx._c.execute(
-                "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, "
-                "next_attempt_at), delivered_at=?, lease_owner=NULL, lease_until=NULL WHERE id=?",
-                (status, error[:500], retry_at, delivered, outbox_id),
-            )
+            n = await tx._c.execute(sql, args)
+        return n > 0
 
     async def list_outbox(
         self, status: str | None = None, recipient: str | None = None, limit: int = 100

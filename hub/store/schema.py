@@ -24,6 +24,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 received_at TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
                 sensitivity TEXT NOT NULL DEFAULT '', restricted INTEGER NOT NULL DEFAULT 0,
                 client_source_id TEXT, person_id TEXT, client_source TEXT,
+                raw_hash TEXT NOT NULL DEFAULT '', flags TEXT NOT NULL DEFAULT '',
                 PRIMARY KEY (kind, source, source_id))""",
             "CREATE INDEX records_person ON records (person_id)",
             "CREATE INDEX records_client ON records (client_source, client_source_id)",

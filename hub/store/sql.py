@@ -59,7 +59,8 @@ class Connection(Protocol):
 
 RECORD_COLUMNS = (
     "kind, source, source_id, owner, version, payload, payload_hash, source_system, "
-    "received_at, deleted, sensitivity, restricted, client_source_id, person_id, client_source"
+    "received_at, deleted, sensitivity, restricted, client_source_id, person_id, client_source, "
+    "raw_hash, flags"
 )
 OUTBOX_COLUMNS = (
     "id, feed, recipient, person_id, record_kind, record_source, record_source_id, "
@@ -88,6 +89,8 @@ def record_from_row(r: Row, cipher: FieldCipher | None = None) -> RecordRow:
         restricted=bool(r[11]),
         client_source_id=r[12],
         client_source=r[14],
+        raw_hash=r[15],
+        flags=r[16],
         person_id=r[13],
     )
 
@@ -158,13 +161,14 @@ class SqlTransaction:
             rows = [self._sealed(r) for r in rows]
         # One upsert; the WHERE keeps a concurrent writer's newer version.
         await self._c.executemany(
-            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
             "version=excluded.version, payload=excluded.payload, "
             "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
             "received_at=excluded.received_at, deleted=excluded.deleted, "
             "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
-            "client_source_id=excluded.client_source_id, client_source=excluded.client_source "
+            "client_source_id=excluded.client_source_id, client_source=excluded.client_source, "
+            "raw_hash=excluded.raw_hash, flags=excluded.flags "
             "WHERE records.version <= excluded.version",
             [_record_args(r) for r in rows],
         )
@@ -382,10 +386,25 @@ class SqlTransaction:
 
     async def set_birth_date(self, person_id: str, birth_date: str) -> None:
         """See :meth:`hub.core.ports.Transaction.set_birth_date`."""
-        stored = birth_date
-        if self._cipher is not None:
-            stored = self._cipher.seal(birth_date.encode(), f"person|{person_id}".encode())
-        await self._c.execute("UPDATE persons SET birth_date=? WHERE id=?", (stored, person_id))
+        await self.set_birth_dates([(person_id, birth_date)])
+
+    async def set_birth_dates(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """See :meth:`hub.core.ports.Transaction.set_birth_dates`."""
+        if not pairs:
+            return
+        cipher = self._cipher
+        await self._c.executemany(
+            "UPDATE persons SET birth_date=? WHERE id=?",
+            [
+                (
+                    birth
+                    if cipher is None
+                    else cipher.seal(birth.encode(), f"person|{person}".encode()),
+                    person,
+                )
+                for person, birth in pairs
+            ],
+        )
 
     async def set_dv_status(self, source: str, client_id: str, fleeing: bool) -> None:
         """See :meth:`hub.core.ports.Transaction.set_dv_status`."""
@@ -569,4 +588,6 @@ def _record_args(r: RecordRow) -> tuple[Any, ...]:
         r.client_source_id,
         r.person_id,
         r.client_source,
+        r.raw_hash,
+        r.flags,
     )

@@ -220,9 +220,9 @@ async def serve_receiver() -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
-async def wait_until(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll a condition (sync or async) until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_until(cond: Callable[[], bool | Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll a condition (sync or async) until true; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         got = cond()
         if not isinstance(got, bool):
@@ -230,7 +230,7 @@ async def wait_until(cond: Callable[[], bool | Awaitable[bool]], timeout: float 
         if got:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(0.02)
 
 

@@ -1,5 +1,5 @@
-"""Several worker processes on one PostgreSQL outbox: no double delivery, nothing lost when
-one worker is killed with SIGKILL mid-delivery."""
+"""Several ``hub worker`` processes on one PostgreSQL outbox: no double delivery, nothing lost
+when one worker is killed with SIGKILL mid-delivery."""
 
 from __future__ import annotations
 
@@ -12,30 +12,35 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 pytestmark = pytest.mark.pg
 
-WORKER = Path(__file__).with_name("worker_proc.py")
+HUB = "from hub.cli import main; main()"
 
 
 def spawn(config: Path) -> subprocess.Popen[bytes]:
-    """One worker process (its own process group, stdout piped)."""
+    """``hub --config CONFIG worker`` in a child process."""
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(config)],
-        stdout=subprocess.PIPE,
+        [sys.executable, "-c", HUB, "--config", str(config), "worker"],
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
-async def ready(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Wait for the worker's ready line."""
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
-    if b"worker ready" not in line:
-        err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-        raise AssertionError(f"worker did not start: {line!r} {err}")
+async def leases_of(pg_url: str, pid: int) -> int:
+    """Outbox entries a worker process holds right now (worker ids are host:pid:n)."""
+    conn = await asyncpg.connect(pg_url, timeout=5)
+    try:
+        n = await conn.fetchval(
+            "SELECT COUNT(*) FROM outbox WHERE status='leased' AND lease_owner LIKE $1",
+            f"%:{pid}:%",
+        )
+    finally:
+        await conn.close()
+    return int(n)
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -65,8 +70,7 @@ async def test_delivery_three_pg_workers_deliver_each_record_once(hub, receiver,
         assert len(expected) == 300
         procs = [spawn(config) for _ in range(3)]
         try:
-            await asyncio.gather(*(ready(p) for p in procs))
-            await h.wait_until(lambda: _done(ctx, 300), timeout=30)
+            await h.wait_until(lambda: _done(ctx, 300), within=40)
         finally:
             await asyncio.to_thread(stop_all, procs)
         keys = receiver.delivered_keys()
@@ -101,22 +105,27 @@ async def test_delivery_pg_worker_killed_mid_delivery_loses_nothing(
         expected = {r.idempotency_key for r in await ctx.store.list_outbox(limit=1000)}
         procs = [spawn(config) for _ in range(3)]
         try:
-            await asyncio.gather(*(ready(p) for p in procs))
-            await h.wait_until(lambda: _at_least(ctx, 30), timeout=20)
             victim = procs[0]
-            held = [r for r in await ctx.store.list_outbox(status="leased", limit=1000)]
+
+            async def victim_busy() -> bool:
+                # mid-run: deliveries are flowing and the victim holds some right now
+                return await _at_least(ctx, 30) and await leases_of(pg_url, victim.pid) > 0
+
+            await h.wait_until(victim_busy, within=30)
+            held = await leases_of(pg_url, victim.pid)
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=5)
-            await h.wait_until(lambda: _done(ctx, 200), timeout=30)
+            await h.wait_until(lambda: _done(ctx, 200), within=30)
         finally:
             await asyncio.to_thread(stop_all, procs)
         keys = receiver.delivered_keys()
         assert set(keys) == expected, "nothing lost"
         duplicates = sum(n - 1 for n in Counter(keys).values())
         # only what was in flight when the worker died may arrive twice (same key)
-        assert duplicates <= len(held)
+        assert duplicates <= held
         assert (await ctx.store.outbox_depth()) == {"delivered": 200}
-        print(f"in flight at kill: {len(held)}, delivered twice: {duplicates}")
+        print(f"held by the killed worker: {held}, delivered twice: {duplicates}")
+        assert victim.returncode == -signal.SIGKILL
 
 
 async def _at_least(ctx: Any, n: int) -> bool:

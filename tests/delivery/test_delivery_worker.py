@@ -32,6 +32,12 @@ async def stop_worker(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
     await asyncio.wait_for(task, 10)
 
 
+def records_out(ctx: Any, feed: str, status: str) -> float | None:
+    """The hub_records_out_total counter as /metrics shows it."""
+    labels = {"feed": feed, "status": status}
+    return ctx.metrics.registry.get_sample_value("hub_records_out_total", labels)
+
+
 async def statuses(ctx: Any) -> Counter[str]:
     return Counter(r.status for r in await ctx.store.list_outbox(limit=10_000))
 
@@ -78,8 +84,7 @@ async def test_delivery_receiver_recovers_everything_arrives_once_keyed(hub, rec
         retried = [k for k, n in Counter(s.key for s in receiver.requests).items() if n > 1]
         assert retried, "some keys must have been retried"
         assert (await statuses(ctx)) == Counter({"delivered": 20})
-        out = ctx.metrics.records_out.labels("partner-clients", "delivered")._value.get()
-        assert out == 20
+        assert records_out(ctx, "partner-clients", "delivered") == 20
 
 
 async def _all_delivered(ctx: Any) -> bool:
@@ -174,7 +179,7 @@ async def test_delivery_revocation_between_queue_and_send_withholds(hub, receive
         last_for_p1 = [e for e in entries if e["client"] == withheld.person_id][-1]
         assert last_for_p1["decision"] == "deny"
         assert "CONSENT_REVOKED" in last_for_p1["reasons"]
-        assert ctx.metrics.records_out.labels("partner-clients", "withheld")._value.get() == 1
+        assert records_out(ctx, "partner-clients", "withheld") == 1
 
 
 class SlowSink:
@@ -206,12 +211,12 @@ async def test_delivery_slow_partner_slows_only_its_own_feed(hub, receiver, h) -
         sinks = {**collect_sinks(ctx), "slow": slow}
         loop = asyncio.get_running_loop()
         started = loop.time()
-        worker, stop, task = await run_worker(ctx, sinks)
+        _worker, stop, task = await run_worker(ctx, sinks)
         try:
-            await h.wait_until(lambda: len(set(receiver.delivered_keys())) == 20, timeout=5)
+            await h.wait_until(lambda: len(set(receiver.delivered_keys())) == 20, within=5)
             fast_done = loop.time() - started
             assert len(slow.sent) <= 5, "the slow feed is still at its first batch"
-            await h.wait_until(lambda: len(slow.sent) == 20, timeout=10)
+            await h.wait_until(lambda: len(slow.sent) == 20, within=10)
         finally:
             await stop_worker(stop, task)
             await sinks["webhook"].close()
@@ -237,11 +242,68 @@ async def test_delivery_sink_timeout_is_retried(hub, h) -> None:
     )
     async with hub.open() as ctx:
         await h.add_clients(ctx, ["P1"])
-        worker, stop, task = await run_worker(ctx, {"hang": TimeoutSink(5)})
+        _worker, stop, task = await run_worker(ctx, {"hang": TimeoutSink(5)})
         try:
-            await h.wait_until(lambda: _counts(ctx, {"dead": 1}), timeout=5)
+            await h.wait_until(lambda: _counts(ctx, {"dead": 1}), within=5)
         finally:
             await stop_worker(stop, task)
         (row,) = await ctx.store.list_outbox()
         assert row.attempts == 2
         assert row.last_error == "sink timed out after 0.2s"
+
+
+class CountingSink(SlowSink):
+    """A slow sink that counts how often it saw each key."""
+
+    name = "counting"
+
+
+async def test_delivery_rows_whose_lease_would_run_out_are_released_not_sent(hub, h) -> None:
+    hub.write(
+        h.webhook_feed(
+            "slowish",
+            "partner",
+            "http://127.0.0.1:9/",
+            connector="counting",
+            batch_size=1,
+            options={"concurrency": 1, "send_timeout_seconds": 0.5},
+        ),
+        lease_seconds=1.0,
+    )
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, [f"P{i}" for i in range(4)])
+        sink = CountingSink(0.2)
+        _worker, stop, task = await run_worker(ctx, {"counting": sink})
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"delivered": 4}), within=10)
+        finally:
+            await stop_worker(stop, task)
+        rows = await ctx.store.list_outbox()
+        assert sorted(Counter(sink.sent).values()) == [1, 1, 1, 1], "each sent once"
+        assert max(r.attempts for r in rows) >= 2, "the last ones were given back once"
+
+
+async def test_delivery_missing_sink_retries_then_dead_letters(hub, h) -> None:
+    hub.write(
+        h.webhook_feed("nowhere", "partner", "http://127.0.0.1:9/", connector="fax", max_attempts=2)
+    )
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, ["P1"])
+        _worker, stop, task = await run_worker(ctx, {})
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"dead": 1}), within=5)
+        finally:
+            await stop_worker(stop, task)
+        (row,) = await ctx.store.list_outbox()
+        assert (row.attempts, row.last_error) == (2, "no installed sink is named 'fax'")
+
+
+async def test_delivery_entry_of_a_removed_feed_is_dead_lettered(hub, h) -> None:
+    hub.write(h.webhook_feed("old-feed", "partner", "http://127.0.0.1:9/"))
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, ["P1"])
+        worker = DeliveryWorker(ctx, {}, "w")
+        worker.feeds = {}  # the feed was removed from hub.toml since the entry was queued
+        assert await worker.run_once() == 1
+        (row,) = await ctx.store.list_outbox()
+        assert (row.status, row.last_error) == ("dead", "feed 'old-feed' is not configured")
