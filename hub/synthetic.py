@@ -157,6 +157,16 @@ def health_dv(
     )
 
 
+def letters(n: int) -> str:
+    """A distinct letters-only suffix for ``n`` (name matching ignores digits)."""
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(97 + r) + out
+    return out
+
+
 def population(count: int, seed: int = 7, source: str = "hmis:bench") -> list[Client]:
     """``count`` distinct invented clients (deterministic for a seed)."""
     rng = random.Random(seed)
@@ -165,7 +175,7 @@ def population(count: int, seed: int = 7, source: str = "hmis:bench") -> list[Cl
         out.append(
             client(
                 str(100000 + i),
-                given=rng.choice(GIVEN) + str(i),
+                given=rng.choice(GIVEN) + letters(i),
                 family=rng.choice(FAMILY),
                 birth_date=date(
                     1950 + rng.randrange(60), 1 + rng.randrange(12), 1 + rng.randrange(28)

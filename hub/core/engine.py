@@ -45,6 +45,9 @@ log = logging.getLogger("hub.engine")
 
 Clock = Callable[[], datetime]
 
+WEAK_CANDIDATES = 8
+"""At most this many persons are named as candidates by one weak match key (a common name)."""
+
 
 def utcnow() -> datetime:
     """The current time in UTC."""
@@ -230,13 +233,12 @@ class Engine:
         if not clients:
             return persons
         keyed = [(rec, row, match_keys(rec, self.blind)) for rec, row in clients]
-        needs_decision = [
-            k
-            for rec, row, mk in keyed
-            if f"{row.source}/{row.source_id}" not in linked
-            for k in mk.all()
-        ]
-        found = await tx.persons_with_keys(needs_decision) if needs_decision else {}
+        undecided = [mk for _, row, mk in keyed if f"{row.source}/{row.source_id}" not in linked]
+        decisive = [k for mk in undecided for k in mk.strong + mk.pair]
+        weak = [k for mk in undecided for k in mk.weak]
+        found: dict[str, set[str]] = {}
+        if decisive or weak:
+            found = await tx.persons_with_keys(decisive, capped=weak)
         links: list[tuple[str, str, str, str, Sequence[str]]] = []
         fresh: list[str] = []
         facts: list[tuple[str, str]] = []
@@ -255,7 +257,9 @@ class Engine:
                     )
                     result.reviews += 1
                 for k in mk.all():
-                    found.setdefault(k, set()).add(person)
+                    holders = found.setdefault(k, set())
+                    if len(holders) < WEAK_CANDIDATES or k not in mk.weak:
+                        holders.add(person)
             links.append((row.kind, row.source, row.source_id, person, mk.all()))
             persons[ref] = person
             birth = rec.birth_date

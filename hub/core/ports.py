@@ -209,8 +209,14 @@ class Transaction(Protocol):
         ...
 
     # identity
-    async def persons_with_keys(self, keys: Sequence[str]) -> dict[str, set[str]]:
-        """For each blind match key, the persons that carry it."""
+    async def persons_with_keys(
+        self,
+        keys: Sequence[str],
+        limit_per_key: int | None = None,
+        capped: Sequence[str] = (),
+    ) -> dict[str, set[str]]:
+        """For each blind match key, the persons that carry it; keys in ``capped`` (or all
+        keys, with ``limit_per_key``) name at most ``limit_per_key`` (default 8) persons."""
         ...
 
     async def create_person(self) -> str:

@@ -183,21 +183,25 @@ class SqlTransaction:
     ) -> dict[tuple[str, str, str], StoredState]:
         """See :meth:`hub.core.ports.Transaction.stored_states`."""
         found: dict[tuple[str, str, str], StoredState] = {}
-        groups: dict[tuple[str, str], list[str]] = {}
-        for r in rows:
-            groups.setdefault((r.kind, r.source), []).append(r.source_id)
-        for (kind, source), ids in groups.items():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
+        keys = list(dict.fromkeys((r.kind, r.source, r.source_id) for r in rows))
+        for start in range(0, len(keys), 300):
+            chunk = keys[start : start + 300]
+            if len({(k, s) for k, s, _ in chunk}) == 1:
+                kind, source = chunk[0][0], chunk[0][1]
                 marks = ",".join("?" * len(chunk))
-                for v in await self._c.fetch(
-                    "SELECT source_id, version, payload_hash, deleted, restricted, sensitivity, "
-                    f"person_id FROM records WHERE kind=? AND source=? AND source_id IN ({marks})",
-                    [kind, source, *chunk],
-                ):
-                    found[(kind, source, v[0])] = StoredState(
-                        v[1], v[2], bool(v[3]), bool(v[4]), v[5], v[6]
-                    )
+                where = f"kind=? AND source=? AND source_id IN ({marks})"
+                args: list[Any] = [kind, source, *(k[2] for k in chunk)]
+            else:
+                where = " OR ".join(["(kind=? AND source=? AND source_id=?)"] * len(chunk))
+                args = [v for k in chunk for v in k]
+            for v in await self._c.fetch(
+                "SELECT kind, source, source_id, version, payload_hash, deleted, restricted, "
+                f"sensitivity, person_id FROM records WHERE {where}",
+                args,
+            ):
+                found[(v[0], v[1], v[2])] = StoredState(
+                    v[3], v[4], bool(v[5]), bool(v[6]), v[7], v[8]
+                )
         return found
 
     async def get_record(self, kind: str, source: str, source_id: str) -> RecordRow | None:
@@ -246,19 +250,41 @@ class SqlTransaction:
 
     # ---- identity ------------------------------------------------------------------------
 
-    async def persons_with_keys(self, keys: Sequence[str]) -> dict[str, set[str]]:
+    async def persons_with_keys(
+        self,
+        keys: Sequence[str],
+        limit_per_key: int | None = None,
+        capped: Sequence[str] = (),
+    ) -> dict[str, set[str]]:
         """See :meth:`hub.core.ports.Transaction.persons_with_keys`."""
         out: dict[str, set[str]] = {}
-        if not keys:
-            return out
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, person in await self._c.fetch(
-                f"SELECT match_key, person_id FROM person_keys WHERE match_key IN ({marks})",
-                chunk,
-            ):
+        if limit_per_key is not None:
+            keys, capped = (), [*capped, *keys]
+        exact = list(dict.fromkeys(keys))
+        few = list(dict.fromkeys(capped))
+        while exact or few:
+            part, exact = exact[:400], exact[400:]
+            rest, few = few[:400], few[400:]
+            selects: list[str] = []
+            args: list[Any] = []
+            if part:
+                marks = ",".join("?" * len(part))
+                selects.append(
+                    f"SELECT DISTINCT match_key, person_id FROM person_keys "
+                    f"WHERE match_key IN ({marks})"
+                )
+                args.extend(part)
+            if rest:
+                # A common name matches thousands: keep a few candidates per key.
+                marks = ",".join("?" * len(rest))
+                selects.append(
+                    "SELECT match_key, person_id FROM (SELECT match_key, person_id, "
+                    "ROW_NUMBER() OVER (PARTITION BY match_key ORDER BY person_id) AS rn "
+                    "FROM (SELECT DISTINCT match_key, person_id FROM person_keys "
+                    f"WHERE match_key IN ({marks})) d) r WHERE rn <= ?"
+                )
+                args.extend([*rest, limit_per_key or 8])
+            for key, person in await self._c.fetch(" UNION ALL ".join(selects), args):
                 out.setdefault(key, set()).add(person)
         return out
 
