@@ -240,9 +240,10 @@ def plugins_list(state: CliState, as_json: bool) -> None:
             ]
         )
         return
+    width = max((len(d.name) for d in described), default=10) + 2
     for d in described:
         conns = ", ".join(f"{c.name} ({c.direction})" for c in d.connectors)
-        click.echo(f"{d.name:<10} {d.version:<10} {conns}")
+        click.echo(f"{d.name:<{width}} {d.version:<10} {conns}")
 
 
 # ---- identity ----------------------------------------------------------------------------
@@ -317,6 +318,9 @@ def _register_subcommands() -> None:
     from hub.keys_cli import register as register_keys
 
     register_keys(cli)
+    from hub.plugins_cli import register as register_plugins
+
+    register_plugins(cli)
 
 
 _register_subcommands()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from hub.bench.model import Benchmark
     from hub.context import HubContext
     from hub.core.ports import Sink
-    from hub.plugin_api import ConnectorInfo, ScheduledJob, Service
+    from hub.plugin_api import Codec, ConnectorInfo, ScheduledJob, Service
 
 PROJECT = "cie_hub"
 
@@ -60,6 +60,22 @@ def hub_validate_config(section: str, value: Any, agencies: frozenset[str]) -> l
     Each error names the key path (``hl7.senders[0].agency``) and what is wrong, never a
     secret's value. Return None for sections this plugin does not own. ``agencies`` are the
     configured agency ids, for cross-checks.
+    """
+
+
+@hookspec
+def hub_codecs() -> list[Codec] | None:
+    """Return the codecs this plugin provides: canonical records to and from one format.
+
+    Each :class:`hub.plugin_api.Codec` has a ``name``, the record ``kinds`` it handles,
+    ``encode(records) -> bytes`` and ``decode(data, *, source, owner) -> list[Record]``.
+    ``decode`` keys every record in ``source`` and makes ``owner`` its owner (the hub, not
+    the data, decides who owns what arrives); input it cannot read raises
+    :class:`hub.plugin_api.CodecError` whose ``location`` names the file, row, field or
+    segment, never a value. Encoding and decoding are pure (no I/O, no clock needed for
+    correctness) and never log client data. A codec may declare ``carries`` (record kind →
+    the fields the format keeps) for the round-trip check of the contract test kit
+    (``hub.testing``). Must be cheap to call: build codecs, do not open anything.
     """
 
 

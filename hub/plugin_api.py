@@ -6,14 +6,15 @@ else in the hub; plugins never import each other.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hub.config import TlsConfig
 from hub.core.engine import Engine, InboundMessage, IngestResult
 from hub.core.ports import Delivery, DeliveryOutcome, Sink
 from hub.core.records import (
+    RECORD_TYPES,
     Address,
     Client,
     ContactPoint,
@@ -33,6 +34,7 @@ from hub.core.records import (
 from hub.core.records import (
     Service as ServiceRecord,
 )
+from hub.core.serialize import record_from_payload, record_payload
 from hub.hookspecs import hookimpl
 from hub.sinks.signing import (
     SigningError,
@@ -80,9 +82,55 @@ class ScheduledJob:
     options: dict[str, object] = field(default_factory=dict)
 
 
+class CodecError(ValueError):
+    """Input a codec cannot read: ``location`` names where (file, row, field, segment).
+
+    The message says what is wrong and where, never the value found there (it is client
+    data): ``CodecError("not a date (YYYY-MM-DD)", location="Client.csv row 3 column DOB")``
+    reads ``Client.csv row 3 column DOB: not a date (YYYY-MM-DD)``.
+    """
+
+    def __init__(self, reason: str, *, location: str) -> None:
+        super().__init__(f"{location}: {reason}" if location else reason)
+        self.reason = reason
+        self.location = location
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Canonical records to and from one wire format (HL7 v2, FHIR JSON, a CSV layout …).
+
+    ``kinds`` are the record kinds the codec handles. ``decode`` keys every record it reads
+    in ``source`` and makes ``owner`` its owner; it raises :class:`CodecError` for input it
+    cannot read (never another exception). A codec may also declare ``carries``: for each
+    kind, the fields the format keeps (``{"client": frozenset({"names", "birth_date"})}``;
+    the pseudo-fields ``key``, ``version``, ``restricted`` and ``sensitivity`` stand for the
+    record's envelope). The contract test kit compares those after a round trip.
+    """
+
+    name: str
+    kinds: frozenset[str]
+
+    def encode(self, records: Sequence[Record]) -> bytes:
+        """The records in this format (one document, file or message batch)."""
+        ...
+
+    def decode(self, data: bytes, *, source: str, owner: str) -> list[Record]:
+        """The records ``data`` holds, keyed in ``source`` and owned by ``owner``."""
+        ...
+
+
+CarriedFields = Mapping[str, frozenset[str]]
+"""What a codec's ``carries`` declares: record kind → fields the format keeps."""
+
+
 __all__ = [
+    "RECORD_TYPES",
     "Address",
+    "CarriedFields",
     "Client",
+    "Codec",
+    "CodecError",
     "ConnectorInfo",
     "ContactPoint",
     "Delivery",
@@ -112,6 +160,8 @@ __all__ = [
     "outcome_for_status",
     "payload_hash",
     "post_signed",
+    "record_from_payload",
+    "record_payload",
     "secrets_from_env",
     "server_context",
     "signature_header",

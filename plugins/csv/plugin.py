@@ -42,6 +42,14 @@ def hub_validate_config(section: str, value: Any, agencies: frozenset[str]) -> l
 
 
 @hookimpl
+def hub_codecs() -> list[Any]:
+    """The ``csv`` codec: a client roster laid out by :data:`plugins.csv.codec.CLIENT_ROSTER`."""
+    from plugins.csv.codec import client_roster_codec
+
+    return [client_roster_codec()]
+
+
+@hookimpl
 def hub_sinks(ctx: HubContext) -> list[Sink]:
     """The ``csv-file`` sink with the configured mappings."""
     mappings, errors = parse_section(ctx.config.section("csv") or None)

@@ -32,6 +32,14 @@ def hub_validate_config(section: str, value: Any, agencies: frozenset[str]) -> l
 
 
 @hookimpl
+def hub_codecs() -> list[Any]:
+    """The ``fhir-r4`` codec: Patient, Encounter and ServiceRequest+Task JSON."""
+    from plugins.fhir.codec import FhirCodec
+
+    return [FhirCodec()]
+
+
+@hookimpl
 def hub_sinks(ctx: Any) -> list[Sink]:
     """The ``fhir-push`` sink (relative key files resolve against the config folder)."""
     from plugins.fhir.push import FhirPushSink

@@ -33,6 +33,14 @@ def hub_validate_config(section: str, value: Any, agencies: frozenset[str]) -> l
 
 
 @hookimpl
+def hub_codecs() -> list[Any]:
+    """The ``hl7v2`` codec: Client, Encounter and Referral records as ADT and REF^I12."""
+    from plugins.hl7.codec import Hl7Codec
+
+    return [Hl7Codec()]
+
+
+@hookimpl
 def hub_services(ctx: Any) -> list[Service]:
     """The MLLP listener, when ``[hl7]`` is configured with a non-zero port."""
     section = ctx.config.section("hl7")

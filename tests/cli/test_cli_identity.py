@@ -16,8 +16,16 @@ def test_review_resolve_and_unlink(hub_dir, hub_cli, seed_records) -> None:
     seed_records(config, [client("21", given="Dan", family="Diaz", birth_date=date(1970, 1, 1))])
     seed_records(
         config,
-        [client("X9", given="Dan", family="Diaz", birth_date=None, source="hl7:MERCY",
-                owner="hospital-x")],
+        [
+            client(
+                "X9",
+                given="Dan",
+                family="Diaz",
+                birth_date=None,
+                source="hl7:MERCY",
+                owner="hospital-x",
+            )
+        ],
     )
     items = orjson.loads(hub_cli("identity", "review").stdout)
     assert len(items) == 1 and items[0]["record"] == "client/hl7:MERCY/X9"

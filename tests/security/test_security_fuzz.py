@@ -67,7 +67,7 @@ def test_mllp_framer_never_crashes_and_stays_bounded(chunks: list[bytes], limit:
 
 
 JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),

@@ -18,8 +18,13 @@ def test_demo_shows_consented_and_withheld_deliveries(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Mercy General received" in out and "211 San Diego received" in out
-    for reason in ("AGENCY_EXCLUDED", "CONSENT_REVOKED", "NO_CONSENT", "VSP_RECORD",
-                   "DV_LOCATION_WITHHELD"):
+    for reason in (
+        "AGENCY_EXCLUDED",
+        "CONSENT_REVOKED",
+        "NO_CONSENT",
+        "VSP_RECORD",
+        "DV_LOCATION_WITHHELD",
+    ):
         assert reason in out, reason
     assert "chain intact" in out
     # Eve (a victim service provider's client) and Dan (no consent) reach nobody

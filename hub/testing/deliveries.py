@@ -1,0 +1,58 @@
+"""Deliveries as the delivery worker hands them to a sink, built from fixture records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hub.core.engine import idempotency_key
+from hub.core.ports import Delivery
+from hub.core.records import Record
+from hub.core.rows import record_to_row
+from hub.core.serialize import record_from_payload, record_payload
+from hub.testing import fixtures
+
+FEED = "kit-feed"
+"""The feed name of kit-made deliveries."""
+
+
+def make_delivery(
+    record: Record,
+    options: dict[str, Any],
+    *,
+    outbox_id: int = 1,
+    feed: str = FEED,
+    recipient: str = fixtures.RECIPIENT,
+) -> Delivery:
+    """One delivery of ``record``, shaped as the worker shapes it.
+
+    ``payload`` is the record's payload and ``record`` the plain canonical record rebuilt
+    from it (what the gate releases when it releases everything); the idempotency key is
+    made the way the engine makes it. ``options`` is shared, not copied: a worker hands
+    every delivery of one feed the same options object.
+    """
+    payload = record_payload(record)
+    return Delivery(
+        outbox_id=outbox_id,
+        feed=feed,
+        recipient=recipient,
+        idempotency_key=idempotency_key(
+            record, feed, recipient, record_to_row(record).payload_hash
+        ),
+        record=record_from_payload(record.meta, payload),
+        payload=payload,
+        options=options,
+    )
+
+
+def make_deliveries(
+    records: Sequence[Record],
+    options: dict[str, Any],
+    *,
+    first_id: int = 1,
+    feed: str = FEED,
+) -> list[Delivery]:
+    """Deliveries of ``records`` (outbox ids counting from ``first_id``), one options object."""
+    return [
+        make_delivery(r, options, outbox_id=first_id + i, feed=feed) for i, r in enumerate(records)
+    ]

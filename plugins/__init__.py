@@ -1,0 +1,1 @@
+"""The built-in connector plugins (each registers through the cie_hub entry-point group)."""
