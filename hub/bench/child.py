@@ -36,8 +36,9 @@ def _answer(out: IO[bytes], data: dict[str, Any]) -> None:
     out.flush()
 
 
-async def _one_round(case: Case, profiler: Any = None) -> Measured:
+async def _one_round(case: Case, profiler: Any = None) -> tuple[Measured, int]:
     await case.setup()
+    setup_rss = current_rss_kb()
     try:
         gc.collect()
         if profiler is not None:
@@ -51,7 +52,7 @@ async def _one_round(case: Case, profiler: Any = None) -> Measured:
         await case.close()
     if measured.seconds is None:
         measured = Measured(measured.items, elapsed, measured.notes)
-    return measured
+    return measured, setup_rss
 
 
 def _profiler() -> Any:
@@ -90,11 +91,11 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
         case = target(params)
         profile = command.get("profile")
         profiler = _profiler() if profile else None
-        measured = asyncio.run(_one_round(case, profiler))
+        measured, setup_rss = asyncio.run(_one_round(case, profiler))
         if profiler is not None:
             text = profiler.output_text(unicode=True, show_all=False)
             Path(str(profile)).write_text(text, encoding="utf-8")
-        return {**_figures(measured), "rss_before_kb": before}
+        return {**_figures(measured), "rss_before_kb": before, "rss_setup_kb": setup_rss}
     except Skip as exc:
         return {"skip": str(exc)}
     except Exception as exc:

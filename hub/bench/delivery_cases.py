@@ -127,9 +127,7 @@ class DeliveryPath:
 
         ctx = self._ctx
         stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_workers(ctx, stop, with_scheduler=False, sinks=self._sinks)
-        )
+        task = asyncio.create_task(run_workers(ctx, stop, with_scheduler=False, sinks=self._sinks))
         try:
             await wait_delivered(ctx, self.receiver.count, self.params.size, WAIT_TIMEOUT)
             while (await ctx.store.outbox_depth()).get("delivered", 0) < self.params.size:

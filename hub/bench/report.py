@@ -79,7 +79,11 @@ def growth_line(bench: BenchResult) -> str | None:
     sizes = " → ".join(f"{s:,}" for s in growth["sizes"])
     cost = " → ".join(f"{v:,.1f}" for v in growth["us_per_item"])
     peak = " → ".join(f"{v:,.0f}" for v in growth["peak_rss_mb"])
-    return f"{bench.name}: at {sizes}: µs/{bench.unit} {cost}; path peak MB {peak}"
+    setup = " → ".join(f"{v:,.0f}" for v in growth["setup_rss_mb"])
+    return (
+        f"{bench.name}: at {sizes}: µs/{bench.unit} {cost}; "
+        f"path peak MB {peak} (after setup {setup})"
+    )
 
 
 def legend(suite: SuiteResult) -> list[str]:

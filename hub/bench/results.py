@@ -26,11 +26,17 @@ class RoundFigure:
 
 @dataclass(slots=True)
 class SideResult:
-    """Every round of one side (path or floor) at one size, and its child's memory."""
+    """Every round of one side (path or floor) at one size, and its child's memory.
+
+    ``start_rss_kb`` is the child's resident set before the first round (interpreter and
+    imports), ``setup_rss_kb`` right after the first round's untimed setup (the hub, the
+    data held in memory), ``peak_rss_kb`` the high-water mark over every round.
+    """
 
     rounds: list[RoundFigure] = field(default_factory=list)
     peak_rss_kb: int = 0
     start_rss_kb: int = 0
+    setup_rss_kb: int = 0
 
     @property
     def rates(self) -> list[float]:
@@ -69,6 +75,7 @@ class SideResult:
             "us_per_item": round(self.us_per_item, 3),
             "peak_rss_mb": round(self.peak_rss_kb / 1024, 1),
             "start_rss_mb": round(self.start_rss_kb / 1024, 1),
+            "setup_rss_mb": round(self.setup_rss_kb / 1024, 1),
             "rounds": [
                 {
                     "items": r.items,
@@ -202,6 +209,7 @@ class BenchResult:
             "sizes": [s.size for s in done],
             "us_per_item": [round(s.path.us_per_item, 3) for s in done if s.path],
             "peak_rss_mb": [round(s.path.peak_rss_kb / 1024, 1) for s in done if s.path],
+            "setup_rss_mb": [round(s.path.setup_rss_kb / 1024, 1) for s in done if s.path],
             "cost_per_item_growth": round(last.path.us_per_item / first.path.us_per_item, 3)
             if first.path.us_per_item > 0
             else None,

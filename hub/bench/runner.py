@@ -295,6 +295,7 @@ class SuiteRunner:
                     figures.peak_rss_kb = max(figures.peak_rss_kb, int(answer["peak_rss_kb"]))
                     if number == 1:
                         figures.start_rss_kb = int(answer.get("rss_before_kb", 0))
+                        figures.setup_rss_kb = int(answer.get("rss_setup_kb", 0))
                     self.progress(
                         f"{bench.name} [{size}] {side} round {number}: "
                         f"{figures.rounds[-1].rate:,.0f} {bench.unit}/s"

@@ -400,16 +400,45 @@ class Engine:
         purpose: str,
         kinds: Sequence[str] | None = None,
         categories: frozenset[str] | None = None,
+        withheld: dict[str, int] | None = None,
     ) -> list[tuple[Record, dict[str, Any]]]:
         """Every record of a person the recipient may see, redacted, each decision audited.
 
-        This is the path for API reads and query answers: a record owned by the recipient
-        passes as ``SAME_AGENCY``; everything else needs a permit.
+        This is the path for API reads, query answers and exports: a record owned by the
+        recipient passes as ``SAME_AGENCY``; everything else needs a permit. ``withheld``,
+        when given, counts the records withheld per source (counts only: nothing about a
+        withheld record leaves the core).
         """
-        out: list[tuple[Record, dict[str, Any]]] = []
+        released = await self.released_rows(
+            person_id,
+            recipient=recipient,
+            purpose=purpose,
+            kinds=kinds,
+            categories=categories,
+            withheld=withheld,
+        )
+        return [(rec, payload) for rec, payload, _row in released]
+
+    async def released_rows(
+        self,
+        person_id: str,
+        *,
+        recipient: str,
+        purpose: str,
+        kinds: Sequence[str] | None = None,
+        categories: frozenset[str] | None = None,
+        withheld: dict[str, int] | None = None,
+    ) -> list[tuple[Record, dict[str, Any], RecordRow]]:
+        """As :meth:`disclose_person`, with each released record's stored row.
+
+        For writers of a source's own format (a HUD CSV export) that keep columns the
+        canonical record does not model; the writer must still blank every column whose
+        category the released payload does not carry.
+        """
+        out: list[tuple[Record, dict[str, Any], RecordRow]] = []
         now = self.clock()
         async with self.store.transaction() as tx:
-            audit = AuditWriter(tx)
+            audit = AuditWriter(tx, batch=True)
             for row in await tx.records_of_person(person_id, kinds):
                 rec = row_to_record(row)
                 d = await self.gate.disclose(
@@ -424,7 +453,10 @@ class Engine:
                     record_ref=record_ref(rec),
                 )
                 if d.payload is not None:
-                    out.append((rec, d.payload))
+                    out.append((rec, d.payload, row))
+                elif withheld is not None:
+                    withheld[rec.meta.key.source] = withheld.get(rec.meta.key.source, 0) + 1
+            await audit.flush()
         return out
 
     async def redisclose(

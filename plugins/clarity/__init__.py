@@ -1,0 +1,1 @@
+"""The clarity connector plugin."""

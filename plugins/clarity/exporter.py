@@ -1,0 +1,503 @@
+"""Write a HUD HMIS CSV export (FY2024 or FY2026) from the store.
+
+Rows are written from the columns each record kept at import, so an unchanged row leaves
+exactly as it came in — its ``DateUpdated`` included (a receiving HMIS keeps the newer
+``DateUpdated``; the hub must never make a row look newer than it is). Converting between
+versions maps columns by name (``HispanicLatinaeo`` ↔ ``HispanicLatinao``), leaves columns
+the other version lacks blank and reports every column dropped; nothing is derived (no
+``Sex`` from FY2024 gender).
+
+Without ``recipient`` the export is the hub operator's copy of one HMIS source: every
+record of that source except deleted ones without ``DateDeleted`` and restricted (victim
+service provider) records. With ``recipient``, only what the consent gate releases to that
+agency goes in: each person's records come from ``engine.disclose_person`` (which audits
+every decision), and columns of a withheld category are blank.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from hub.plugin_api import Record, SourceRow
+from plugins.clarity import hashing
+from plugins.clarity.csvio import format_row, header_line
+from plugins.clarity.ownership import restore_agencies
+from plugins.clarity.records import ROW_FIELDS
+from plugins.clarity.spec import (
+    CSV_VERSION_LABEL,
+    FILES,
+    FY2024,
+    FY2026,
+    PROJECT_FILES,
+    RECORD_KINDS,
+    TYPED_FILES,
+    column_category,
+    column_names,
+    columns,
+    link_columns,
+    rename_column,
+)
+
+log = logging.getLogger("hub.clarity")
+
+SOFTWARE_NAME = "CIE Hub"
+KIND_FILES: Mapping[str, str] = {kind: file for file, kind in RECORD_KINDS.items()}
+_NAME_HASHED = ("FirstName", "MiddleName", "LastName", "NameSuffix")
+
+
+class ExportError(Exception):
+    """The export cannot be written (one line, no client data)."""
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote (printed as JSON by ``hub export clarity``)."""
+
+    out: str
+    csv_version: str
+    source: str = ""
+    export_id: str = ""
+    recipient: str = ""
+    purpose: str = ""
+    since: str = ""
+    hash_status: str = "1"
+    files: dict[str, int] = field(default_factory=dict)
+    dropped_columns: dict[str, dict[str, int]] = field(default_factory=dict)
+    blank_columns: dict[str, list[str]] = field(default_factory=dict)
+    persons: int = 0
+    withheld_records: int = 0
+    withheld_columns: dict[str, dict[str, int]] = field(default_factory=dict)
+    restricted_skipped: int = 0
+    hashed_at_source: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as plain JSON."""
+        out: dict[str, Any] = {
+            "out": self.out,
+            "csv_version": self.csv_version,
+            "source": self.source,
+            "export_id": self.export_id,
+            "hash_status": self.hash_status,
+            "since": self.since or None,
+            "files": self.files,
+            "rows": sum(self.files.values()),
+            "dropped_columns": self.dropped_columns,
+            "blank_columns": self.blank_columns,
+            "restricted_skipped": self.restricted_skipped,
+        }
+        if self.recipient:
+            out.update(
+                recipient=self.recipient,
+                purpose=self.purpose,
+                persons=self.persons,
+                withheld_records=self.withheld_records,
+                withheld_columns=self.withheld_columns,
+            )
+        if self.hashed_at_source:
+            out["hashed_at_source"] = self.hashed_at_source
+        return out
+
+
+class _Converter:
+    """Maps stored columns (by name, of any version) to the target version's columns."""
+
+    def __init__(self, file: str, target: str, summary: ExportSummary) -> None:
+        self.file = file
+        self.target = target
+        self.names = column_names(target, file)
+        self.summary = summary
+        self._plans: dict[str, list[int]] = {}
+
+    def _plan(self, source_version: str) -> list[int]:
+        plan = self._plans.get(source_version)
+        if plan is None:
+            source_names = column_names(source_version, self.file)
+            renamed = [
+                rename_column(self.file, n, source_version, self.target) for n in source_names
+            ]
+            at = {n: i for i, n in enumerate(renamed)}
+            plan = [at.get(n, -1) for n in self.names]
+            self._plans[source_version] = plan
+            blank = [n for n, i in zip(self.names, plan, strict=True) if i < 0]
+            if blank:
+                self.summary.blank_columns.setdefault(f"{self.file}.csv", blank)
+            dropped = self.summary.dropped_columns.setdefault(f"{self.file}.csv", {})
+            for name, new in zip(source_names, renamed, strict=True):
+                if new not in self.names:
+                    dropped.setdefault(name, 0)
+            if not dropped:
+                del self.summary.dropped_columns[f"{self.file}.csv"]
+        return plan
+
+    def from_values(self, version: str, values: Sequence[str]) -> list[str]:
+        """Target columns from a stored row of ``version``."""
+        plan = self._plan(version)
+        if len(plan) == len(values) and version == self.target:
+            return list(values)
+        self._count_dropped(column_names(version, self.file), values)
+        return [values[i] if 0 <= i < len(values) else "" for i in plan]
+
+    def from_fields(self, fields: Mapping[str, str]) -> list[str]:
+        """Target columns from a stored SourceRow's fields (names of either version)."""
+        other = FY2024 if self.target == FY2026 else FY2026
+        out: list[str] = []
+        for name in self.names:
+            value = fields.get(name)
+            if value is None:
+                value = fields.get(rename_column(self.file, name, self.target, other), "")
+            out.append(value)
+        known = set(self.names) | {
+            rename_column(self.file, n, self.target, other) for n in self.names
+        }
+        for name, value in fields.items():
+            if name not in known:
+                dropped = self.summary.dropped_columns.setdefault(f"{self.file}.csv", {})
+                dropped[name] = dropped.get(name, 0) + (1 if value else 0)
+        return out
+
+    def _count_dropped(self, names: Sequence[str], values: Sequence[str]) -> None:
+        dropped = self.summary.dropped_columns.get(f"{self.file}.csv")
+        if not dropped:
+            return
+        for name, value in zip(names, values, strict=False):
+            if value and name in dropped:
+                dropped[name] += 1
+
+
+class _Writer:
+    """The 24 output files, written as rows arrive."""
+
+    def __init__(self, out: Path, version: str, summary: ExportSummary) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.version = version
+        self.summary = summary
+        self.files: dict[str, IO[str]] = {}
+        self.quoted: dict[str, list[bool]] = {}
+        self.converters: dict[str, _Converter] = {}
+        for file in FILES:
+            cols = columns(version, file)
+            handle = (out / f"{file}.csv").open("w", encoding="utf-8", newline="")
+            handle.write(header_line(cols))
+            self.files[file] = handle
+            self.quoted[file] = [c.type == "S" for c in cols]
+            self.converters[file] = _Converter(file, version, summary)
+            summary.files[f"{file}.csv"] = 0
+
+    def write(self, file: str, values: Sequence[str]) -> None:
+        """Append one row (already in target column order)."""
+        self.files[file].write(format_row(values, self.quoted[file]))
+        self.summary.files[f"{file}.csv"] += 1
+
+    def close(self) -> None:
+        """Close every file."""
+        for handle in self.files.values():
+            handle.close()
+
+
+# ---- entry point --------------------------------------------------------------------------
+
+
+async def export_hmis(
+    ctx: Any,
+    out: Path,
+    *,
+    csv_version: str,
+    recipient: str | None = None,
+    purpose: str = "coordination",
+    since: str | None = None,
+    hash_status: str = "1",
+    source: str | None = None,
+    export_date: datetime | None = None,
+) -> ExportSummary:
+    """Write an export of one HMIS source to ``out``; see the module docstring."""
+    version = (
+        FY2026 if csv_version in ("2026", FY2026) else FY2024 if csv_version in ("2024",) else ""
+    )
+    if not version:
+        raise ExportError(f"unsupported --csv-version {csv_version!r} (2024 or 2026)")
+    if hash_status not in ("1", "4"):
+        raise ExportError(f"unsupported --hash-status {hash_status!r} (1 or 4)")
+    when = (export_date or datetime.now(UTC)).replace(microsecond=0)
+    export_id = "hub" + when.strftime("%Y%m%d%H%M%S")
+    summary = ExportSummary(
+        out=str(out),
+        csv_version=CSV_VERSION_LABEL[version],
+        export_id=export_id,
+        recipient=recipient or "",
+        purpose=purpose if recipient else "",
+        since=since or "",
+        hash_status=hash_status,
+    )
+    await restore_agencies(ctx)
+    if recipient is not None and recipient not in ctx.gate.agencies:
+        raise ExportError(f"unknown agency {recipient!r} for --recipient")
+    src, export_row = await _source(ctx, source)
+    summary.source = src
+    job = _Export(ctx, version, summary, src, since, hash_status, export_id)
+    writer = _Writer(out, version, summary)
+    try:
+        if recipient is None:
+            await job.everything(writer)
+        else:
+            await job.for_recipient(writer, recipient, purpose)
+        writer.write("Export", job.export_values(export_row, when))
+    finally:
+        writer.close()
+    log.info("clarity export %s: %d rows to %s", src, sum(summary.files.values()), out)
+    return summary
+
+
+async def _source(ctx: Any, wanted: str | None) -> tuple[str, dict[str, str]]:
+    """The HMIS source to export and its latest stored Export.csv row."""
+    latest: dict[str, tuple[str, dict[str, str]]] = {}
+    async for rows in ctx.store.iter_records("hmis.Export"):
+        for row in rows:
+            fields = orjson.loads(row.payload).get("fields", {})
+            seen = latest.get(row.source)
+            if seen is None or row.version >= seen[0]:
+                latest[row.source] = (row.version, fields)
+    if wanted:
+        key = wanted if wanted.startswith("hmis:") else f"hmis:{wanted}"
+        if key not in latest:
+            raise ExportError(f"no HMIS source {wanted!r} in the store")
+        return key, latest[key][1]
+    if not latest:
+        raise ExportError("no HUD CSV data in the store (import an export first)")
+    if len(latest) > 1:
+        names = ", ".join(sorted(s.removeprefix("hmis:") for s in latest))
+        raise ExportError(f"several HMIS sources in the store ({names}); choose one with --source")
+    key = next(iter(latest))
+    return key, latest[key][1]
+
+
+class _Export:
+    def __init__(
+        self,
+        ctx: Any,
+        version: str,
+        summary: ExportSummary,
+        source: str,
+        since: str | None,
+        hash_status: str,
+        export_id: str,
+    ) -> None:
+        self.ctx = ctx
+        self.version = version
+        self.summary = summary
+        self.source = source
+        self.since = _since_version(since) if since else ""
+        self.hash_status = hash_status
+        self.export_id = export_id
+        self.projects: set[str] = set()
+        self.users: set[str] = set()
+
+    # ---- rows ----------------------------------------------------------------------------
+
+    def _values(self, writer: _Writer, file: str, payload: Mapping[str, Any]) -> list[str] | None:
+        conv = writer.converters[file]
+        if file in TYPED_FILES:
+            stored = payload.get("hmis_columns")
+            if not stored:
+                return None
+            values = conv.from_values(str(payload.get("hmis_version") or FY2024), stored)
+        else:
+            values = conv.from_fields(payload.get("fields", {}))
+        names = conv.names
+        if "ExportID" in names:
+            values[names.index("ExportID")] = self.export_id
+        if file == "Client":
+            if payload.get("hmis_hash_status"):
+                self.summary.hashed_at_source += 1
+            elif self.hash_status == "4":
+                _hash_client(names, values)
+        return values
+
+    def _exportable(self, row: Any) -> bool:
+        if row.restricted:
+            self.summary.restricted_skipped += 1
+            return False
+        return not (self.since and row.version < self.since)
+
+    def _emit(self, writer: _Writer, file: str, values: list[str]) -> None:
+        names = writer.converters[file].names
+        if "ProjectID" in names and values[names.index("ProjectID")]:
+            self.projects.add(values[names.index("ProjectID")])
+        if "UserID" in names and values[names.index("UserID")]:
+            self.users.add(values[names.index("UserID")])
+        writer.write(file, values)
+
+    async def everything(self, writer: _Writer) -> None:
+        """Every exportable record of the source, file by file, in id order."""
+        for file in FILES:
+            if file == "Export":
+                continue
+            async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
+                for row in rows:
+                    if not self._exportable(row):
+                        continue
+                    payload = orjson.loads(row.payload)
+                    values = self._values(writer, file, payload)
+                    if values is None:
+                        continue
+                    if row.deleted and not _date_deleted(writer, file, values):
+                        continue
+                    writer.write(file, values)
+
+    async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
+        """What the gate releases to ``recipient``, person by person, then the descriptors."""
+        persons: set[str] = set()
+        async for rows in self.ctx.store.iter_records("client", self.source):
+            persons.update(r.person_id for r in rows if r.person_id and not r.deleted)
+        kinds = [RECORD_KINDS[f] for f in FILES if f not in _DESCRIPTORS and f != "Export"]
+        order = {RECORD_KINDS[f]: i for i, f in enumerate(FILES)}
+        for person in sorted(persons):
+            withheld: dict[str, int] = {}
+            released = await self.ctx.engine.released_rows(
+                person, recipient=recipient, purpose=purpose, kinds=kinds, withheld=withheld
+            )
+            ours = [item for item in released if item[0].meta.key.source == self.source]
+            self.summary.withheld_records += withheld.get(self.source, 0)
+            if ours:
+                self.summary.persons += 1
+            ours.sort(key=lambda p: (order.get(p[0].meta.kind, 99), p[0].meta.key.id))
+            for rec, redacted, row in ours:
+                if self.since and row.version < self.since:
+                    continue
+                self._released_row(writer, rec, redacted, orjson.loads(row.payload))
+        await self._descriptors(writer)
+
+    def _released_row(
+        self, writer: _Writer, rec: Record, redacted: Mapping[str, Any], payload: Mapping[str, Any]
+    ) -> None:
+        file = KIND_FILES.get(rec.meta.kind)
+        if file is None:
+            return
+        values = self._values(writer, file, payload)
+        if values is None:
+            return
+        names = writer.converters[file].names
+        links = link_columns(file)
+        if isinstance(rec, SourceRow):
+            shown = redacted.get("fields")
+            keep = set(shown) if isinstance(shown, Mapping) else set()
+            allowed = {n for n in names if n in keep or n in links}
+        else:
+            released = released_categories(rec, redacted)
+            allowed = {n for n in names if n in links or column_category(file, n) in released}
+        withheld = self.summary.withheld_columns.setdefault(f"{file}.csv", {})
+        for i, name in enumerate(names):
+            if name not in allowed and values[i]:
+                values[i] = ""
+                withheld[name] = withheld.get(name, 0) + 1
+        if not withheld:
+            del self.summary.withheld_columns[f"{file}.csv"]
+        self._emit(writer, file, values)
+
+    async def _descriptors(self, writer: _Writer) -> None:
+        """Organisations, projects, their descriptor rows and users the written rows name."""
+        orgs: set[str] = set()
+        project_rows: list[list[str]] = []
+        async for rows in self.ctx.store.iter_records("hmis.Project", self.source):
+            for row in rows:
+                if row.source_id in self.projects and self._exportable(row) and not row.deleted:
+                    values = self._values(writer, "Project", orjson.loads(row.payload))
+                    if values is not None:
+                        project_rows.append(values)
+                        orgs.add(
+                            values[column_names(self.version, "Project").index("OrganizationID")]
+                        )
+        await self._filtered(
+            writer, "Organization", lambda v, n: v[n.index("OrganizationID")] in orgs
+        )
+        for values in project_rows:
+            self._emit(writer, "Project", values)
+        for file in sorted(PROJECT_FILES, key=FILES.index):
+            await self._filtered(
+                writer, file, lambda v, n: v[n.index("ProjectID")] in self.projects
+            )
+        await self._filtered(writer, "User", lambda v, n: v[n.index("UserID")] in self.users)
+
+    async def _filtered(self, writer: _Writer, file: str, want: Any) -> None:
+        names = column_names(self.version, file)
+        async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
+            for row in rows:
+                if row.deleted or not self._exportable(row):
+                    continue
+                values = self._values(writer, file, orjson.loads(row.payload))
+                if values is not None and want(values, names):
+                    writer.write(file, values)
+
+    # ---- Export.csv ------------------------------------------------------------------------
+
+    def export_values(self, stored: Mapping[str, str], when: datetime) -> list[str]:
+        """The Export.csv row of this export."""
+        names = column_names(self.version, "Export")
+        day = when.strftime("%Y-%m-%d")
+        values = {
+            **{n: str(stored.get(n, "")) for n in names},
+            "ExportID": self.export_id,
+            "SourceType": str(stored.get("SourceType") or "3"),
+            "ExportDate": when.strftime("%Y-%m-%d %H:%M:%S"),
+            "ExportStartDate": self.since[:10]
+            if self.since
+            else str(stored.get("ExportStartDate") or day),
+            "ExportEndDate": day,
+            "SoftwareName": SOFTWARE_NAME,
+            "SoftwareVersion": _hub_version(),
+            "CSVVersion": CSV_VERSION_LABEL[self.version],
+            "ExportPeriodType": "1" if self.since else "4",
+            "ExportDirective": "1" if self.since else "2",
+            "HashStatus": self.hash_status,
+            "ImplementationID": self.source.removeprefix("hmis:"),
+        }
+        return [values[n] for n in names]
+
+
+_DESCRIPTORS = frozenset({"Organization", "Project", "User", *PROJECT_FILES})
+
+
+def released_categories(rec: Record, redacted: Mapping[str, Any]) -> frozenset[str]:
+    """The categories a decision released for a typed record, read off its redacted payload:
+    a category counts as released when one of its non-empty fields came through (fail closed:
+    a category with no value to show is treated as withheld)."""
+    cats = rec.field_categories()
+    return frozenset(cats[name] for name in redacted if name in cats and name not in ROW_FIELDS)
+
+
+def _date_deleted(writer: _Writer, file: str, values: Sequence[str]) -> bool:
+    names = writer.converters[file].names
+    return "DateDeleted" in names and bool(values[names.index("DateDeleted")])
+
+
+def _hash_client(names: Sequence[str], values: list[str]) -> None:
+    for col in _NAME_HASHED:
+        i = names.index(col)
+        values[i] = hashing.hash_name(values[i])
+    i = names.index("SSN")
+    values[i] = hashing.hash_ssn(values[i])
+
+
+def _since_version(since: str) -> str:
+    """``--since`` (a date or date-time) as a record version prefix to compare with."""
+    text = since.strip().replace(" ", "T")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ExportError(f"--since {since!r} is not a date (YYYY-MM-DD[THH:MM:SS])") from None
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _hub_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cie-hub")
+    except PackageNotFoundError:
+        return "0"
