@@ -321,6 +321,9 @@ def _register_subcommands() -> None:
     from hub.plugins_cli import register as register_plugins
 
     register_plugins(cli)
+    from hub.bench_cli import register as register_bench
+
+    register_bench(cli)
 
 
 _register_subcommands()

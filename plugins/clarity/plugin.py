@@ -80,3 +80,11 @@ def hub_scheduled_jobs(ctx: Any) -> list[ScheduledJob]:
             interval_seconds=settings.drop_interval_seconds,
         )
     ]
+
+
+@hookimpl
+def hub_codecs() -> list[Any]:
+    """The ``hud-client-csv`` codecs: Client.csv rows (FY2024, FY2026) ↔ Client records."""
+    from plugins.clarity.codec import ClientCsvCodec
+
+    return [ClientCsvCodec("2024"), ClientCsvCodec("2026")]
