@@ -324,7 +324,8 @@ class SourceRow(Record):
 
     ``fields`` keeps the row's columns as strings; ``categories`` gives each column's consent
     category (shared per table, so it costs nothing per row). ``client`` links the row to the
-    person it is about, when it is about one.
+    person it is about, when it is about one; ``locations`` names the columns that reveal
+    where the person is (withheld for a client fleeing domestic violence).
     """
 
     KIND: ClassVar[str] = "row"
@@ -334,10 +335,15 @@ class SourceRow(Record):
     fields: Mapping[str, str] = field(default_factory=dict)
     categories: Mapping[str, str] = field(default_factory=dict)
     client: SourceKey | None = None
+    locations: frozenset[str] = frozenset()
 
     def field_categories(self) -> Mapping[str, str]:
         """Per-column categories of this row's table."""
         return self.categories
+
+    def location_fields(self) -> frozenset[str]:
+        """Columns of this row's table that reveal where the person is or stays."""
+        return self.locations
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

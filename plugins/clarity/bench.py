@@ -194,7 +194,7 @@ def benchmarks() -> list[Benchmark]:
             prepare=prepare_export,
             sizes={
                 "tiny": (50, 150),
-                "small": (300, 1_000, 3_000),
+                "small": (1_000, 3_000, 10_000),
                 "medium": (10_000, 30_000, 100_000),
                 "large": (10_000, 100_000, 1_000_000),
             },

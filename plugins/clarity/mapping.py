@@ -20,6 +20,7 @@ from plugins.clarity.records import HmisClient, HmisEnrollment, HmisExit, HmisSe
 from plugins.clarity.spec import (
     FY2024,
     FY2026,
+    LOCATION_COLUMNS,
     SENSITIVE_DISABILITY,
     SENSITIVE_RECORD_TYPES,
     column_names,
@@ -274,4 +275,10 @@ def build_row(
     client = (
         SourceKey(bc.source, v[lay.personal]) if lay.personal >= 0 and v[lay.personal] else None
     )
-    return SourceRow(meta=meta, fields=fields, categories=categories, client=client)
+    return SourceRow(
+        meta=meta,
+        fields=fields,
+        categories=categories,
+        client=client,
+        locations=LOCATION_COLUMNS.get(lay.file, frozenset()),
+    )

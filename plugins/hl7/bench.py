@@ -111,7 +111,7 @@ def benchmarks() -> list[Benchmark]:
             prepare=prepare_messages,
             sizes={
                 "tiny": (40, 80),
-                "small": (200, 400, 800),
+                "small": (300, 1_000, 3_000),
                 "medium": (1_000, 10_000, 30_000),
                 "large": (1_000, 10_000, 100_000),
             },
@@ -128,7 +128,7 @@ def benchmarks() -> list[Benchmark]:
             prepare=prepare_messages,
             sizes={
                 "tiny": (80,),
-                "small": (500,),
+                "small": (1_000,),
                 "medium": (10_000,),
                 "large": (1_000, 10_000, 100_000),
             },

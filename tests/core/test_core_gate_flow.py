@@ -170,3 +170,28 @@ async def test_at_time_of_delivery_expiry(hub_factory) -> None:
         async with ctx.store.transaction() as tx:
             again = await ctx.engine.redisclose(tx, item, "treatment", None)
         assert again.decision.reasons == ("CONSENT_EXPIRED",)
+
+
+async def test_location_columns_of_source_rows_are_withheld_for_a_fleeing_client(
+    hub_factory,
+) -> None:
+    from hub.core.records import SourceKey, SourceRow
+    from hub.synthetic import meta
+
+    feed = FEEDS.replace(
+        'kinds = ["client", "enrollment"]', 'kinds = ["hmis.CurrentLivingSituation"]'
+    )
+    async with hub_factory(feed) as ctx:
+        await consents(ctx, mpa("m12", "12"))
+        await ctx.engine.ingest([client("12"), health_dv("D12", "12", fleeing=True)])
+        row = SourceRow(
+            meta=meta("hmis.CurrentLivingSituation", "hmis:demo", "CLS12", "shelter-a"),
+            fields={"CurrentLivingSituation": "116", "LocationDetails": "behind the library"},
+            categories={"CurrentLivingSituation": "housing", "LocationDetails": "housing"},
+            client=SourceKey("hmis:demo", "12"),
+            locations=frozenset({"LocationDetails"}),
+        )
+        await ctx.engine.ingest([row])
+        [item] = await ctx.store.list_outbox()
+        payload = orjson.loads(item.payload)
+        assert payload["fields"] == {"CurrentLivingSituation": "116"}
