@@ -8,7 +8,6 @@ the store.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import os
@@ -52,7 +51,7 @@ class KeyRing:
 
     def blind(self, value: str) -> str:
         """Blind index of a normalised value: HMAC-SHA256, hex, 128 bits kept."""
-        return hmac.new(self.index_key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self.index_key, value.encode("utf-8"), "sha256").hex()[:32]
 
     def cipher(self) -> FieldCipher:
         """The field cipher over the ring's data keys (the active one encrypts)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,8 +259,3 @@ class SuiteResult:
             "machine": self.machine,
             "benchmarks": [b.to_json() for b in self.benchmarks],
         }
-
-
-def median_or_zero(values: Sequence[float]) -> float:
-    """The median, or 0 for no values."""
-    return statistics.median(values) if values else 0.0

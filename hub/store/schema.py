@@ -37,6 +37,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 source TEXT NOT NULL, source_id TEXT NOT NULL,
                 PRIMARY KEY (match_key, kind, source, source_id))""",
             "CREATE INDEX person_keys_record ON person_keys (kind, source, source_id)",
+            "CREATE INDEX person_keys_person ON person_keys (person_id)",
             """CREATE TABLE identity_review (
                 id {id}, record TEXT NOT NULL, candidates TEXT NOT NULL,
                 reason TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)""",

@@ -88,3 +88,11 @@ def hub_codecs() -> list[Any]:
     from plugins.clarity.codec import ClientCsvCodec
 
     return [ClientCsvCodec("2024"), ClientCsvCodec("2026")]
+
+
+@hookimpl
+def hub_benchmarks() -> list[Any]:
+    """HUD CSV import on SQLite and PostgreSQL beside their floors (``bench.py``)."""
+    from plugins.clarity.bench import benchmarks
+
+    return list(benchmarks())

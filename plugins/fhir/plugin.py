@@ -55,3 +55,11 @@ def hub_http_routes(app: Any, ctx: Any) -> None:
 
     add_routes(app, settings_of(ctx.config.section(SECTION)))
     ctx.extras["fhir_consents_for"] = fhir_consents_for
+
+
+@hookimpl
+def hub_benchmarks() -> list[Any]:
+    """Bundle ingest and Patient rendering beside their floors (``benchmarks.py``)."""
+    from plugins.fhir.benchmarks import benchmarks
+
+    return list(benchmarks())
