@@ -121,6 +121,14 @@ def outbox_from_row(r: Row, cipher: FieldCipher | None = None) -> OutboxRow:
     )
 
 
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
+    "record_source_id, record_version, idempotency_key, status, attempts, "
+    "next_attempt_at, created_at, last_error, audit_seq, payload) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+
 class SqlTransaction:
     """Every :class:`hub.core.ports.Transaction` operation, in portable SQL."""
 
@@ -515,63 +523,33 @@ class SqlTransaction:
         """See :meth:`hub.core.ports.Transaction.enqueue`."""
         ids: list[int] = []
         for r in rows:
-            got = await self._c.fetchrow(
-                "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
-                "record_source_id, record_version, idempotency_key, status, attempts, "
-                "next_attempt_at, created_at, last_error, audit_seq, payload) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                (
-                    r.feed,
-                    r.recipient,
-                    r.person_id,
-                    r.record_kind,
-                    r.record_source,
-                    r.record_source_id,
-                    r.record_version,
-                    r.idempotency_key,
-                    r.status,
-                    r.attempts,
-                    r.next_attempt_at,
-                    r.created_at,
-                    r.last_error,
-                    r.audit_seq,
-                    self._seal_blob(r.payload, r.idempotency_key),
-                ),
-            )
+            got = await self._c.fetchrow(_INSERT_OUTBOX + " RETURNING id", self._outbox_args(r))
             if got is not None:
                 ids.append(int(got[0]))
         return ids
 
     async def enqueue_many(self, rows: Sequence[OutboxRow]) -> None:
         """Add deliveries in one statement; a duplicate idempotency key is ignored."""
-        if not rows:
-            return
-        await self._c.executemany(
-            "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
-            "record_source_id, record_version, idempotency_key, status, attempts, "
-            "next_attempt_at, created_at, last_error, audit_seq, payload) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING",
-            [
-                (
-                    r.feed,
-                    r.recipient,
-                    r.person_id,
-                    r.record_kind,
-                    r.record_source,
-                    r.record_source_id,
-                    r.record_version,
-                    r.idempotency_key,
-                    r.status,
-                    r.attempts,
-                    r.next_attempt_at,
-                    r.created_at,
-                    r.last_error,
-                    r.audit_seq,
-                    self._seal_blob(r.payload, r.idempotency_key),
-                )
-                for r in rows
-            ],
+        if rows:
+            await self._c.executemany(_INSERT_OUTBOX, [self._outbox_args(r) for r in rows])
+
+    def _outbox_args(self, r: OutboxRow) -> tuple[Any, ...]:
+        return (
+            r.feed,
+            r.recipient,
+            r.person_id,
+            r.record_kind,
+            r.record_source,
+            r.record_source_id,
+            r.record_version,
+            r.idempotency_key,
+            r.status,
+            r.attempts,
+            r.next_attempt_at,
+            r.created_at,
+            r.last_error,
+            r.audit_seq,
+            self._seal_blob(r.payload, r.idempotency_key),
         )
 
     # ---- inbound de-duplication ----------------------------------------------------------
