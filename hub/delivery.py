@@ -781,6 +781,12 @@ async def run_workers(
     """
     owned = sinks is None
     installed = collect_sinks(ctx) if sinks is None else dict(sinks)
+    if ctx.store.dialect == "sqlite":
+        # One process delivers on SQLite: leases left by a crashed run are ours to take back
+        # now rather than after they expire.
+        released = await ctx.store.release_leases()
+        if released:
+            log.info("took back leases of an earlier run", extra={"entries": released})
     prefix = f"{socket.gethostname()}:{os.getpid()}"
     workers = [DeliveryWorker(ctx, installed, f"{prefix}:{i}") for i in range(worker_count(ctx))]
     previous = ctx.engine.on_change

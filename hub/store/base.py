@@ -256,6 +256,14 @@ class SqlStore(ABC):
             )
         return n > 0
 
+    async def release_leases(self) -> int:
+        """Return every leased entry to the queue (only safe when no other worker runs)."""
+        async with self.transaction() as tx:
+            return await tx._c.execute(
+                "UPDATE outbox SET status='pending', lease_owner=NULL, lease_until=NULL "
+                "WHERE status='leased'"
+            )
+
     async def outbox_depth(self) -> dict[str, int]:
         """Outbox entries by status."""
         async with self._reader() as c:
