@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import click
 
 from hub.cli_support import CliState, echo_json, fail, run_with_context
@@ -19,6 +21,7 @@ from hub.plugins import PluginError
 from hub.store import StoreError
 
 EXPECTED_ERRORS = (ConfigError, StoreError, PluginError, KeyError_, OSError)
+DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError)
 
 
 class HubGroup(click.Group):
@@ -33,6 +36,15 @@ class HubGroup(click.Group):
             if state is not None and state.debug:
                 raise
             fail(str(exc) if not isinstance(exc, OSError) else f"{exc.strerror}: {exc.filename}")
+        except DRIVER_ERRORS as exc:
+            state = ctx.find_object(CliState)
+            if state is not None and state.debug:
+                raise
+            # Driver messages can quote stored values: name the kind of failure only.
+            fail(
+                f"store error ({type(exc).__name__}); check 'hub migrate' and the store, "
+                "or rerun with --debug"
+            )
 
 
 @click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
