@@ -40,6 +40,7 @@ from hub.core.records import (
 )
 from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
+from hub.core.serialize import record_from_payload
 
 log = logging.getLogger("hub.engine")
 
@@ -471,8 +472,6 @@ class Engine:
         rec = row_to_record(row)
         queued = orjson.loads(item.payload)
         # Deliver what was queued (that version, already minimised), decided again now.
-        from hub.core.serialize import record_from_payload
-
         rec = record_from_payload(rec.meta, queued)
         return await self.gate.disclose(
             tx,

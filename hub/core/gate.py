@@ -33,7 +33,8 @@ from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.ports import AuditRow, Transaction
-from hub.core.records import Record, SourceRow
+from hub.core.records import Record, SourceRow, payload_hash
+from hub.core.serialize import record_payload
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 
@@ -71,8 +72,6 @@ def released_payload(
     A :class:`SourceRow` is released column by column; the reference to its client travels
     with whatever is released (it names a record, not a person).
     """
-    from hub.core.serialize import record_payload
-
     if isinstance(record, SourceRow):
         columns = redact(record.fields, categories, decision, record.location_fields())
         if not columns:
@@ -255,11 +254,9 @@ class ConsentGate:
             payload = released_payload(record, cats, decision) or None
         if self._on_decision is not None:
             self._on_decision(decision.outcome)
-        payload_hash = None
+        released_hash = None
         if payload is not None:
-            from hub.core.records import payload_hash as sha
-
-            payload_hash = sha(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+            released_hash = payload_hash(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
         entry = await audit.append(
             person_id,
             lambda prev: make_entry(
@@ -270,7 +267,7 @@ class ConsentGate:
                 recipient=recipient,
                 purpose=purpose,
                 decision=decision,
-                payload_hash=payload_hash,
+                payload_hash=released_hash,
                 record=record_ref,
             ),
         )
