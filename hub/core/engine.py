@@ -403,7 +403,8 @@ class Engine:
         categories: frozenset[str] | None = None,
         withheld: dict[str, int] | None = None,
     ) -> list[tuple[Record, dict[str, Any]]]:
-        """Every record of a person the recipient may see, redacted, each decision audited.
+        """Every record of a person the recipient may see, each decision audited: pairs of
+        the record rebuilt from what was released (withheld fields empty) and that payload.
 
         This is the path for API reads, query answers and exports: a record owned by the
         recipient passes as ``SAME_AGENCY``; everything else needs a permit. ``withheld``,
@@ -454,7 +455,8 @@ class Engine:
                     record_ref=record_ref(rec),
                 )
                 if d.payload is not None:
-                    out.append((rec, d.payload, row))
+                    # Hand out only what was released: the record rebuilt from the payload.
+                    out.append((record_from_payload(rec.meta, d.payload), d.payload, row))
                 elif withheld is not None:
                     withheld[rec.meta.key.source] = withheld.get(rec.meta.key.source, 0) + 1
             await audit.flush()
