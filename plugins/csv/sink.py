@@ -152,7 +152,14 @@ class CsvFileSink:
         except ValueError as exc:
             return _dead(str(exc))
         try:
-            await asyncio.to_thread(write_atomic, folder, name, data)
+            # A thread cannot be cancelled: on cancellation, let the atomic write finish
+            # (its temporary file renamed or removed) before giving up.
+            task = asyncio.ensure_future(asyncio.to_thread(write_atomic, folder, name, data))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await asyncio.wait([task])
+                raise
         except OSError as exc:
             return DeliveryOutcome(
                 ok=False, retry=True, error=f"cannot write {folder}: {exc.strerror}"

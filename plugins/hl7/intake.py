@@ -171,11 +171,15 @@ class Hl7Intake:
 
     # ---- the whole message -----------------------------------------------------------------
 
-    async def handle(self, frame: bytes) -> bytes:
-        """The bytes to answer a frame with (possibly none); never raises."""
+    async def handle(self, frame: bytes, *, peer_agency: str | None = None) -> bytes:
+        """The bytes to answer a frame with (possibly none); never raises.
+
+        ``peer_agency`` is the agency the connection's client certificate is mapped to (mutual
+        TLS): a message whose sender (MSH-4) belongs to another agency is rejected.
+        """
         started = time.perf_counter()
         try:
-            return await self._handle(frame)
+            return await self._handle(frame, peer_agency)
         except Exception as exc:  # a bug must cost one message, not the connection
             log.error("hl7 message failed unexpectedly", extra={"error_type": type(exc).__name__})
             self.count_error("internal")
@@ -185,7 +189,7 @@ class Hl7Intake:
             if self.metrics is not None:
                 self.metrics.intake_seconds.labels("hl7").observe(time.perf_counter() - started)
 
-    async def _handle(self, frame: bytes) -> bytes:
+    async def _handle(self, frame: bytes, peer_agency: str | None = None) -> bytes:
         received = self.clock()
         try:
             message = parse_message(frame)
@@ -213,6 +217,18 @@ class Hl7Intake:
             return b""
         try:
             agency, structure = self._check(message)
+            if peer_agency is not None and agency != peer_agency:
+                raise Rejected(
+                    "unsupported",
+                    AckError(
+                        "207",
+                        "the client certificate belongs to another agency than the sender (MSH-4)",
+                        "MSH",
+                        field=4,
+                        app_code="CERTIFICATE_MISMATCH",
+                    ),
+                    "certificate_mismatch",
+                )
             sender = self.settings.sender(header.sending_facility)
             if sender is not None and sender.strict:
                 await self._validate(message, structure)

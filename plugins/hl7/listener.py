@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class _Connection:
     peer: str
     busy: bool = False
     junk: int = 0
+    agency: str | None = None
 
 
 class _Close(Exception):
@@ -110,6 +112,9 @@ class MllpListener:
                 metrics=ctx.metrics,
             )
         self.intake = intake
+        self.certificates: tuple[Any, ...] = (
+            tuple(ctx.config.auth.certificates) if ctx is not None else ()
+        )
         if ssl_context is None and self.settings.tls is not None:
             ssl_context = server_context(self.settings.tls)
         self.ssl_context = ssl_context
@@ -174,7 +179,7 @@ class MllpListener:
         assert task is not None
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "unknown"
-        conn = _Connection(peer)
+        conn = _Connection(peer, agency=self._certificate_agency(writer))
         self._connections[task] = conn
         try:
             await self._run(conn, reader, writer)
@@ -191,6 +196,24 @@ class MllpListener:
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+
+    def _certificate_agency(self, writer: asyncio.StreamWriter) -> str | None:
+        """The agency a verified client certificate is mapped to (``[[auth.certificates]]``)."""
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is None or not self.certificates:
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return None
+        fingerprint = hashlib.sha256(der).hexdigest()
+        subject = dict(x[0] for x in (ssl_object.getpeercert() or {}).get("subject", ()))
+        cn = subject.get("commonName", "")
+        for mapping in self.certificates:
+            if (mapping.sha256 and mapping.sha256 == fingerprint) or (
+                mapping.subject_cn and mapping.subject_cn == cn
+            ):
+                return str(mapping.agency)
+        return None
 
     async def _run(
         self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -256,7 +279,7 @@ class MllpListener:
 
     async def _on_event(self, event: Any, conn: _Connection, writer: asyncio.StreamWriter) -> None:
         if isinstance(event, Frame):
-            await self._write(writer, await self.intake.handle(event.data))
+            await self._write(writer, await self.intake.handle(event.data, peer_agency=conn.agency))
         elif isinstance(event, OversizeStarted):
             if parse_header(event.head) is None:
                 raise _Close("oversize", "frame exceeds max_frame_bytes and has no readable MSH")

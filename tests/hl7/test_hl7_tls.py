@@ -127,3 +127,26 @@ def test_missing_tls_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TlsConfigError) as info:
         server_context(TlsSettings(tmp_path / "nope.pem", tmp_path / "nope.key"))
     assert "hl7.tls.cert_file: file not found" in str(info.value)
+
+
+async def test_certificate_binds_the_connection_to_its_agency(tmp_path: Path, pki: Path) -> None:
+    """A partner's client certificate may only carry messages of its own agency's senders."""
+    from tests.hl7.conftest import HL7_TOML, open_hub
+
+    mapping = '\n[[auth.certificates]]\nsubject_cn = "client"\nagency = "hospital-x"\n'
+    async with open_hub(tmp_path, HL7_TOML + mapping) as ctx:
+        tls = TlsSettings(pki / "server.pem", pki / "server.key", pki / "ca.pem")
+        service = MllpListener(ctx, "127.0.0.1", 0, ssl_context=server_context(tls))
+        await service.start()
+        try:
+            client = await MllpTestClient.open(service.port, ssl=_client_ctx(pki, True))
+            # MERCY belongs to hospital-x, the certificate's agency: accepted
+            assert msa(await client.request(adt("A01", "OWN")))[1] == "AA"
+            # "IA Public Health Lab" belongs to cie-211: refused on this connection
+            other = adt("A01", "FOREIGN", facility="IA Public Health Lab")
+            ack = await client.request(other)
+            assert msa(ack)[1] == "AR"
+            assert "CERTIFICATE_MISMATCH" in ack
+            await client.close()
+        finally:
+            await asyncio.wait_for(service.stop(), 5)
