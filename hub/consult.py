@@ -165,9 +165,14 @@ async def _mpa_summary(
     recipients = actor_agencies(ctx, actors)
     if not recipients:
         return "CONSENT_DENY"
+    # The consult asks about the client's data as the agency that recorded the consent in
+    # force holds it (the MPA is between the client and that agency's network).
+    newest = max(consents, key=lambda c: (c.signed_on, c.id))
+    owner = newest.recorded_by or next(
+        (a.id for a in ctx.config.agencies.values() if a.kind == "hmis"), ""
+    )
     summaries = set()
     for recipient in recipients:
-        owner = next((c.recorded_by for c in consents if c.recorded_by != recipient), "")
         decision = ctx.gate.decide(
             consents=consents,
             facts=facts,

@@ -236,17 +236,23 @@ async def _consent_patient(
         token = f"{ident['system']}|{ident['value']}" if ident.get("system") else ident["value"]
         persons = await persons_with(batch.ctx, identifier_keys(batch.ctx.keys.blind, token))
         client = None
+        served = False
         for person in sorted(persons):
             released = await batch.viewer.released_clients(person)
-            if released:
+            served = served or _serves(batch, released)
+            if released and client is None:
                 client = batch.viewer.choose_client(released)
-                break
+        if not served:
+            raise _not_served(where)
         return client, ident
     client, person = await batch.link_patient(res, "patient", path, batch.viewer.purpose)
     if person is not None:
         released = await batch.viewer.released_clients(person)
+        if not _serves(batch, released):
+            raise _not_served(where)
         mpa = _first_identifier(_payload_of(released, client))
     else:
+        # a Patient created in this same transaction, by the caller itself
         mpa = _first_identifier(batch.patient_payloads.get(client))
     if mpa is not None:
         fhir_ident = {"value": mpa["value"]}
@@ -254,6 +260,21 @@ async def _consent_patient(
             fhir_ident = {"system": fhir_system(mpa["system"]), "value": mpa["value"]}
         res["patient"] = {**res["patient"], "identifier": fhir_ident}
     return client, mpa
+
+
+def _serves(batch: Batch, released: Any) -> bool:
+    """Whether the caller holds a record of its own about the person (it served the client)."""
+    return any(rec.meta.owner == batch.agency for rec, _payload in released)
+
+
+def _not_served(where: str) -> FhirError:
+    # The same answer whether the person does not exist or the caller never served them.
+    return FhirError.of(
+        403,
+        "forbidden",
+        f"{where}: a consent can only be recorded for a client the calling agency serves",
+        where,
+    )
 
 
 def _ref_text(ref: Any) -> str | None:

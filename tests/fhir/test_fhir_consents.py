@@ -77,6 +77,7 @@ async def test_fhir_posted_consent_is_enforced_by_the_gate(fhir_hub: FhirHubFact
 async def test_fhir_consents_for_the_consult(fhir_hub: FhirHubFactory) -> None:
     async with fhir_hub() as hub:
         assert hub.ctx.extras["fhir_consents_for"] is fhir_consents_for
+        await hub.post_patient("hospital-x", "MRN-9002")  # the hospital serves this client
         leap = consent(
             {"identifier": {"system": MRN_SYSTEM, "value": "MRN-9002"}},
             provision=[
@@ -95,6 +96,20 @@ async def test_fhir_consents_for_the_consult(fhir_hub: FhirHubFactory) -> None:
         assert await consult(hub, "hospital-x", "MRN-9002", "cie-211") == "CONSENT_DENY"
         assert await consult(hub, "hospital-x", "MRN-9002", "hospital-x") == "CONSENT_PERMIT"
         assert await consult(hub, "hospital-x", "MRN-none", "hospital-x") == "NO_CONSENT"
+
+
+async def test_fhir_consent_only_for_a_client_the_agency_serves(
+    fhir_hub: FhirHubFactory,
+) -> None:
+    async with fhir_hub() as hub:
+        await hub.post_patient("hospital-x", "MRN-9010")
+        for mrn in ("MRN-9010", "MRN-never-seen"):
+            body = consent({"identifier": {"system": MRN_SYSTEM, "value": mrn}})
+            status, outcome, _ = await hub.call("cie-211", "POST", "Consent", body)
+            assert status == 403, mrn
+            assert outcome["resourceType"] == "OperationOutcome"
+            assert "serves" in outcome["issue"][0]["diagnostics"]
+        assert await fhir_consents_for(hub.ctx, [(MRN_SYSTEM, "MRN-9010")]) == []
 
 
 async def test_fhir_consent_the_gate_cannot_enforce(fhir_hub: FhirHubFactory) -> None:
