@@ -44,7 +44,7 @@ from hub.sinks.signing import (
     secrets_from_env,
     signature_header,
 )
-from hub.tls import server_context
+from hub.tls import certificate_mapping, server_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +155,7 @@ __all__ = [
     "SourceKey",
     "SourceRow",
     "TlsConfig",
+    "certificate_mapping",
     "check_url",
     "hookimpl",
     "outcome_for_status",

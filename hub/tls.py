@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import ssl
+from collections.abc import Iterable
+from typing import Any
 
-from hub.config import TlsConfig
+from hub.config import ClientCertificate, TlsConfig
 
 
 def server_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -17,3 +20,28 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
         ctx.load_verify_locations(cafile=str(tls.client_ca_file))
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def certificate_mapping(
+    ssl_object: ssl.SSLObject | None, mappings: Iterable[ClientCertificate]
+) -> ClientCertificate | None:
+    """The ``[[auth.certificates]]`` entry a verified peer certificate matches (by SHA-256
+    fingerprint or subject CN), or None: no TLS, no certificate, or not mapped."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    fingerprint = hashlib.sha256(der).hexdigest()
+    cn = ""
+    subject: Any = (ssl_object.getpeercert() or {}).get("subject", ())
+    for rdn in subject:
+        for name, value in rdn:
+            if name == "commonName":
+                cn = str(value)
+    for mapping in mappings:
+        if (mapping.sha256 and mapping.sha256 == fingerprint) or (
+            mapping.subject_cn and mapping.subject_cn == cn
+        ):
+            return mapping
+    return None

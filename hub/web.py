@@ -7,7 +7,6 @@ the ``hub_http_routes`` hook and read the context from ``request.app[CONTEXT]``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from hub.auth import Caller, KeyVerifier
 from hub.context import HubContext
+from hub.tls import certificate_mapping
 
 log = logging.getLogger("hub.http")
 
@@ -107,20 +107,11 @@ LIMITER = web.AppKey("hub_rate_limiter", RateLimiter)
 def certificate_caller(request: web.Request) -> Caller | None:
     """The partner a verified client certificate (mutual TLS) is mapped to, if any."""
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    if ssl_object is None:
+    mapping = certificate_mapping(ssl_object, request.app[CONTEXT].config.auth.certificates)
+    if mapping is None:
         return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
-    fingerprint = hashlib.sha256(der).hexdigest()
-    subject = dict(x[0] for x in (ssl_object.getpeercert() or {}).get("subject", ()))
-    cn = subject.get("commonName", "")
-    for mapping in request.app[CONTEXT].config.auth.certificates:
-        if (mapping.sha256 and mapping.sha256 == fingerprint) or (
-            mapping.subject_cn and mapping.subject_cn == cn
-        ):
-            return Caller(mapping.agency, mapping.role, f"cert:{fingerprint[:16]}")
-    return None
+    label = mapping.subject_cn or mapping.sha256[:16]
+    return Caller(mapping.agency, mapping.role, f"cert:{label}")
 
 
 @web.middleware

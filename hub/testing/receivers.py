@@ -107,7 +107,37 @@ class _Gate:
             self.waiting -= 1
 
 
-class HttpReceiver:
+class _GatedReceiver:
+    """Hold, release and failure switches shared by the network receivers.
+
+    While failing, the HTTP receiver answers 503 (``Retry-After: 1``) and the MLLP receiver
+    ``AE`` (application error: retry).
+    """
+
+    _gate: _Gate
+
+    def pending(self) -> int:
+        """Requests or messages held unanswered."""
+        return self._gate.waiting
+
+    def hold(self) -> None:
+        """Hold answers back."""
+        self._gate.open.clear()
+
+    def release(self) -> None:
+        """Answer again."""
+        self._gate.open.set()
+
+    def fail(self, failing: bool) -> None:
+        """Answer with a retryable failure while ``failing``."""
+        self._gate.failing = failing
+
+    def leftovers(self) -> list[str]:
+        """Nothing is ever left half-written on a network receiver's side."""
+        return []
+
+
+class HttpReceiver(_GatedReceiver):
     """An HTTP server on 127.0.0.1 that accepts any method on any path."""
 
     kind = "http"
@@ -163,26 +193,6 @@ class HttpReceiver:
                 count += 1
         return count
 
-    def pending(self) -> int:
-        """Requests held unanswered."""
-        return self._gate.waiting
-
-    def hold(self) -> None:
-        """Hold answers back."""
-        self._gate.open.clear()
-
-    def release(self) -> None:
-        """Answer again."""
-        self._gate.open.set()
-
-    def fail(self, failing: bool) -> None:
-        """Answer 503 (with ``Retry-After: 1``) while failing."""
-        self._gate.failing = failing
-
-    def leftovers(self) -> list[str]:
-        """Nothing is ever left half-written on a network receiver's side."""
-        return []
-
 
 # ---- MLLP --------------------------------------------------------------------------------
 
@@ -208,7 +218,7 @@ def ack_for(message: bytes, code: str) -> bytes:
     return START_BLOCK + text.encode("utf-8") + END_BLOCK
 
 
-class MllpReceiver:
+class MllpReceiver(_GatedReceiver):
     """An MLLP listener on 127.0.0.1 that acknowledges every message."""
 
     kind = "mllp"
@@ -277,26 +287,6 @@ class MllpReceiver:
             if cid and (cid == key or (len(cid) >= MSH10_LENGTH and key.startswith(cid))):
                 count += 1
         return count
-
-    def pending(self) -> int:
-        """Messages held unacknowledged."""
-        return self._gate.waiting
-
-    def hold(self) -> None:
-        """Hold acknowledgements back."""
-        self._gate.open.clear()
-
-    def release(self) -> None:
-        """Acknowledge again."""
-        self._gate.open.set()
-
-    def fail(self, failing: bool) -> None:
-        """Answer ``AE`` (application error: retry) while failing."""
-        self._gate.failing = failing
-
-    def leftovers(self) -> list[str]:
-        """Nothing is ever left half-written on a network receiver's side."""
-        return []
 
 
 # ---- a folder ----------------------------------------------------------------------------

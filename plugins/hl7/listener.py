@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from hub.plugin_api import certificate_mapping
 from plugins.hl7.ack import AckError, response_bytes
 from plugins.hl7.directory import AgencyDirectory
 from plugins.hl7.framing import (
@@ -199,21 +199,8 @@ class MllpListener:
 
     def _certificate_agency(self, writer: asyncio.StreamWriter) -> str | None:
         """The agency a verified client certificate is mapped to (``[[auth.certificates]]``)."""
-        ssl_object = writer.get_extra_info("ssl_object")
-        if ssl_object is None or not self.certificates:
-            return None
-        der = ssl_object.getpeercert(binary_form=True)
-        if not der:
-            return None
-        fingerprint = hashlib.sha256(der).hexdigest()
-        subject = dict(x[0] for x in (ssl_object.getpeercert() or {}).get("subject", ()))
-        cn = subject.get("commonName", "")
-        for mapping in self.certificates:
-            if (mapping.sha256 and mapping.sha256 == fingerprint) or (
-                mapping.subject_cn and mapping.subject_cn == cn
-            ):
-                return str(mapping.agency)
-        return None
+        mapping = certificate_mapping(writer.get_extra_info("ssl_object"), self.certificates)
+        return None if mapping is None else mapping.agency
 
     async def _run(
         self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
