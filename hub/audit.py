@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from cryptography.exceptions import InvalidSignature
 
-from consent.audit import AuditEntry, ChainProblem, verify_chain
+from consent.audit import GENESIS_HASH, AuditEntry, ChainProblem, verify_chain
 from hub.core.ports import AuditRow
 from hub.keys import KeyRing
 
@@ -38,63 +38,46 @@ class VerifyReport:
         return self.problem is None and self.checkpoint_problem is None
 
 
-async def _entries(store: Any) -> Any:
-    async for batch in store.iter_audit():
-        for row in batch:
-            yield row
+def _entry_at(row: AuditRow, moved: dict[int, int]) -> AuditEntry:
+    """The entry a row holds, verified where it is stored (its seq column)."""
+    try:
+        entry = entry_from_row(row)
+    except (ValueError, TypeError):
+        # An unreadable body is an altered entry; keep the seq so that it is named.
+        return AuditEntry(
+            row.seq, "", "", "", "", "", "", (), (), None, (), None, None, row.prev_hash, ""
+        )
+    if entry.seq != row.seq:
+        # An entry stored at another entry's position: verify it where it sits.
+        moved[row.seq] = entry.seq
+        entry = dataclasses.replace(entry, seq=row.seq)
+    return entry
 
 
 async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
-    """Walk the whole chain once; then check every signed checkpoint against it."""
-    rows: list[AuditEntry] = []
+    """Walk the chain once, batch by batch (memory stays flat however long the log is),
+    then check every signed checkpoint against the hashes it names."""
+    checkpoints = await store.checkpoints()
+    wanted = {seq for seq, _h, _s, _k in checkpoints}
     heads: dict[int, str] = {}
     moved: dict[int, int] = {}
     count = 0
     problem: ChainProblem | None = None
-
-    async def collect() -> list[AuditEntry]:
-        nonlocal count
-        out: list[AuditEntry] = []
-        async for row in _entries(store):
-            count += 1
-            try:
-                entry = entry_from_row(row)
-            except (ValueError, TypeError):
-                # An unreadable body is an altered entry; keep the seq so it is named.
-                entry = AuditEntry(
-                    row.seq,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    (),
-                    (),
-                    None,
-                    (),
-                    None,
-                    None,
-                    row.prev_hash,
-                    "unreadable",
-                )
-            if entry.seq != row.seq:
-                # An entry stored at another entry's position: verify it where it sits.
-                moved[row.seq] = entry.seq
-                entry = dataclasses.replace(entry, seq=row.seq)
-            heads[entry.seq] = entry.hash
-            out.append(entry)
-        return out
-
-    rows = await collect()
-    problem = verify_chain(rows)
+    head: tuple[int, str] | None = None
+    async for batch in store.iter_audit():
+        entries = [_entry_at(row, moved) for row in batch]
+        if problem is None:
+            start_seq, start_prev = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+            problem = verify_chain(entries, start_prev_hash=start_prev, start_seq=start_seq)
+        heads.update((e.seq, e.hash) for e in entries if e.seq in wanted)
+        count += len(entries)
+        head = (entries[-1].seq, entries[-1].hash)
     if problem is not None and problem.seq in moved:
         problem = ChainProblem(
             problem.seq,
             "reordered",
             f"position {problem.seq} holds entry {moved[problem.seq]}: entries were swapped",
         )
-    head = (rows[-1].seq, rows[-1].hash) if rows else None
     async with store.transaction() as tx:
         stored_head = await tx.audit_head()
     if problem is None and stored_head is not None and stored_head != head:
@@ -109,7 +92,7 @@ async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
         )
     cp_problem: str | None = None
     verifier = keys.verifier()
-    for seq, head_hash, signature, key_id in await store.checkpoints():
+    for seq, head_hash, signature, key_id in checkpoints:
         try:
             verifier.verify(signature, checkpoint_message(seq, head_hash))
         except InvalidSignature:

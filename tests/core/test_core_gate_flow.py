@@ -195,3 +195,32 @@ async def test_location_columns_of_source_rows_are_withheld_for_a_fleeing_client
         [item] = await ctx.store.list_outbox()
         payload = orjson.loads(item.payload)
         assert payload["fields"] == {"CurrentLivingSituation": "116"}
+
+
+async def test_audit_verify_streams_batch_by_batch(hub_factory) -> None:
+    """The verdict is the same when the log is read two entries at a time."""
+
+    class SmallBatches:
+        def __init__(self, store) -> None:
+            self._store = store
+
+        def __getattr__(self, name: str):
+            return getattr(self._store, name)
+
+        def iter_audit(self, batch: int = 2):
+            return self._store.iter_audit(batch=2)
+
+    async with hub_factory() as ctx:
+        await consents(ctx, mpa("m20", "20"))
+        r = await ctx.engine.ingest([client("20")])
+        for _ in range(6):
+            await ctx.engine.disclose_person(
+                r.persons["hmis:demo/20"], recipient="hospital-x", purpose="treatment"
+            )
+        store = SmallBatches(ctx.store)
+        report = await verify_store(store, ctx.keys)
+        assert report.ok and report.entries == 6 and report.head is not None
+        async with ctx.store.transaction() as tx:
+            await tx._c.execute("DELETE FROM audit_log WHERE seq=4")
+        report = await verify_store(store, ctx.keys)
+        assert report.problem is not None and report.problem.seq == 4
