@@ -14,6 +14,7 @@ import orjson
 
 from hub.config import HubConfig
 from hub.context import HubContext, open_context
+from hub.heap import settle_heap
 from hub.plugins import PluginManager
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ def run_with_context(
 
     async def main() -> T:
         async with open_context(state.config, state.plugins, migrate=migrate) as ctx:
+            settle_heap()
             return await work(ctx)
 
     return asyncio.run(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -123,18 +124,21 @@ async def open_context(
         keys = load_keyring(keys_path(config))
         store.cipher = keys.cipher()
         metrics = Metrics()
+        # Label look-ups cost more than the increment: keep each labelled child once.
+        decided = functools.cache(metrics.decisions.labels)
+        records_in = functools.cache(metrics.records_in.labels)
         gate = ConsentGate(
             config.agencies,
             config.consent_policy,
             keys.blind,
-            on_decision=lambda outcome: metrics.decisions.labels(outcome).inc(),
+            on_decision=lambda outcome: decided(outcome).inc(),
         )
         engine = Engine(
             store,
             gate,
             keys.blind,
             config.feeds,
-            on_ingest=lambda kind, outcome: metrics.records_in.labels(kind, outcome).inc(),
+            on_ingest=lambda kind, outcome: records_in(kind, outcome).inc(),
         )
         ctx = HubContext(config, plugins, store, keys, gate, engine, metrics)
         await ctx.reload_consents()

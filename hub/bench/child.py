@@ -15,7 +15,6 @@ is installed, and its text report written there) and ``{"op": "exit"}``. Answers
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import os
@@ -29,6 +28,7 @@ import orjson
 
 from hub.bench.memory import current_rss_kb, peak_rss_kb
 from hub.bench.model import Case, Measured, Params, Skip, resolve
+from hub.heap import settle_heap
 
 
 def _answer(out: IO[bytes], data: dict[str, Any]) -> None:
@@ -40,7 +40,8 @@ async def _one_round(case: Case, profiler: Any = None) -> tuple[Measured, int]:
     await case.setup()
     setup_rss = current_rss_kb()
     try:
-        gc.collect()
+        # Both sides run in a settled heap, as `hub serve` and `hub import` do after start-up.
+        settle_heap()
         if profiler is not None:
             profiler.start()
         started = time.perf_counter()

@@ -21,6 +21,7 @@ import orjson
 
 from consent import ClientFacts
 from hub.core.gate import AuditWriter, ConsentGate, Disclosure
+from hub.core.group_commit import GroupCommit
 from hub.core.identity import BlindIndex, decide_link, match_keys
 from hub.core.ports import (
     OutboxRow,
@@ -40,7 +41,7 @@ from hub.core.records import (
 )
 from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
-from hub.core.serialize import record_from_payload
+from hub.core.serialize import record_from_payload, record_payload
 
 log = logging.getLogger("hub.engine")
 
@@ -62,6 +63,15 @@ class InboundMessage:
     sender: str
     control_id: str
     content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """One :meth:`Engine.ingest` call's arguments, for :meth:`Engine.ingest_many`."""
+
+    records: Sequence[Record]
+    message: InboundMessage | None = None
+    response: bytes = b""
 
 
 @dataclass(slots=True)
@@ -140,6 +150,8 @@ class Engine:
         self.clock = clock
         self.on_change = on_change
         self.on_ingest = on_ingest
+        self.grouped = GroupCommit(self)
+        """``ingest`` for listeners with many connections: concurrent calls share a commit."""
 
     # ---- intake --------------------------------------------------------------------------
 
@@ -156,54 +168,169 @@ class Engine:
         nothing and returns the response given the first time; a control id reused for
         different content is processed as new (and logged).
         """
-        result = IngestResult()
-        async with self.store.transaction() as tx:
+        results = await self.ingest_many([IngestRequest(records, message, response)])
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def ingest_many(
+        self, requests: Sequence[IngestRequest]
+    ) -> list[IngestResult | Exception]:
+        """Several :meth:`ingest` calls in one transaction; a result (or exception) each.
+
+        First all together, as one batch of records (batched statements); if that fails,
+        each alone in a savepoint of its own, so the request at fault is rolled back alone
+        and its exception takes its place in the returned list while the others commit. An
+        exception from the commit itself is raised (then nothing was stored). With one
+        request there is no savepoint: its exception is raised.
+        """
+        results: list[IngestResult | Exception] = []
+        try:
+            async with self.store.transaction() as tx:
+                if len(requests) == 1:
+                    results.append(await self._ingest_request(tx, requests[0]))
+                else:
+                    together = None
+                    try:
+                        async with tx.savepoint():
+                            together = await self._ingest_together(tx, requests)
+                    except Exception:
+                        # Find the message at fault: each alone, in a savepoint of its own.
+                        self.gate.forget_people()
+                    if together is not None:
+                        results.extend(together)
+                    else:
+                        results.extend(await self._ingest_each(tx, requests))
+        except BaseException:
+            # Cached consent look-ups may have seen links that were just rolled back.
+            self.gate.forget_people()
+            raise
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, Exception):
+                continue
+            if self.on_ingest is not None:
+                for rec, outcome in zip(request.records, result.outcomes, strict=False):
+                    self.on_ingest(rec.meta.kind, outcome)
+            if result.enqueued and self.on_change is not None:
+                self.on_change(result.enqueued)
+        return results
+
+    async def _ingest_each(
+        self, tx: Transaction, requests: Sequence[IngestRequest]
+    ) -> list[IngestResult | Exception]:
+        """Each request in a savepoint of its own: one that fails is rolled back alone."""
+        results: list[IngestResult | Exception] = []
+        for request in requests:
+            try:
+                async with tx.savepoint():
+                    results.append(await self._ingest_request(tx, request))
+            except Exception as exc:
+                self.gate.forget_people()
+                results.append(exc)
+        return results
+
+    async def _ingest_together(
+        self, tx: Transaction, requests: Sequence[IngestRequest]
+    ) -> list[IngestResult] | None:
+        """Several messages as one batch of records (batched statements), each with its own
+        result; None (nothing done) when two of them carry the same sender and control id,
+        which only the one-by-one path orders correctly."""
+        keys = [(m.sender, m.control_id) for r in requests if (m := r.message) is not None]
+        if len(set(keys)) != len(keys):
+            return None
+        seen = await tx.seen_messages(keys) if keys else {}
+        results: list[IngestResult] = []
+        records: list[Record] = []
+        tally: dict[int, IngestResult] = {}
+        remember: list[tuple[str, str, str, bytes]] = []
+        for request in requests:
+            result = IngestResult()
+            results.append(result)
+            message = request.message
             if message is not None:
-                seen = await tx.seen_message(message.sender, message.control_id)
-                if seen is not None:
-                    if seen[0] == message.content_hash:
+                before = seen.get((message.sender, message.control_id))
+                if before is not None:
+                    if before[0] == message.content_hash:
                         result.duplicate = True
-                        result.response = seen[1]
-                        return result
+                        result.response = before[1]
+                        continue
                     log.info(
                         "control id reused for different content; processing as new",
                         extra={"sender": message.sender, "control_id": message.control_id},
                     )
-            await self._ingest(tx, records, result)
-            if message is not None:
-                await tx.remember_message(
-                    message.sender, message.control_id, message.content_hash, response
+                remember.append(
+                    (message.sender, message.control_id, message.content_hash, request.response)
                 )
-                result.response = response
-        if self.on_ingest is not None:
-            for rec, outcome in zip(records, result.outcomes, strict=False):
-                self.on_ingest(rec.meta.kind, outcome)
-        if result.enqueued and self.on_change is not None:
-            self.on_change(result.enqueued)
+                result.response = request.response
+            for rec in request.records:
+                tally[id(rec)] = result
+                records.append(rec)
+        group = IngestResult()
+        await self._ingest(tx, records, group, tally)
+        for result in results:
+            if not result.duplicate:
+                result.persons = group.persons
+        await tx.remember_messages(remember)
+        return results
+
+    async def _ingest_request(self, tx: Transaction, request: IngestRequest) -> IngestResult:
+        """One message (or batch of records) inside the caller's transaction."""
+        result = IngestResult()
+        message = request.message
+        if message is not None:
+            seen = await tx.seen_message(message.sender, message.control_id)
+            if seen is not None:
+                if seen[0] == message.content_hash:
+                    result.duplicate = True
+                    result.response = seen[1]
+                    return result
+                log.info(
+                    "control id reused for different content; processing as new",
+                    extra={"sender": message.sender, "control_id": message.control_id},
+                )
+        await self._ingest(tx, request.records, result)
+        if message is not None:
+            await tx.remember_message(
+                message.sender, message.control_id, message.content_hash, request.response
+            )
+            result.response = request.response
         return result
 
     async def _ingest(
-        self, tx: Transaction, records: Sequence[Record], result: IngestResult
+        self,
+        tx: Transaction,
+        records: Sequence[Record],
+        result: IngestResult,
+        tally: dict[int, IngestResult] | None = None,
     ) -> None:
-        rows = [record_to_row(r) for r in records]
+        """Store, link and route ``records``; what happened is counted on ``result``, or, for
+        a record in ``tally`` (by ``id``), on the result of the message it came in."""
+        datas = [record_payload(r) for r in records]
+        rows = [record_to_row(r, d) for r, d in zip(records, datas, strict=True)]
         states = await tx.stored_states(rows)
         changed: list[tuple[Record, RecordRow]] = []
         linked: dict[str, str] = {}
-        for rec, row in zip(records, rows, strict=True):
+        data_of: dict[int, dict[str, Any]] = {}
+        for rec, row, data in zip(records, rows, datas, strict=True):
             key = (row.kind, row.source, row.source_id)
             state = states.get(key)
             outcome = classify(row, state)
-            result.outcomes.append(outcome)
+            (tally[id(rec)] if tally else result).outcomes.append(outcome)
             if outcome not in ("inserted", "updated"):
                 continue
             if state is not None:
-                rec, row = keep_restrictions(rec, row, state)
+                kept, row = keep_restrictions(rec, row, state)
+                if tally and kept is not rec:
+                    tally[id(kept)] = tally[id(rec)]
+                rec = kept
                 if state.person_id is not None:
                     linked[f"{row.source}/{row.source_id}"] = state.person_id
             states[key] = StoredState(
                 row.version, row.payload_hash, row.deleted, row.restricted, row.sensitivity, None
             )
             changed.append((rec, row))
+            data_of[id(rec)] = data
         if not changed:
             return
         await tx.write_records([row for _, row in changed])
@@ -211,12 +338,12 @@ class Engine:
         for rec, row in changed:
             if isinstance(rec, Client):
                 clients.append((rec, row))
-        persons = await self._link_clients(tx, clients, linked, result)
+        persons = await self._link_clients(tx, clients, linked, result, tally)
         await self._resolve_persons(tx, changed, persons)
         result.persons = persons
         await self._record_facts(tx, changed, persons)
         if any(f.on_change for f in self.feeds):
-            await self._route(tx, changed, persons, result)
+            await self._route(tx, changed, persons, result, data_of, tally)
 
     async def _link_clients(
         self,
@@ -224,6 +351,7 @@ class Engine:
         clients: Sequence[tuple[Client, RecordRow]],
         linked: dict[str, str],
         result: IngestResult,
+        tally: dict[int, IngestResult] | None = None,
     ) -> dict[str, str]:
         """Link client records to persons, in batch; returns record-key → person.
 
@@ -243,6 +371,7 @@ class Engine:
         links: list[tuple[str, str, str, str, Sequence[str]]] = []
         fresh: list[str] = []
         facts: list[tuple[str, str]] = []
+        reviews: list[tuple[str, Sequence[str], str]] = []
         for rec, row, mk in keyed:
             ref = f"{row.source}/{row.source_id}"
             person = linked.get(ref)
@@ -253,10 +382,10 @@ class Engine:
                     person = uuid.uuid4().hex
                     fresh.append(person)
                 if decision.review_candidates:
-                    await tx.add_review(
-                        f"{row.kind}/{ref}", decision.review_candidates, decision.reason
+                    reviews.append(
+                        (f"{row.kind}/{ref}", decision.review_candidates, decision.reason)
                     )
-                    result.reviews += 1
+                    (tally[id(rec)] if tally else result).reviews += 1
                 for k in mk.all():
                     holders = found.setdefault(k, set())
                     if len(holders) < WEAK_CANDIDATES or k not in mk.weak:
@@ -268,6 +397,7 @@ class Engine:
                 facts.append((person, birth.isoformat()))
             self.gate.forget_person(person)
         await tx.insert_persons(fresh)
+        await tx.add_reviews(reviews)
         await tx.link_records(links)
         await tx.set_birth_dates(facts)
         return persons
@@ -308,11 +438,23 @@ class Engine:
         changed: list[tuple[Record, RecordRow]],
         persons: dict[str, str],
         result: IngestResult,
+        data_of: dict[int, dict[str, Any]],
+        tally: dict[int, IngestResult] | None = None,
     ) -> None:
         audit = AuditWriter(tx, batch=True)
         now = self.clock()
         kinds_of: dict[str, list[str]] = {}
-        facts_of: dict[str, ClientFacts] = {}
+        routed = {kind for f in self.feeds if f.on_change for kind in f.kinds}
+        people = {
+            person
+            for rec, _ in changed
+            if rec.meta.kind in routed
+            and (client := record_client(rec)) is not None
+            and (person := persons.get(str(client))) is not None
+        }
+        # What the gate needs of every person in the batch, in two queries for all of them.
+        facts_of = await self.gate.facts_of(tx, people)
+        await self.gate.load_people(tx, people)
         queued: list[OutboxRow] = []
         for rec, row in changed:
             client = record_client(rec)
@@ -335,15 +477,24 @@ class Engine:
                 if person not in facts_of:
                     facts_of[person] = await self.gate.facts(tx, person)
                 item = await self.prepare_delivery(
-                    tx, audit, feed, rec, person, now, facts_of[person], row.payload_hash
+                    tx,
+                    audit,
+                    feed,
+                    rec,
+                    person,
+                    now,
+                    facts_of[person],
+                    row.payload_hash,
+                    data_of.get(id(rec)),
                 )
+                counted = tally[id(rec)] if tally else result
                 if item is None:
-                    result.withheld += 1
+                    counted.withheld += 1
                 else:
+                    counted.enqueued += 1
                     queued.append(item)
         await audit.flush()
         await tx.enqueue_many(queued)
-        result.enqueued += len(queued)
 
     async def prepare_delivery(
         self,
@@ -355,9 +506,12 @@ class Engine:
         now: datetime,
         facts: ClientFacts | None = None,
         data_hash: str = "",
+        data: dict[str, Any] | None = None,
     ) -> OutboxRow | None:
         """Pass one record through the gate for one feed: the outbox row to queue (with its
-        audit entry appended to ``audit``), or None when nothing may be released."""
+        audit entry appended to ``audit``), or None when nothing may be released.
+
+        ``data`` is ``record_payload(record)`` when the caller has it already."""
         disclosure = await self.gate.disclose(
             tx,
             audit,
@@ -369,6 +523,7 @@ class Engine:
             at=now,
             record_ref=record_ref(record),
             facts=facts,
+            data=data,
         )
         if disclosure.payload is None:
             return None
@@ -465,24 +620,77 @@ class Engine:
     async def redisclose(
         self, tx: Transaction, item: OutboxRow, purpose: str, categories: Any
     ) -> Disclosure:
-        """Re-check a queued delivery at send time against the consent in force now."""
-        row = await tx.get_record(item.record_kind, item.record_source, item.record_source_id)
-        if row is None:
+        """Re-check a queued delivery at send time against the consent in force now.
+
+        Raises ``LookupError`` when the record is gone. See :meth:`redisclose_many`.
+        """
+        audit = AuditWriter(tx, batch=True)
+        [checked] = await self.redisclose_many(tx, audit, [item], purpose, categories)
+        await audit.flush()
+        if checked is None:
             raise LookupError(
                 f"record {item.record_kind}/{item.record_source}/{item.record_source_id} is gone"
             )
-        rec = row_to_record(row)
-        queued = orjson.loads(item.payload)
-        # Deliver what was queued (that version, already minimised), decided again now.
-        rec = record_from_payload(rec.meta, queued)
-        return await self.gate.disclose(
-            tx,
-            AuditWriter(tx),
-            record=rec,
-            person_id=item.person_id,
-            recipient=item.recipient,
-            purpose=purpose,
-            categories=categories,
-            at=self.clock(),
-            record_ref=record_ref(rec),
+        return checked[0]
+
+    async def redisclose_many(
+        self,
+        tx: Transaction,
+        audit: AuditWriter,
+        items: Sequence[OutboxRow],
+        purpose: str,
+        categories: Any,
+    ) -> list[tuple[Disclosure, Record | None] | None]:
+        """Re-check queued deliveries at send time (one gate pass and audit entry each).
+
+        The entries go to ``audit``, which the caller flushes before its transaction ends.
+        The data decided on is what was queued (that version, already minimised); the meta
+        is the stored record's now (owner, restriction, sensitivity). Per item: None when the
+        record is gone, else the decision and the record as it may be sent (the queued
+        version rebuilt from what was released now; None when nothing was).
+        """
+        from datetime import date
+
+        heads = await tx.record_heads(
+            [(i.record_kind, i.record_source, i.record_source_id) for i in items]
         )
+        known = await tx.persons_facts([i.person_id for i in items])
+        facts_of: dict[str, ClientFacts] = {}
+        now = self.clock()
+        out: list[tuple[Disclosure, Record | None] | None] = []
+        for item in items:
+            head = heads.get((item.record_kind, item.record_source, item.record_source_id))
+            if head is None:
+                out.append(None)
+                continue
+            facts = facts_of.get(item.person_id)
+            if facts is None:
+                birth, fleeing = known.get(item.person_id, (None, False))
+                facts = ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)
+                facts_of[item.person_id] = facts
+            # Decide on what was queued (that version, already minimised) with the meta now.
+            rec = row_to_record(
+                dataclasses.replace(head, version=item.record_version, payload=item.payload)
+            )
+            queued = orjson.loads(item.payload)
+            disclosure = await self.gate.disclose(
+                tx,
+                audit,
+                record=rec,
+                person_id=item.person_id,
+                recipient=item.recipient,
+                purpose=purpose,
+                categories=categories,
+                at=now,
+                record_ref=record_ref(rec),
+                facts=facts,
+                data=queued,
+            )
+            released = disclosure.payload
+            if released is None:
+                out.append((disclosure, None))
+            elif released == queued:
+                out.append((disclosure, rec))
+            else:
+                out.append((disclosure, record_from_payload(rec.meta, released)))
+        return out

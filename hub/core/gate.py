@@ -65,12 +65,16 @@ def audit_row(entry: AuditEntry) -> AuditRow:
 
 
 def released_payload(
-    record: Record, categories: Mapping[str, str], decision: Decision
+    record: Record,
+    categories: Mapping[str, str],
+    decision: Decision,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The part of a record's payload a decision releases (empty when nothing is).
 
     A :class:`SourceRow` is released column by column; the reference to its client travels
-    with whatever is released (it names a record, not a person).
+    with whatever is released (it names a record, not a person). ``data`` is
+    ``record_payload(record)`` when the caller has it already.
     """
     if isinstance(record, SourceRow):
         columns = redact(record.fields, categories, decision, record.location_fields())
@@ -83,7 +87,9 @@ def released_payload(
         if record.client is not None:
             out["client"] = {"source": record.client.source, "id": record.client.id}
         return out
-    return redact(record_payload(record), categories, decision, record.location_fields())
+    if data is None:
+        data = record_payload(record)
+    return redact(data, categories, decision, record.location_fields())
 
 
 class AuditWriter:
@@ -162,9 +168,33 @@ class ConsentGate:
         """Drop a cached consent look-up after a person's links changed."""
         self._person_consents.pop(person_id, None)
 
+    def forget_people(self) -> None:
+        """Drop every cached consent look-up (after a rollback: links may have been undone)."""
+        self._person_consents.clear()
+
     def all_consents(self) -> list[ConsentRecord]:
         """Every consent the gate knows."""
         return [c for refs in self._by_ref.values() for c in refs]
+
+    async def load_people(self, tx: Transaction, person_ids: Iterable[str]) -> None:
+        """Look up the consents of many persons at once (one query), for the hot path."""
+        if not self._by_ref:
+            return
+        wanted = [p for p in dict.fromkeys(person_ids) if p not in self._person_consents]
+        if not wanted:
+            return
+        keys_of = await tx.keys_of_persons(wanted)
+        for person in wanted:
+            found = tuple(c for k in keys_of.get(person, ()) for c in self._by_ref.get(k, ()))
+            self._person_consents[person] = tuple({c.id: c for c in found}.values())
+
+    async def facts_of(self, tx: Transaction, person_ids: Iterable[str]) -> dict[str, ClientFacts]:
+        """:meth:`facts` for many persons at once (one query)."""
+        found = await tx.persons_facts(list(dict.fromkeys(person_ids)))
+        return {
+            person: ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)
+            for person, (birth, fleeing) in found.items()
+        }
 
     async def consents_for(self, tx: Transaction, person_id: str) -> tuple[ConsentRecord, ...]:
         """The consents of a person (memory after the first look-up of that person)."""
@@ -226,8 +256,13 @@ class ConsentGate:
         at: datetime,
         record_ref: str,
         facts: ClientFacts | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> Disclosure:
-        """Decide, redact and audit one record for one recipient, in the caller's transaction."""
+        """Decide, redact and audit one record for one recipient, in the caller's transaction.
+
+        ``data`` is ``record_payload(record)`` when the caller has it already (the engine
+        does: it encoded the record to store it).
+        """
         cats, extra = self.record_categories(record)
         wanted = DEFAULT_CATEGORIES if categories is None else categories
         present = frozenset(cats.values()) | extra
@@ -251,7 +286,7 @@ class ConsentGate:
         if decision.permitted:
             if extra and not extra <= decision.released:
                 cats = {f: c if c in _NON_CLINICAL else "__withheld__" for f, c in cats.items()}
-            payload = released_payload(record, cats, decision) or None
+            payload = released_payload(record, cats, decision, data) or None
         if self._on_decision is not None:
             self._on_decision(decision.outcome)
         released_hash = None

@@ -173,6 +173,11 @@ class Sink(Protocol):
 class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all."""
 
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A nested unit: an exception inside rolls back what it did (and is re-raised);
+        the rest of the transaction goes on."""
+        ...
+
     # records
     async def stored_states(
         self, rows: Sequence[RecordRow]
@@ -241,6 +246,10 @@ class Transaction(Protocol):
         """Every blind match key indexed under a person."""
         ...
 
+    async def keys_of_persons(self, person_ids: Sequence[str]) -> dict[str, set[str]]:
+        """:meth:`person_keys` for many persons (persons without keys left out)."""
+        ...
+
     async def persons_of_clients(self, source: str, client_ids: Sequence[str]) -> dict[str, str]:
         """The person each client record of a source is linked to."""
         ...
@@ -251,6 +260,10 @@ class Transaction(Protocol):
 
     async def add_review(self, record: str, candidates: Sequence[str], reason: str) -> int:
         """Put an undecided match on the review list."""
+        ...
+
+    async def add_reviews(self, items: Sequence[tuple[str, Sequence[str], str]]) -> None:
+        """:meth:`add_review` for many (record, candidates, reason) items."""
         ...
 
     async def list_reviews(self, status: str = "open") -> list[ReviewItem]:
@@ -305,6 +318,16 @@ class Transaction(Protocol):
         ...
 
     # inbound de-duplication
+    async def seen_messages(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, bytes]]:
+        """:meth:`seen_message` for many (sender, control id) pairs; unseen ones left out."""
+        ...
+
+    async def remember_messages(self, messages: Sequence[tuple[str, str, str, bytes]]) -> None:
+        """:meth:`remember_message` for many (sender, control id, content hash, response)."""
+        ...
+
     async def seen_message(self, sender: str, control_id: str) -> tuple[str, bytes] | None:
         """A message already taken from this sender under this control id: (hash, response)."""
         ...
@@ -313,6 +336,33 @@ class Transaction(Protocol):
         self, sender: str, control_id: str, content_hash: str, response: bytes
     ) -> None:
         """Remember a taken message and what was answered, to answer a re-send the same way."""
+        ...
+
+    # delivery at send time
+    async def record_heads(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], RecordRow]:
+        """Records by (kind, source, source_id), stored columns only (``payload`` is empty).
+
+        For a caller that needs the meta in force now (owner, restriction, sensitivity) and
+        brings the data itself, as the outbox re-check at send time does. Records that do not
+        exist are left out.
+        """
+        ...
+
+    async def persons_facts(self, person_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
+        """:meth:`person_facts` of many persons at once, by person (unknown ones left out)."""
+        ...
+
+    async def settle_outbox(
+        self, entries: Sequence[tuple[int, str, str, str | None]], worker: str | None = None
+    ) -> set[int]:
+        """Settle claimed deliveries, each ``(id, status, error, retry_at)``; the ids settled.
+
+        As :meth:`Store.finish_outbox` for many entries, in this transaction (so a withheld
+        entry settles together with the audit entry of the decision that withheld it). With
+        ``worker``, only entries whose lease that worker still holds.
+        """
         ...
 
 
@@ -395,4 +445,11 @@ class Store(Protocol):
 
     async def outbox_depth(self) -> dict[str, int]:
         """Count of outbox entries by status."""
+        ...
+
+    async def finish_outbox_many(
+        self, entries: Sequence[tuple[int, str, str, str | None]], *, worker: str | None = None
+    ) -> set[int]:
+        """Settle many claimed deliveries, each ``(id, status, error, retry_at)``, in one
+        transaction; returns the ids settled (see :meth:`Transaction.settle_outbox`)."""
         ...

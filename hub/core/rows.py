@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -11,11 +12,16 @@ from hub.core.records import Provenance, Record, RecordMeta, SourceKey, payload_
 from hub.core.serialize import record_from_payload, record_payload
 
 
-def record_to_row(record: Record) -> RecordRow:
+def record_to_row(record: Record, data: dict[str, Any] | None = None) -> RecordRow:
     """The store row of a record; ``payload_hash`` covers the data only, so a re-sent payload
-    that carries the same data is recognised as unchanged."""
+    that carries the same data is recognised as unchanged.
+
+    ``data`` is ``record_payload(record)`` when the caller has it already.
+    """
     meta = record.meta
-    payload = orjson.dumps(record_payload(record), option=orjson.OPT_SORT_KEYS)
+    if data is None:
+        data = record_payload(record)
+    payload = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     client = record_client(record)
     return RecordRow(
         kind=meta.kind,

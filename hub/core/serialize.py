@@ -69,10 +69,6 @@ def _field_decoders(cls: Any) -> dict[str, Decoder]:
 Encoder = Callable[[Any], Any] | None
 
 
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == () or (isinstance(value, Mapping) and not value)
-
-
 def _encoder(tp: Any) -> Encoder:
     """How to turn a value of a field type into JSON-able data (None: as it is)."""
     origin = typing.get_origin(tp)
@@ -96,25 +92,37 @@ def _encoder(tp: Any) -> Encoder:
     return None
 
 
-def _encode_plan(value: Any, plan: list[tuple[str, Encoder, bool]]) -> dict[str, Any]:
+PlanStep = tuple[str, Encoder, bool, bool]
+"""(field, encoder, may be left out when empty, is a mapping) for one data field."""
+
+
+def _encode_plan(value: Any, plan: list[PlanStep]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, enc, optional in plan:
+    for name, enc, optional, mapping in plan:
         v = getattr(value, name)
-        if optional and _empty(v):
+        if optional and (v is None or v == "" or v == () or (mapping and not v)):
             continue
         out[name] = v if enc is None else enc(v)
     return out
 
 
+def _is_mapping(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_mapping(a) for a in typing.get_args(tp) if a is not type(None))
+    return origin is not None and isinstance(origin, type) and issubclass(origin, Mapping)
+
+
 @cache
-def _plan(cls: Any) -> list[tuple[str, Encoder, bool]]:
-    """(field, encoder, may be left out when empty) for each data field of a class."""
+def _plan(cls: Any) -> list[PlanStep]:
+    """How each data field of a class is encoded (see :data:`PlanStep`)."""
     hints = typing.get_type_hints(cls)
     return [
         (
             f.name,
             _encoder(hints[f.name]),
             f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+            _is_mapping(hints[f.name]),
         )
         for f in dataclasses.fields(cls)
         if f.name != "meta"

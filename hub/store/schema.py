@@ -82,6 +82,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 revoked_at TEXT)""",
         ],
     ),
+    (
+        2,
+        "drop the unused records.received_at index (written on every intake, never read)",
+        ["DROP INDEX IF EXISTS records_received"],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -73,6 +73,9 @@ class Viewer:
         self.repo = Repository(ctx.store)
         self._released: dict[tuple[str, str], Released] = {}
         self._persons: dict[SourceKey, str | None] = {}
+        self.key_persons: dict[str, set[str]] = {}
+        """Persons per blind match key, read ahead in one query for a Bundle's conditional
+        creates (:func:`plugins.fhir.patients.read_ahead_identifiers`); cleared on commit."""
 
     # ---- persons --------------------------------------------------------------------------
 

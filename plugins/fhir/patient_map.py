@@ -94,9 +94,10 @@ def _identifier_from_fhir(ident: Mapping[str, Any]) -> Json:
         "system": canonical_system(str(ident.get("system", ""))),
         "value": str(ident.get("value", "")),
     }
-    type_code = identifier_type(ident)
-    if type_code:
-        out["type"] = type_code
+    if "type" in ident:
+        type_code = identifier_type(ident)
+        if type_code:
+            out["type"] = type_code
     return out
 
 
@@ -114,18 +115,31 @@ def _name_to_fhir(name: Mapping[str, Any]) -> Json:
     return out
 
 
+def _plain_code(obj: Mapping[str, Any], element: str) -> str:
+    """:func:`get_code`, quicker when the element carries no extension (the usual case)."""
+    if obj.get("extension"):
+        return get_code(obj, element)
+    value = obj.get(element)
+    return value if isinstance(value, str) else ""
+
+
 def _name_from_fhir(name: Mapping[str, Any]) -> Json:
     out: Json = {}
-    if name.get("family"):
-        out["family"] = str(name["family"])
-    given = [str(g) for g in name.get("given") or ()]
+    family = name.get("family")
+    if family:
+        out["family"] = str(family)
+    given = name.get("given")
     if given:
-        out["given"] = given
+        given = [str(g) for g in given]
+        if given:
+            out["given"] = given
     for part in ("prefix", "suffix"):
-        values = [str(v) for v in name.get(part) or ()]
+        values = name.get(part)
         if values:
-            out[part] = " ".join(values)
-    use = get_code(name, "use")
+            values = [str(v) for v in values]
+            if values:
+                out[part] = " ".join(values)
+    use = _plain_code(name, "use")
     if use:
         out["use"] = use
     return out
@@ -141,14 +155,15 @@ def _telecom_to_fhir(cp: Mapping[str, Any]) -> Json:
 
 
 def _telecom_from_fhir(cp: Mapping[str, Any]) -> Json:
-    out: Json = {"system": get_code(cp, "system"), "value": str(cp.get("value", ""))}
-    use = get_code(cp, "use")
+    out: Json = {"system": _plain_code(cp, "system"), "value": str(cp.get("value", ""))}
+    use = _plain_code(cp, "use")
     if use:
         out["use"] = use
     return out
 
 
 _ADDRESS_FIELDS = (("city", "city"), ("state", "state"), ("postal_code", "postalCode"))
+_ADDRESS_FIELDS_ALL = (*_ADDRESS_FIELDS, ("country", "country"))
 
 
 def _address_to_fhir(addr: Mapping[str, Any]) -> Json:
@@ -156,7 +171,7 @@ def _address_to_fhir(addr: Mapping[str, Any]) -> Json:
     put_code(out, "use", str(addr.get("use", "")), codes.ADDRESS_USES)
     if addr.get("lines"):
         out["line"] = list(addr["lines"])
-    for canonical, element in (*_ADDRESS_FIELDS, ("country", "country")):
+    for canonical, element in _ADDRESS_FIELDS_ALL:
         if addr.get(canonical):
             out[element] = addr[canonical]
     return out
@@ -164,13 +179,16 @@ def _address_to_fhir(addr: Mapping[str, Any]) -> Json:
 
 def _address_from_fhir(addr: Mapping[str, Any]) -> Json:
     out: Json = {}
-    lines = [str(v) for v in addr.get("line") or ()]
+    lines = addr.get("line")
     if lines:
-        out["lines"] = lines
-    for canonical, element in (*_ADDRESS_FIELDS, ("country", "country")):
-        if addr.get(element):
-            out[canonical] = str(addr[element])
-    use = get_code(addr, "use")
+        lines = [str(v) for v in lines]
+        if lines:
+            out["lines"] = lines
+    for canonical, element in _ADDRESS_FIELDS_ALL:
+        value = addr.get(element)
+        if value:
+            out[canonical] = str(value)
+    use = _plain_code(addr, "use")
     if use:
         out["use"] = use
     return out
@@ -319,44 +337,71 @@ def client_to_patient(
     return out
 
 
+_QUALITY_EXTENSIONS = (
+    ("veteran_status", codes.EXT_VETERAN_STATUS),
+    ("name_quality", codes.EXT_NAME_QUALITY),
+    ("ssn_quality", codes.EXT_SSN_QUALITY),
+    ("birth_date_quality", codes.EXT_DOB_QUALITY),
+)
+
+
 def patient_to_client(patient: Mapping[str, Any]) -> Json:
     """A canonical Client payload from a FHIR R4 Patient (inverse of
-    :func:`client_to_patient`; the hub's record identifiers are dropped)."""
+    :func:`client_to_patient`; the hub's record identifiers are dropped).
+
+    This runs once per Patient of an ingested Bundle, so it reads each element once and
+    skips the extension look-ups when the Patient has no extensions."""
     out: Json = {}
-    identifiers: list[Json] = []
-    ssn: str | None = None
-    for ident in patient.get("identifier") or ():
-        if not isinstance(ident, Mapping):
-            continue
-        system = ident.get("system")
-        if system == codes.RECORD_SYSTEM:
-            continue
-        if system == codes.US_SSN and ident.get("value"):
-            ssn = str(ident["value"])
-            continue
-        identifiers.append(_identifier_from_fhir(ident))
-    if identifiers:
-        out["identifiers"] = identifiers
-    if ssn:
-        out["ssn"] = ssn
-    names = [_name_from_fhir(n) for n in patient.get("name") or () if isinstance(n, Mapping)]
-    if names:
-        out["names"] = names
-    if patient.get("birthDate"):
-        out["birth_date"] = str(patient["birthDate"])
-    telecom = [
-        _telecom_from_fhir(t) for t in patient.get("telecom") or () if isinstance(t, Mapping)
-    ]
-    if telecom:
-        out["telecom"] = telecom
-    addresses = [
-        _address_from_fhir(a) for a in patient.get("address") or () if isinstance(a, Mapping)
-    ]
-    if addresses:
-        out["addresses"] = addresses
-    sex = ext_value(patient, codes.EXT_SEX)
-    if sex is None:
+    idents = patient.get("identifier")
+    if idents:
+        identifiers: list[Json] = []
+        ssn: str | None = None
+        for ident in idents:
+            if not isinstance(ident, Mapping):
+                continue
+            system = ident.get("system")
+            if system == codes.RECORD_SYSTEM:
+                continue
+            if system == codes.US_SSN and ident.get("value"):
+                ssn = str(ident["value"])
+                continue
+            identifiers.append(_identifier_from_fhir(ident))
+        if identifiers:
+            out["identifiers"] = identifiers
+        if ssn:
+            out["ssn"] = ssn
+    items = patient.get("name")
+    if items:
+        names = [_name_from_fhir(n) for n in items if isinstance(n, Mapping)]
+        if names:
+            out["names"] = names
+    birth = patient.get("birthDate")
+    if birth:
+        out["birth_date"] = str(birth)
+    items = patient.get("telecom")
+    if items:
+        telecom = [_telecom_from_fhir(t) for t in items if isinstance(t, Mapping)]
+        if telecom:
+            out["telecom"] = telecom
+    items = patient.get("address")
+    if items:
+        addresses = [_address_from_fhir(a) for a in items if isinstance(a, Mapping)]
+        if addresses:
+            out["addresses"] = addresses
+    if not patient.get("extension"):
         sex = _GENDER_TO_SEX.get(str(patient.get("gender", "")), "")
+        if sex:
+            out["sex"] = sex
+        flag = patient.get("deceasedBoolean")
+        if isinstance(flag, bool):
+            out["deceased"] = "Y" if flag else "N"
+        else:
+            when = patient.get("deceasedDateTime")
+            if when and isinstance(when, str):
+                out["deceased"] = when
+        return out
+    sex_ext = ext_value(patient, codes.EXT_SEX)
+    sex = sex_ext if sex_ext is not None else _GENDER_TO_SEX.get(str(patient.get("gender", "")), "")
     if sex:
         out["sex"] = sex
     gender = ext_values(patient, codes.EXT_GENDER_IDENTITY)
@@ -372,12 +417,7 @@ def patient_to_client(patient: Mapping[str, Any]) -> Json:
     ethnicity = eth_text if eth_text else (omb_eth[0] if omb_eth else "")
     if ethnicity:
         out["ethnicity"] = ethnicity
-    for field, url in (
-        ("veteran_status", codes.EXT_VETERAN_STATUS),
-        ("name_quality", codes.EXT_NAME_QUALITY),
-        ("ssn_quality", codes.EXT_SSN_QUALITY),
-        ("birth_date_quality", codes.EXT_DOB_QUALITY),
-    ):
+    for field, url in _QUALITY_EXTENSIONS:
         value = ext_value(patient, url)
         if value:
             out[field] = value

@@ -72,6 +72,29 @@ async def persons_with(ctx: Any, keys: list[str]) -> set[str]:
     return set().union(*found.values()) if found else set()
 
 
+async def known_persons_with(viewer: Viewer, keys: list[str]) -> set[str]:
+    """:func:`persons_with`, answered from what this request read ahead when it holds every
+    key (see :func:`read_ahead_identifiers`)."""
+    known = viewer.key_persons
+    if keys and known and all(k in known for k in keys):
+        return set().union(*(known[k] for k in keys))
+    return await persons_with(viewer.ctx, keys)
+
+
+async def read_ahead_identifiers(viewer: Viewer, tokens: Iterable[str]) -> None:
+    """Look up the persons of many identifier tokens (``system|value``) in one query, for
+    the conditional creates of one Bundle; later identifier searches of this request read
+    them from :attr:`Viewer.key_persons` instead of querying once per entry."""
+    blind = viewer.ctx.keys.blind
+    keys = list(dict.fromkeys(k for t in tokens for k in identifier_keys(blind, t)))
+    if not keys:
+        return
+    async with viewer.ctx.store.transaction() as tx:
+        found = await tx.persons_with_keys(keys)
+    for key in keys:
+        viewer.key_persons[key] = found.get(key, set())
+
+
 def _name_keys(blind: Any, words: list[str]) -> list[str]:
     """Blind name keys (first given + family, in either order of the words)."""
     keys: list[str] = []
@@ -105,7 +128,7 @@ async def candidate_persons(viewer: Viewer, query: Query) -> set[str]:
         sets.append({v for v in value.split(",") if FHIR_ID.fullmatch(v)})
     for value in query.values("identifier"):
         keys = [k for part in value.split(",") for k in identifier_keys(blind, part)]
-        sets.append(await persons_with(viewer.ctx, keys))
+        sets.append(await known_persons_with(viewer, keys))
     if sets:
         return set.intersection(*sets)
     names = query.values("name")

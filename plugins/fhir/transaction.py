@@ -15,9 +15,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from plugins.fhir.access import Viewer
 from plugins.fhir.outcome import FhirError, Issue, at_entry, operation_outcome
+from plugins.fhir.patients import read_ahead_identifiers
 from plugins.fhir.validation import is_resource_type
 from plugins.fhir.writes import Batch, Outcome
 
@@ -26,7 +28,7 @@ WRITABLE = frozenset(ORDER)
 MAX_ENTRIES = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
     index: int
     method: str
@@ -57,6 +59,8 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
         )
     if not isinstance(resource, Mapping):
         raise FhirError.of(400, "required", f"{where}.resource: required", f"{where}.resource")
+    if not isinstance(resource, dict):
+        resource = dict(resource)
     rtype = str(resource.get("resourceType"))
     path, _, query = url.partition("?")
     parts = [p for p in path.split("/") if p]
@@ -88,7 +92,7 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
             index,
             method,
             rtype,
-            dict(resource),
+            resource,
             if_none_exist=str(if_none_exist) if if_none_exist else None,
             full_url=full_url,
             new_id=None if rtype == "Patient" else str(uuid.uuid4()),
@@ -99,13 +103,13 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
             index,
             method,
             rtype,
-            dict(resource),
+            resource,
             target_id=parts[1],
             if_match=str(if_match) if if_match else None,
             full_url=full_url,
         )
     if len(parts) == 1 and query:
-        return _Plan(index, method, rtype, dict(resource), criteria=query, full_url=full_url)
+        return _Plan(index, method, rtype, resource, criteria=query, full_url=full_url)
     raise FhirError.of(
         400,
         "invalid",
@@ -152,6 +156,7 @@ async def run_transaction(viewer: Viewer, bundle: Mapping[str, Any]) -> dict[str
     }
     if local:
         plans = [_Plan(**{**_fields(p), "resource": _rewrite(p.resource, local)}) for p in plans]
+    await read_ahead_identifiers(viewer, _patient_identifier_criteria(plans))
     batch = Batch(viewer)
     outcomes: dict[int, Outcome] = {}
     ordered = sorted(plans, key=lambda p: (p.method != "POST", ORDER[p.resource_type], p.index))
@@ -182,6 +187,20 @@ async def run_transaction(viewer: Viewer, bundle: Mapping[str, Any]) -> dict[str
         "type": "transaction-response",
         "entry": [{"response": entry_response(outcomes[p.index])} for p in plans],
     }
+
+
+def _patient_identifier_criteria(plans: list[_Plan]) -> list[str]:
+    """The ``identifier`` tokens of the Patient conditional creates and updates (read ahead in
+    one query; a malformed criterion is left to the entry, which reports it)."""
+    tokens: list[str] = []
+    for plan in plans:
+        criteria = plan.if_none_exist if plan.method == "POST" else plan.criteria
+        if plan.resource_type != "Patient" or not criteria:
+            continue
+        for name, value in parse_qsl(criteria.lstrip("?"), keep_blank_values=True):
+            if name == "identifier" and value:
+                tokens.extend(value.split(","))
+    return tokens
 
 
 def _fields(plan: _Plan) -> dict[str, Any]:

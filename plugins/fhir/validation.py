@@ -42,7 +42,7 @@ def is_resource_type(name: str) -> bool:
 
 def parse_json(body: bytes, what: str = "request body") -> Any:
     """Decode JSON, or a 400 naming the line and column (never the text)."""
-    if not body.strip():
+    if not body or body.isspace():
         raise FhirError.of(400, "invalid", f"the {what} is empty")
     try:
         return orjson.loads(body)
@@ -108,13 +108,15 @@ def _check_types(data: Any, path: str) -> None:
         _check_types(item, f"{path}.contained[{i}]")
 
 
+_CODES_BY_TYPE: dict[str, list[tuple[str, frozenset[str]]]] = {}
+for (_kind, _element), _allowed in codes.REQUIRED_CODES.items():
+    _CODES_BY_TYPE.setdefault(_kind, []).append((_element, _allowed))
+
+
 def check_codes(resource: Mapping[str, Any], path: str) -> None:
     """The R4 required-binding codes the hub relies on (status, intent, priority …)."""
-    rtype = str(resource.get("resourceType"))
-    for (kind, element), allowed in codes.REQUIRED_CODES.items():
-        if kind != rtype or element not in resource:
-            continue
-        if resource[element] not in allowed:
+    for element, allowed in _CODES_BY_TYPE.get(str(resource.get("resourceType")), ()):
+        if element in resource and resource[element] not in allowed:
             where = f"{path}.{element}"
             raise FhirError.of(400, "code-invalid", f"{where}: not a code of its value set", where)
 

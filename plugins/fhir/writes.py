@@ -71,7 +71,7 @@ class Match:
     patient: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one write did (resolved fully after :meth:`Batch.commit`)."""
 
@@ -96,6 +96,7 @@ class Batch:
     patient_payloads: dict[SourceKey, dict[str, Any]] = field(default_factory=dict)
     _outcomes: list[Outcome] = field(default_factory=list)
     consents: list[ConsentRecord] = field(default_factory=list)
+    _now_version: str | None = None
 
     @property
     def ctx(self) -> Any:
@@ -237,14 +238,16 @@ class Batch:
     def _patient_version(self, resource: Mapping[str, Any]) -> str:
         meta = resource.get("meta")
         stamp_text = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
-        at = self.now
-        if isinstance(stamp_text, str):
-            try:
-                at = datetime.fromisoformat(stamp_text.replace("Z", "+00:00"))
-            except ValueError:
-                at = self.now
-            if at.tzinfo is None:
-                at = at.replace(tzinfo=UTC)
+        if not isinstance(stamp_text, str):
+            if self._now_version is None:
+                self._now_version = self.now.astimezone(UTC).isoformat(timespec="microseconds")
+            return self._now_version
+        try:
+            at = datetime.fromisoformat(stamp_text.replace("Z", "+00:00"))
+        except ValueError:
+            at = self.now
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
         return at.astimezone(UTC).isoformat(timespec="microseconds")
 
     def create_patient(
@@ -415,7 +418,10 @@ class Batch:
             sr = await self.find("ServiceRequest", sr_id) if sr_id else None
             if sr is not None:
                 self._referral(stored, sr)
-        elif stored.type == "ServiceRequest":
+        elif stored.type == "ServiceRequest" and stored.version > 1:
+            # A new request has a fresh id: no Task can focus it yet (a Task's focus must be
+            # an existing request, and creates of Tasks run after those of requests), so
+            # only an update needs the scan of the Tasks.
             await self._referrals_of_request(stored)
 
     # ---- commit -----------------------------------------------------------------------------
@@ -425,14 +431,12 @@ class Batch:
         records = list(self._records.values())
         if records:
             result = await self.ctx.engine.ingest(records)
-            by_key = {
-                (r.meta.kind, r.meta.key.source, r.meta.key.id): o
-                for r, o in zip(records, result.outcomes, strict=True)
-            }
+            by_key = dict(zip(self._records, result.outcomes, strict=True))
             await self._resolve_patients(result.persons, by_key)
         if self.consents:
             await self.ctx.import_consents(self.consents)
         self.viewer.repo.forget()
+        self.viewer.key_persons.clear()
         return self._outcomes
 
     async def _resolve_patients(

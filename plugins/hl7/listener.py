@@ -106,7 +106,7 @@ class MllpListener:
             if ctx is None:
                 raise ValueError("MllpListener needs a hub context or an intake")
             intake = Hl7Intake(
-                ctx.engine,
+                ctx.engine.grouped,
                 self.settings,
                 directory=AgencyDirectory(ctx.config.agencies),
                 metrics=ctx.metrics,

@@ -162,6 +162,30 @@ def test_fhir_client_patient_round_trip(client: Client) -> None:
     assert patient_to_client(patient) == payload
 
 
+def _with_foreign_extensions(value: Any) -> Any:
+    """A copy of a Patient where the resource and every name, telecom and address carry an
+    extension the hub does not know (so none of them is read on the no-extension path)."""
+    foreign = {"url": "urn:example:not-the-hubs", "valueString": "x"}
+    out = dict(value)
+    out["extension"] = [*out.get("extension", ()), foreign]
+    for element in ("name", "telecom", "address"):
+        if element in out:
+            out[element] = [
+                {**i, "extension": [*i.get("extension", ()), foreign]} for i in out[element]
+            ]
+    return out
+
+
+@SETTINGS
+@given(clients)
+def test_fhir_patient_mapping_ignores_foreign_extensions(client: Client) -> None:
+    """The quick path (no extensions) and the full one agree."""
+    patient = client_to_patient(record_payload(client))
+    bare = {k: v for k, v in patient.items() if k != "extension"}
+    assert patient_to_client(_with_foreign_extensions(patient)) == patient_to_client(patient)
+    assert patient_to_client(_with_foreign_extensions(bare)) == patient_to_client(bare)
+
+
 @SETTINGS
 @given(encounters)
 def test_fhir_encounter_round_trip(encounter: Encounter) -> None:

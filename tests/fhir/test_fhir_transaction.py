@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from plugins.fhir import patients
 from tests.fhir.conftest import MRN_SYSTEM, FhirHub, FhirHubFactory, patient_json
 
 
@@ -160,3 +161,73 @@ async def test_fhir_transaction_conditional_update_of_patients(fhir_hub: FhirHub
         batch = {**bundle, "type": "batch"}
         status, outcome, _ = await hub.call("hospital-x", "POST", "", batch)
         assert status == 400 and outcome["issue"][0]["expression"] == ["Bundle.type"]
+
+
+def conditional_patients(mrns: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """A transaction Bundle of Patients, each created only if its MRN is not known yet."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    **patient_json(mrn, family=family),
+                    "identifier": [{"system": system, "value": mrn}],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": f"identifier={system}|{mrn}" if system else f"identifier={mrn}",
+                },
+            }
+            for system, mrn, family in mrns
+        ],
+    }
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+async def test_fhir_transaction_conditional_creates_look_up_in_one_query(
+    fhir_hub: FhirHubFactory, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The identifier look-ups of a Bundle's conditional creates are one query, not one per
+    entry; known Patients answer 200 with their person, new ones are created."""
+    async with fhir_hub(store=store) as hub:
+        known = [(MRN_SYSTEM, f"MRN-81{i:02d}", f"Known{'abc'[i] * 2}") for i in range(3)]
+        status, first, _ = await hub.call("hospital-x", "POST", "", conditional_patients(known))
+        assert status == 200, first
+        assert [e["response"]["status"] for e in first["entry"]] == ["201 Created"] * 3
+        lookups: list[list[str]] = []
+        real = patients.persons_with
+
+        async def counted(ctx: Any, keys: list[str]) -> set[str]:
+            lookups.append(keys)
+            return await real(ctx, keys)
+
+        monkeypatch.setattr(patients, "persons_with", counted)
+        fresh = [(MRN_SYSTEM, f"MRN-82{i:02d}", f"Fresh{'ab'[i] * 2}") for i in range(2)]
+        bundle = conditional_patients([*known, *fresh])
+        status, second, _ = await hub.call("hospital-x", "POST", "", bundle)
+        assert status == 200, second
+        statuses = [e["response"]["status"] for e in second["entry"]]
+        assert statuses == ["200 OK"] * 3 + ["201 Created"] * 2
+        locations = [e["response"]["location"] for e in second["entry"]]
+        assert locations[:3] == [e["response"]["location"] for e in first["entry"]]
+        assert len(set(locations)) == 5
+        assert lookups == []  # read ahead for the whole Bundle
+        assert (await counts(hub))["client"] == 5
+
+
+async def test_fhir_transaction_conditional_create_matching_several_fails_whole(
+    fhir_hub: FhirHubFactory,
+) -> None:
+    async with fhir_hub() as hub:
+        two = [("urn:oid:1.2.3", "SHARED-1", "Alpha"), ("urn:oid:4.5.6", "SHARED-1", "Beta")]
+        status, first, _ = await hub.call("hospital-x", "POST", "", conditional_patients(two))
+        assert status == 200, first
+        assert len({e["response"]["location"] for e in first["entry"]}) == 2
+        before = await counts(hub)
+        bundle = conditional_patients([(MRN_SYSTEM, "MRN-8301", "New"), ("", "SHARED-1", "X")])
+        status, outcome, _ = await hub.call("hospital-x", "POST", "", bundle)
+        assert status == 412, outcome
+        assert outcome["issue"][0]["diagnostics"].startswith("Bundle.entry[1]")
+        assert await counts(hub) == before

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 import orjson
+import pytest
 
 from hub.context import HubContext
-from hub.core.ports import OutboxRow
+from hub.core.ports import OutboxRow, RecordRow
+from hub.core.records import Client
 from hub.core.rows import record_to_row, row_to_record
 from hub.store import schema
+from hub.store.base import StoreError
 from hub.synthetic import client, enrollment
 
 
@@ -173,3 +179,253 @@ async def test_record_payload_survives_storage(any_hub: HubContext) -> None:
     assert row is not None
     assert row_to_record(row) == rec
     assert "ssn" in orjson.loads(row.payload)
+
+
+# ---- large batches (PostgreSQL writes them through COPY; the results are the same) ----------
+
+BULK = 150  # well above hub.store.pg_bulk.COPY_THRESHOLD
+V1, V2, V3 = "2025-01-01T00:00:00", "2025-02-01T00:00:00", "2025-03-01T00:00:00"
+
+
+def _rows(ids: range | list[int], version: str = V1, family: str = "Alvarez") -> list[RecordRow]:
+    return [
+        record_to_row(client(str(i), version=version, family=family, ssn=f"123-45-{i:04d}"))
+        for i in ids
+    ]
+
+
+async def _stored(hub: HubContext, ids: range | list[int]) -> dict[str, tuple[str, str, bool]]:
+    """(version, family name, deleted) of each stored client."""
+    out: dict[str, tuple[str, str, bool]] = {}
+    async with hub.store.transaction() as tx:
+        for i in ids:
+            row = await tx.get_record("client", "hmis:demo", str(i))
+            assert row is not None, i
+            rec = row_to_record(row)
+            assert isinstance(rec, Client)
+            out[str(i)] = (row.version, rec.names[0].family or "", row.deleted)
+    return out
+
+
+async def test_bulk_upsert_reimport_and_versions(any_hub: HubContext) -> None:
+    first = _rows(range(BULK))
+    async with any_hub.store.transaction() as tx:
+        assert await tx.upsert_records(first) == ["inserted"] * BULK
+    async with any_hub.store.transaction() as tx:
+        assert await tx.upsert_records(_rows(range(BULK))) == ["unchanged"] * BULK
+    # Even ids come newer (another name), odd ids older: only the newer ones replace.
+    mixed = [
+        *_rows(range(0, BULK, 2), version=V2, family="Brooks"),
+        *_rows(range(1, BULK, 2), version="2024-12-01T00:00:00", family="Stale"),
+    ]
+    async with any_hub.store.transaction() as tx:
+        outcomes = await tx.upsert_records(mixed)
+    assert outcomes == ["updated"] * (BULK // 2) + ["stale"] * (BULK // 2)
+    stored = await _stored(any_hub, range(BULK))
+    assert all(stored[str(i)] == (V2, "Brooks", False) for i in range(0, BULK, 2))
+    assert all(stored[str(i)] == (V1, "Alvarez", False) for i in range(1, BULK, 2))
+    assert await any_hub.store.count_records("client") == {"client": BULK}
+    async with any_hub.store.transaction() as tx:
+        states = await tx.stored_states(mixed)
+    assert len(states) == BULK
+    assert states[("client", "hmis:demo", "2")].version == V2
+    assert states[("client", "hmis:demo", "3")].version == V1
+
+
+async def test_bulk_write_keeps_protected_fields_encrypted(any_hub: HubContext) -> None:
+    rows = _rows(range(BULK))
+    async with any_hub.store.transaction() as tx:
+        await tx.write_records(rows)
+    async with any_hub.store._reader() as c:
+        raw = await c.fetch(
+            "SELECT source_id, payload FROM records WHERE kind='client' ORDER BY source_id"
+        )
+    assert len(raw) == BULK
+    for sid, payload in raw:
+        assert f"123-45-{int(sid):04d}".encode() not in bytes(payload)
+        assert b"enc1:" in bytes(payload)
+    async with any_hub.store.transaction() as tx:
+        back = await tx.get_record("client", "hmis:demo", "7")
+    assert back is not None and back.payload == rows[7].payload
+
+
+async def test_bulk_write_never_replaces_a_newer_version(any_hub: HubContext) -> None:
+    # write_records itself (no classification first), as a concurrent writer would race.
+    async with any_hub.store.transaction() as tx:
+        await tx.write_records(_rows(range(100), version=V2, family="Kept"))
+    async with any_hub.store.transaction() as tx:
+        await tx.write_records(
+            [
+                *_rows(range(0, 40), version=V1, family="Older"),
+                *_rows(range(40, 70), version=V2, family="Same"),
+                *_rows(range(70, 100), version=V3, family="Newer"),
+                *_rows(range(100, 130), version=V1, family="New"),
+            ]
+        )
+    stored = await _stored(any_hub, range(130))
+    assert all(stored[str(i)] == (V2, "Kept", False) for i in range(0, 40))
+    assert all(stored[str(i)] == (V2, "Same", False) for i in range(40, 70))
+    assert all(stored[str(i)] == (V3, "Newer", False) for i in range(70, 100))
+    assert all(stored[str(i)] == (V1, "New", False) for i in range(100, 130))
+
+
+async def test_bulk_write_with_a_record_twice_keeps_the_last_newest(any_hub: HubContext) -> None:
+    rows = [
+        *_rows([1000], version=V2, family="A"),
+        *_rows([1001], version=V1, family="P"),
+        *_rows(range(100)),
+        *_rows([1000], version=V1, family="B"),
+        *_rows([1001], version=V3, family="Q"),
+        *_rows([1000], version=V2, family="C"),
+        *_rows([1001], version=V2, family="R"),
+    ]
+    async with any_hub.store.transaction() as tx:
+        await tx.write_records(rows)
+    stored = await _stored(any_hub, [1000, 1001])
+    assert stored == {"1000": (V2, "C", False), "1001": (V3, "Q", False)}
+
+
+async def test_bulk_deleted_flags(any_hub: HubContext) -> None:
+    async with any_hub.store.transaction() as tx:
+        await tx.upsert_records(_rows(range(BULK)))
+    gone = [
+        dataclasses.replace(r, version=V2, deleted=i % 3 == 0)
+        for i, r in enumerate(_rows(range(BULK)))
+    ]
+    async with any_hub.store.transaction() as tx:
+        assert await tx.upsert_records(gone) == ["updated"] * BULK
+    assert await any_hub.store.count_records("client") == {"client": BULK - BULK // 3}
+    async with any_hub.store.transaction() as tx:
+        assert await tx.upsert_records(gone) == ["unchanged"] * BULK
+        states = await tx.stored_states(gone)
+    assert sum(s.deleted for s in states.values()) == BULK // 3
+    back = [dataclasses.replace(r, version=V3, deleted=False) for r in gone]
+    async with any_hub.store.transaction() as tx:
+        await tx.upsert_records(back)
+    assert await any_hub.store.count_records("client") == {"client": BULK}
+
+
+async def test_bulk_person_links_and_keys(any_hub: HubContext) -> None:
+    ids = [str(i) for i in range(BULK)]
+    persons = [f"p{i:04d}" for i in range(BULK)]
+    async with any_hub.store.transaction() as tx:
+        await tx.write_records(_rows(range(BULK)))
+        await tx.insert_persons(persons)
+        await tx.link_records(
+            [
+                ("client", "hmis:demo", sid, p, [f"k{sid}a", f"k{sid}b", "common", f"k{sid}a"])
+                for sid, p in zip(ids, persons, strict=True)
+            ]
+        )
+        await tx.set_birth_dates([(p, "1990-01-01") for p in persons])
+    async with any_hub.store.transaction() as tx:
+        assert await tx.persons_of_clients("hmis:demo", [*ids, "nobody"]) == dict(
+            zip(ids, persons, strict=True)
+        )
+        found = await tx.persons_with_keys(["k5a", "common"])
+        assert found["k5a"] == {"p0005"} and found["common"] == set(persons)
+        assert await tx.person_keys("p0005") == {"k5a", "k5b", "common"}
+        assert [r.source_id for r in await tx.records_of_person("p0005")] == ["5"]
+        assert await tx.person_facts("p0149") == ("1990-01-01", False)
+        few = await tx.persons_with_keys(["k7a"], capped=["common"])
+        assert few == {"k7a": {"p0007"}, "common": {f"p{i:04d}" for i in range(8)}}
+        few = await tx.persons_with_keys(["common", "k9b", "none"], limit_per_key=3)
+        assert few == {"k9b": {"p0009"}, "common": {"p0000", "p0001", "p0002"}}
+    # Re-linking adds keys; a record linked twice in one batch ends with the last person,
+    # and a key row already held keeps its person.
+    relinks: list[tuple[str, str, str, str, Sequence[str]]] = [
+        ("client", "hmis:demo", sid, p, [f"k{sid}c"]) for sid, p in zip(ids, persons, strict=True)
+    ]
+    relinks += [("client", "hmis:demo", "5", "p0006", ["k5a", "k5d"])]
+    async with any_hub.store.transaction() as tx:
+        await tx.link_records(relinks)
+    async with any_hub.store.transaction() as tx:
+        assert (await tx.persons_of_clients("hmis:demo", ["4", "5"])) == {
+            "4": "p0004",
+            "5": "p0006",
+        }
+        assert await tx.person_keys("p0004") == {"k4a", "k4b", "k4c", "common"}
+        assert await tx.person_keys("p0006") == {"k6a", "k6b", "k6c", "k5d", "common"}
+        assert (await tx.persons_with_keys(["k5a"]))["k5a"] == {"p0005"}
+
+
+async def test_bulk_insert_persons_refuses_an_existing_id(any_hub: HubContext) -> None:
+    persons = [f"q{i:04d}" for i in range(BULK)]
+    async with any_hub.store.transaction() as tx:
+        await tx.insert_persons(persons)
+    try:
+        async with any_hub.store.transaction() as tx:
+            await tx.insert_persons([f"r{i:04d}" for i in range(BULK)] + ["q0003"])
+    except Exception as exc:  # sqlite3.IntegrityError / asyncpg.UniqueViolationError
+        assert "unique" in str(exc).lower() or "duplicate" in str(exc).lower()
+    else:
+        raise AssertionError("a person id was inserted twice")
+    async with any_hub.store.transaction() as tx:
+        await tx.set_birth_dates([("r0001", "1990-01-01"), ("q0001", "1991-01-01")])
+        assert await tx.person_facts("r0001") == (None, False)  # rolled back: no such person
+        assert await tx.person_facts("q0001") == ("1991-01-01", False)
+
+
+async def test_bulk_writes_twice_in_one_transaction_and_after_a_rollback(
+    any_hub: HubContext,
+) -> None:
+    try:
+        async with any_hub.store.transaction() as tx:
+            await tx.write_records(_rows(range(500, 500 + BULK)))
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    async with any_hub.store.transaction() as tx:
+        await tx.write_records(_rows(range(BULK)))
+        await tx.write_records(_rows(range(BULK, 2 * BULK)))
+        await tx.link_records([("client", "hmis:demo", str(i), "pa", ["ka"]) for i in range(BULK)])
+        await tx.link_records(
+            [("client", "hmis:demo", str(i), "pb", ["kb"]) for i in range(BULK, 2 * BULK)]
+        )
+    assert await any_hub.store.count_records("client") == {"client": 2 * BULK}
+    async with any_hub.store.transaction() as tx:
+        assert await tx.get_record("client", "hmis:demo", "500") is None
+        linked = await tx.persons_of_clients("hmis:demo", [str(i) for i in range(2 * BULK)])
+        assert linked == {str(i): "pa" if i < BULK else "pb" for i in range(2 * BULK)}
+        assert len(await tx.persons_with_keys(["ka", "kb"], limit_per_key=1000)) == 2
+
+
+async def test_engine_bulk_ingest_links_and_reimports_unchanged(any_hub: HubContext) -> None:
+    records = [
+        *(client(str(i), given=f"G{i}", family=f"F{i}") for i in range(BULK)),
+        *(enrollment(f"E{i}", str(i)) for i in range(BULK)),
+    ]
+    first = await any_hub.engine.ingest(records)
+    assert first.outcomes == ["inserted"] * (2 * BULK)
+    people = {first.persons[f"hmis:demo/{i}"] for i in range(BULK)}
+    assert len(people) == BULK
+    again = await any_hub.engine.ingest(records)
+    assert again.outcomes == ["unchanged"] * (2 * BULK)
+    async with any_hub.store.transaction() as tx:
+        held = await tx.records_of_person(first.persons["hmis:demo/9"])
+    assert sorted((r.kind, r.source_id) for r in held) == [("client", "9"), ("enrollment", "E9")]
+
+
+async def test_a_store_at_an_older_schema_is_migrated_with_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "old.db")
+    await store.open()
+    # The store as the first release left it: migration 1 only.
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    assert await store.migrate() == [1]
+    async with store.transaction() as tx:
+        await tx.upsert_records([record_to_row(client("1"))])
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="run 'hub migrate'"):
+        await store.check_schema()
+    assert await store.migrate() == [2]
+    await store.check_schema()
+    async with store.transaction() as tx:
+        row = await tx.get_record("client", "hmis:demo", "1")
+    assert row is not None and row_to_record(row) == client("1")
+    indexes = {r[0] for r in store._raw().execute("SELECT name FROM sqlite_master")}
+    assert "records_received" not in indexes and "records_person" in indexes
+    await store.close()
