@@ -312,6 +312,7 @@ class Engine:
         changed: list[tuple[Record, RecordRow]] = []
         linked: dict[str, str] = {}
         data_of: dict[int, dict[str, Any]] = {}
+        inserted: set[tuple[str, str, str]] = set()
         for rec, row, data in zip(records, rows, datas, strict=True):
             key = (row.kind, row.source, row.source_id)
             state = states.get(key)
@@ -331,14 +332,22 @@ class Engine:
             )
             changed.append((rec, row))
             data_of[id(rec)] = data
+            if outcome == "inserted":
+                inserted.add(key)
         if not changed:
             return
-        await tx.write_records([row for _, row in changed])
         clients: list[tuple[Client, RecordRow]] = []
         for rec, row in changed:
             if isinstance(rec, Client):
                 clients.append((rec, row))
-        persons = await self._link_clients(tx, clients, linked, result, tally)
+        # Links are decided before the write, so a new client row is written linked.
+        persons, links = await self._link_clients(tx, clients, linked, result, tally)
+        await tx.write_records(
+            [row for _, row in changed],
+            {link[:3]: link[3] for link in links if link[:3] in inserted},
+        )
+        await tx.link_records([link for link in links if link[:3] in inserted], keys_only=True)
+        await tx.link_records([link for link in links if link[:3] not in inserted])
         await self._resolve_persons(tx, changed, persons)
         result.persons = persons
         await self._record_facts(tx, changed, persons)
@@ -352,15 +361,18 @@ class Engine:
         linked: dict[str, str],
         result: IngestResult,
         tally: dict[int, IngestResult] | None = None,
-    ) -> dict[str, str]:
-        """Link client records to persons, in batch; returns record-key → person.
+    ) -> tuple[dict[str, str], list[tuple[str, str, str, str, Sequence[str]]]]:
+        """Decide the person of each client record, in batch: record-key → person, and the
+        links (kind, source, source_id, person, blind keys) for the caller to write.
 
-        A record that is already linked keeps its link (links change only through review);
-        its new match keys are added to its person.
+        Creates new persons, review items and birth dates. A record that is already linked
+        keeps its link (links change only through review); its new match keys are added to
+        its person.
         """
         persons: dict[str, str] = {}
+        links: list[tuple[str, str, str, str, Sequence[str]]] = []
         if not clients:
-            return persons
+            return persons, links
         keyed = [(rec, row, match_keys(rec, self.blind)) for rec, row in clients]
         undecided = [mk for _, row, mk in keyed if f"{row.source}/{row.source_id}" not in linked]
         decisive = [k for mk in undecided for k in mk.strong + mk.pair]
@@ -368,7 +380,6 @@ class Engine:
         found: dict[str, set[str]] = {}
         if decisive or weak:
             found = await tx.persons_with_keys(decisive, capped=weak)
-        links: list[tuple[str, str, str, str, Sequence[str]]] = []
         fresh: list[str] = []
         facts: list[tuple[str, str]] = []
         reviews: list[tuple[str, Sequence[str], str]] = []
@@ -398,9 +409,8 @@ class Engine:
             self.gate.forget_person(person)
         await tx.insert_persons(fresh)
         await tx.add_reviews(reviews)
-        await tx.link_records(links)
         await tx.set_birth_dates(facts)
-        return persons
+        return persons, links
 
     async def _resolve_persons(
         self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]

@@ -6,7 +6,7 @@ plugins use only these names, so the core knows no database driver.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -185,8 +185,14 @@ class Transaction(Protocol):
         """The stored state of each row's record that exists, by (kind, source, source_id)."""
         ...
 
-    async def write_records(self, rows: Sequence[RecordRow]) -> None:
-        """Write new or newer versions (a concurrent newer version is never overwritten)."""
+    async def write_records(
+        self, rows: Sequence[RecordRow], persons: Mapping[tuple[str, str, str], str] | None = None
+    ) -> None:
+        """Write new or newer versions (a concurrent newer version is never overwritten).
+
+        ``persons`` names the person a row (by kind, source, source_id) is linked to, written
+        with a new row; a stored row keeps its link (see :meth:`link_records`).
+        """
         ...
 
     async def upsert_records(self, rows: Sequence[RecordRow]) -> list[UpsertOutcome]:
@@ -238,8 +244,14 @@ class Transaction(Protocol):
         """Create persons with ids the caller chose."""
         ...
 
-    async def link_records(self, links: Sequence[tuple[str, str, str, str, Sequence[str]]]) -> None:
-        """Link many records: (kind, source, source_id, person_id, blind keys) each."""
+    async def link_records(
+        self, links: Sequence[tuple[str, str, str, str, Sequence[str]]], *, keys_only: bool = False
+    ) -> None:
+        """Link many records: (kind, source, source_id, person_id, blind keys) each.
+
+        With ``keys_only`` the records were written linked already (``write_records`` with
+        ``persons``): only their keys are added.
+        """
         ...
 
     async def person_keys(self, person_id: str) -> set[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -222,6 +222,20 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             n = await tx._c.execute(sql, args)
         return n > 0
+
+    async def finish_outbox_many(
+        self, entries: Sequence[tuple[int, str, str, str | None]], *, worker: str | None = None
+    ) -> set[int]:
+        """Settle many claimed deliveries, each ``(id, status, error, retry_at)``, in one
+        transaction (one statement per distinct outcome); returns the ids settled.
+
+        As :meth:`finish_outbox`: with ``worker``, only entries whose lease that worker still
+        holds.
+        """
+        if not entries:
+            return set()
+        async with self.transaction() as tx:
+            return await tx.settle_outbox(entries, worker)
 
     async def list_outbox(
         self, status: str | None = None, recipient: str | None = None, limit: int = 100

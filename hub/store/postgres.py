@@ -11,9 +11,14 @@ from typing import Any
 import asyncpg
 
 from hub.store.base import SqlStore, StoreError
-from hub.store.sql import Row, SqlTransaction
+from hub.store.pg_bulk import PgTransaction
+from hub.store.sql import Row
 
 _PLACEHOLDER = re.compile(r"\?")
+
+# The hub's statements are short: compiling one with JIT (which the planner turns on when a
+# batch look-up's estimate is large) costs more than running it.
+_SESSION_SETTINGS = {"jit": "off"}
 
 
 @lru_cache(maxsize=512)
@@ -51,6 +56,18 @@ class PgConnection:
         row: Row | None = await self._conn.fetchrow(to_dollar(sql), *args)
         return row
 
+    async def copy_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        schema: str | None = None,
+    ) -> None:
+        """Binary ``COPY`` of ``rows`` into ``table`` (``schema.table`` with ``schema``)."""
+        await self._conn.copy_records_to_table(
+            table, records=rows, columns=list(columns), schema_name=schema
+        )
+
 
 class PostgresStore(SqlStore):
     """The store in a PostgreSQL database, through an asyncpg pool."""
@@ -67,7 +84,11 @@ class PostgresStore(SqlStore):
         """Create the connection pool."""
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=self._min, max_size=self._max, timeout=10
+                self.url,
+                min_size=self._min,
+                max_size=self._max,
+                timeout=10,
+                server_settings=_SESSION_SETTINGS,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             where = self.url.split("@")[-1]
@@ -85,10 +106,10 @@ class PostgresStore(SqlStore):
         return self._pool
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTransaction]:
-        """A pooled connection in one transaction."""
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        """A pooled connection in one transaction (large batches written by ``COPY``)."""
         async with self._require().acquire() as conn, conn.transaction():
-            yield SqlTransaction(PgConnection(conn), self.dialect, self.cipher)
+            yield PgTransaction(PgConnection(conn), self.dialect, self.cipher)
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[PgConnection]:

@@ -7,9 +7,9 @@ placeholders to ``$n``).
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -62,6 +62,19 @@ RECORD_COLUMNS = (
     "received_at, deleted, sensitivity, restricted, client_source_id, person_id, client_source, "
     "raw_hash, flags"
 )
+RECORD_UPSERT = (
+    "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
+    "version=excluded.version, payload=excluded.payload, "
+    "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
+    "received_at=excluded.received_at, deleted=excluded.deleted, "
+    "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
+    "client_source_id=excluded.client_source_id, client_source=excluded.client_source, "
+    "raw_hash=excluded.raw_hash, flags=excluded.flags "
+    "WHERE records.version <= excluded.version"
+)
+"""How a record write meets a stored one: a newer or equal version replaces it, an older
+version is ignored (so a concurrent writer's newer version is never overwritten); the link
+to a person is kept."""
 OUTBOX_COLUMNS = (
     "id, feed, recipient, person_id, record_kind, record_source, record_source_id, "
     "record_version, idempotency_key, status, attempts, next_attempt_at, created_at, "
@@ -136,6 +149,21 @@ class SqlTransaction:
         self._c = conn
         self._dialect = dialect
         self._cipher = cipher
+        self._savepoints = 0
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """See :meth:`hub.core.ports.Transaction.savepoint` (``SAVEPOINT`` in both dialects)."""
+        self._savepoints += 1
+        name = f"hub_sp_{self._savepoints}"
+        await self._c.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self._c.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            await self._c.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        await self._c.execute(f"RELEASE SAVEPOINT {name}")
 
     # ---- records -------------------------------------------------------------------------
 
@@ -161,30 +189,36 @@ class SqlTransaction:
         await self.write_records(changed)
         return outcomes
 
-    async def write_records(self, rows: Sequence[RecordRow]) -> None:
+    async def write_records(
+        self, rows: Sequence[RecordRow], persons: Mapping[tuple[str, str, str], str] | None = None
+    ) -> None:
         """See :meth:`hub.core.ports.Transaction.write_records`."""
         if not rows:
             return
-        if self._cipher is not None:
-            rows = [self._sealed(r) for r in rows]
         # One upsert; the WHERE keeps a concurrent writer's newer version.
         await self._c.executemany(
             f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
-            "version=excluded.version, payload=excluded.payload, "
-            "payload_hash=excluded.payload_hash, source_system=excluded.source_system, "
-            "received_at=excluded.received_at, deleted=excluded.deleted, "
-            "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
-            "client_source_id=excluded.client_source_id, client_source=excluded.client_source, "
-            "raw_hash=excluded.raw_hash, flags=excluded.flags "
-            "WHERE records.version <= excluded.version",
-            [_record_args(r) for r in rows],
+            + RECORD_UPSERT,
+            self.stored_record_args(rows, persons),
         )
 
-    def _sealed(self, r: RecordRow) -> RecordRow:
-        assert self._cipher is not None
-        payload = self._cipher.protect_payload(r.kind, r.source, r.source_id, r.payload)
-        return dataclasses.replace(r, payload=payload)
+    def stored_record_args(
+        self, rows: Sequence[RecordRow], persons: Mapping[tuple[str, str, str], str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The :data:`RECORD_COLUMNS` values of rows as stored: protected fields encrypted,
+        ``person_id`` from ``persons`` (by kind, source, source_id) where it names one."""
+        cipher = self._cipher
+        links = persons or {}
+        return [
+            _record_args(
+                r,
+                r.payload
+                if cipher is None
+                else cipher.protect_payload(r.kind, r.source, r.source_id, r.payload),
+                links.get((r.kind, r.source, r.source_id), r.person_id),
+            )
+            for r in rows
+        ]
 
     async def stored_states(
         self, rows: Sequence[RecordRow]
@@ -330,7 +364,9 @@ class SqlTransaction:
             "INSERT INTO persons (id, created_at) VALUES (?, ?)", [(i, at) for i in ids]
         )
 
-    async def link_records(self, links: Sequence[tuple[str, str, str, str, Sequence[str]]]) -> None:
+    async def link_records(
+        self, links: Sequence[tuple[str, str, str, str, Sequence[str]]], *, keys_only: bool = False
+    ) -> None:
         """Link many records: (kind, source, source_id, person_id, blind keys) each.
 
         Keys are added: a record's earlier keys (an old name, an alias) stay as evidence for
@@ -338,11 +374,12 @@ class SqlTransaction:
         """
         if not links:
             return
-        await self._c.executemany(
-            "UPDATE records SET person_id=? WHERE kind=? AND source=? AND source_id=? "
-            "AND (person_id IS NULL OR person_id <> ?)",
-            [(p, k, s, i, p) for k, s, i, p, _ in links],
-        )
+        if not keys_only:
+            await self._c.executemany(
+                "UPDATE records SET person_id=? WHERE kind=? AND source=? AND source_id=? "
+                "AND (person_id IS NULL OR person_id <> ?)",
+                [(p, k, s, i, p) for k, s, i, p, _ in links],
+            )
         await self._c.executemany(
             "INSERT INTO person_keys (match_key, person_id, kind, source, source_id) "
             "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
@@ -355,6 +392,20 @@ class SqlTransaction:
             "SELECT match_key FROM person_keys WHERE person_id=?", (person_id,)
         )
         return {r[0] for r in rows}
+
+    async def keys_of_persons(self, person_ids: Sequence[str]) -> dict[str, set[str]]:
+        """See :meth:`hub.core.ports.Transaction.keys_of_persons`."""
+        out: dict[str, set[str]] = {}
+        ids = list(dict.fromkeys(person_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for person, key in await self._c.fetch(
+                "SELECT person_id, match_key FROM person_keys "
+                f"WHERE person_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out.setdefault(person, set()).add(key)
+        return out
 
     async def persons_of_clients(self, source: str, client_ids: Sequence[str]) -> dict[str, str]:
         """The person each client record of a source is linked to (unlinked ones left out)."""
@@ -398,6 +449,17 @@ class SqlTransaction:
         )
         assert row is not None
         return int(row[0])
+
+    async def add_reviews(self, items: Sequence[tuple[str, Sequence[str], str]]) -> None:
+        """See :meth:`hub.core.ports.Transaction.add_reviews`."""
+        if not items:
+            return
+        at = now_iso()
+        await self._c.executemany(
+            "INSERT INTO identity_review (record, candidates, reason, status, created_at) "
+            "VALUES (?,?,?,?,?)",
+            [(record, ",".join(sorted(c)), reason, "open", at) for record, c, reason in items],
+        )
 
     async def list_reviews(self, status: str = "open") -> list[ReviewItem]:
         """See :meth:`hub.core.ports.Transaction.list_reviews`."""
@@ -566,23 +628,141 @@ class SqlTransaction:
         self, sender: str, control_id: str, content_hash: str, response: bytes
     ) -> None:
         """See :meth:`hub.core.ports.Transaction.remember_message`."""
-        await self._c.execute(
+        await self.remember_messages([(sender, control_id, content_hash, response)])
+
+    async def seen_messages(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, bytes]]:
+        """See :meth:`hub.core.ports.Transaction.seen_messages`."""
+        found: dict[tuple[str, str], tuple[str, bytes]] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 300):
+            chunk = wanted[start : start + 300]
+            where = " OR ".join(["(sender=? AND control_id=?)"] * len(chunk))
+            for sender, control_id, content_hash, response in await self._c.fetch(
+                "SELECT sender, control_id, content_hash, response FROM inbound_messages "
+                f"WHERE {where}",
+                [v for k in chunk for v in k],
+            ):
+                found[(sender, control_id)] = (str(content_hash), bytes(response))
+        return found
+
+    async def remember_messages(self, messages: Sequence[tuple[str, str, str, bytes]]) -> None:
+        """See :meth:`hub.core.ports.Transaction.remember_messages`."""
+        if not messages:
+            return
+        at = now_iso()
+        await self._c.executemany(
             "INSERT INTO inbound_messages (sender, control_id, content_hash, response, "
             "received_at) VALUES (?,?,?,?,?) ON CONFLICT (sender, control_id) DO UPDATE SET "
             "content_hash=excluded.content_hash, response=excluded.response, "
             "received_at=excluded.received_at",
-            (sender, control_id, content_hash, response, now_iso()),
+            [(sender, cid, content, response, at) for sender, cid, content, response in messages],
         )
 
+    # ---- delivery at send time (batched) -------------------------------------------------
 
-def _record_args(r: RecordRow) -> tuple[Any, ...]:
+    async def record_heads(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], RecordRow]:
+        """See :meth:`hub.core.ports.Transaction.record_heads`."""
+        found: dict[tuple[str, str, str], RecordRow] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 300):
+            chunk = wanted[start : start + 300]
+            if len({(k, s) for k, s, _ in chunk}) == 1:
+                marks = ",".join("?" * len(chunk))
+                where = f"kind=? AND source=? AND source_id IN ({marks})"
+                args: list[Any] = [chunk[0][0], chunk[0][1], *(k[2] for k in chunk)]
+            else:
+                where = " OR ".join(["(kind=? AND source=? AND source_id=?)"] * len(chunk))
+                args = [v for k in chunk for v in k]
+            for r in await self._c.fetch(
+                f"SELECT {_HEAD_COLUMNS} FROM records WHERE {where}", args
+            ):
+                found[(r[0], r[1], r[2])] = RecordRow(
+                    kind=r[0],
+                    source=r[1],
+                    source_id=r[2],
+                    owner=r[3],
+                    version=r[4],
+                    payload=b"",
+                    payload_hash=r[5],
+                    source_system=r[6],
+                    received_at=r[7],
+                    deleted=bool(r[8]),
+                    sensitivity=r[9],
+                    restricted=bool(r[10]),
+                    client_source_id=r[11],
+                    person_id=r[12],
+                    client_source=r[13],
+                    raw_hash=r[14],
+                    flags=r[15],
+                )
+        return found
+
+    async def persons_facts(self, person_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
+        """See :meth:`hub.core.ports.Transaction.persons_facts`."""
+        out: dict[str, tuple[str | None, bool]] = {}
+        ids = list(dict.fromkeys(person_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._c.fetch(
+                "SELECT p.id, p.birth_date, EXISTS (SELECT 1 FROM dv_status d JOIN records c "
+                "ON c.kind='client' AND c.source=d.source AND c.source_id=d.client_id "
+                "WHERE c.person_id=p.id AND d.fleeing=1) FROM persons p "
+                f"WHERE p.id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for pid, birth, fleeing in rows:
+                if birth is not None and self._cipher is not None and birth.startswith(PREFIX):
+                    birth = self._cipher.open(birth, f"person|{pid}".encode()).decode()
+                out[pid] = (birth, bool(fleeing))
+        return out
+
+    async def settle_outbox(
+        self, entries: Sequence[tuple[int, str, str, str | None]], worker: str | None = None
+    ) -> set[int]:
+        """See :meth:`hub.core.ports.Transaction.settle_outbox`."""
+        groups: dict[tuple[str, str, str | None], list[int]] = {}
+        for outbox_id, status, error, retry_at in entries:
+            groups.setdefault((status, error[:500], retry_at), []).append(outbox_id)
+        stamp = now_iso()
+        settled: set[int] = set()
+        for (status, error, retry_at), ids in groups.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                sql = (
+                    "UPDATE outbox SET status=?, last_error=?, next_attempt_at=COALESCE(?, "
+                    "next_attempt_at), delivered_at=?, lease_owner=NULL, lease_until=NULL "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})"
+                )
+                delivered = stamp if status == "delivered" else None
+                args: list[Any] = [status, error, retry_at, delivered, *chunk]
+                if worker is not None:
+                    sql += " AND lease_owner=?"
+                    args.append(worker)
+                for r in await self._c.fetch(sql + " RETURNING id", args):
+                    settled.add(int(r[0]))
+        return settled
+
+
+_HEAD_COLUMNS = (
+    "kind, source, source_id, owner, version, payload_hash, source_system, received_at, "
+    "deleted, sensitivity, restricted, client_source_id, person_id, client_source, raw_hash, flags"
+)
+""":data:`RECORD_COLUMNS` without the payload (see :meth:`SqlTransaction.record_heads`)."""
+
+
+def _record_args(r: RecordRow, payload: bytes, person_id: str | None) -> tuple[Any, ...]:
+    """The INSERT arguments of a record row, with ``payload`` as stored (sealed)."""
     return (
         r.kind,
         r.source,
         r.source_id,
         r.owner,
         r.version,
-        r.payload,
+        payload,
         r.payload_hash,
         r.source_system,
         r.received_at,
@@ -590,7 +770,7 @@ def _record_args(r: RecordRow) -> tuple[Any, ...]:
         r.sensitivity,
         int(r.restricted),
         r.client_source_id,
-        r.person_id,
+        person_id,
         r.client_source,
         r.raw_hash,
         r.flags,

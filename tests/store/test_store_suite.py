@@ -390,6 +390,25 @@ async def test_bulk_writes_twice_in_one_transaction_and_after_a_rollback(
         assert len(await tx.persons_with_keys(["ka", "kb"], limit_per_key=1000)) == 2
 
 
+async def test_bulk_write_after_a_rolled_back_savepoint(any_hub: HubContext) -> None:
+    async with any_hub.store.transaction() as tx:
+        try:
+            async with tx.savepoint():
+                await tx.write_records(_rows(range(500, 500 + BULK)))
+                await tx.link_records(
+                    [("client", "hmis:demo", str(i), "pz", ["kz"]) for i in range(500, 600)]
+                )
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        await tx.write_records(_rows(range(BULK)))
+        await tx.link_records([("client", "hmis:demo", str(i), "pa", ["ka"]) for i in range(BULK)])
+    assert await any_hub.store.count_records("client") == {"client": BULK}
+    async with any_hub.store.transaction() as tx:
+        assert await tx.get_record("client", "hmis:demo", "500") is None
+        assert await tx.persons_with_keys(["ka", "kz"]) == {"ka": {"pa"}}
+
+
 async def test_engine_bulk_ingest_links_and_reimports_unchanged(any_hub: HubContext) -> None:
     records = [
         *(client(str(i), given=f"G{i}", family=f"F{i}") for i in range(BULK)),
