@@ -4,8 +4,10 @@ The flow after the engine has queued a permitted record (``outbox``, status ``pe
 
 1. a :class:`DeliveryWorker` claims due entries under a lease (``SKIP LOCKED`` on
    PostgreSQL, so several ``hub worker`` processes share one outbox);
-2. the consent gate runs again with the time of sending (``Engine.redisclose``, audited): a
-   revocation or an expiry since queueing marks the entry ``withheld`` and nothing is sent;
+2. the consent gate runs again with the time of sending (``Engine.redisclose_many``, a few
+   entries per transaction, each decision audited): a revocation or an expiry since queueing
+   marks the entry ``withheld`` in the transaction that audits the denial, and nothing is
+   sent;
 3. what the gate released goes to the feed's sink; each outcome settles its entry:
    ``delivered``, ``retry`` (exponential backoff with jitter, ``Retry-After`` honoured) or
    ``dead`` (not retryable, or out of attempts). Dead letters can be replayed.
@@ -27,7 +29,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,6 @@ from hub.core.ports import Delivery, DeliveryOutcome, OutboxRow, RecordRow, Sink
 from hub.core.records import Record, record_client
 from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
-from hub.core.serialize import record_from_payload
 from hub.plugin_api import ScheduledJob
 
 log = logging.getLogger("hub.delivery")
@@ -387,6 +388,10 @@ class _Claimed:
     lease_deadline: float
 
 
+_Settlement = tuple[OutboxRow, str, str, str | None]
+"""How to settle a claimed entry: the entry, its new status, the error, when to retry."""
+
+
 class DeliveryWorker:
     """Claims due outbox entries and delivers them through their feed's sink.
 
@@ -559,15 +564,14 @@ class DeliveryWorker:
                 # The lease would run out during the send: give the entries back now
                 # rather than risk another worker sending them at the same time.
                 now = _iso(datetime.now(UTC))
-                await asyncio.gather(
-                    *(
-                        self._finish(feed.name, r, "retry", "released: lease ran out", now)
-                        for r in rows
-                    )
+                await self._finish(
+                    feed.name, [(r, "retry", "released: lease ran out", now) for r in rows]
                 )
                 return
+            permitted: list[tuple[OutboxRow, Delivery]] = []
+            withheld: set[int] = set()
             try:
-                permitted, withheld = await self._recheck(feed, rows)
+                await self._recheck(feed, rows, permitted, withheld)
             except Exception as exc:
                 self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
                 log.error(
@@ -577,63 +581,71 @@ class DeliveryWorker:
                 failed = DeliveryOutcome(
                     ok=False, retry=True, error=f"consent re-check failed: {type(exc).__name__}"
                 )
-                await self._settle_all(feed.name, feed, rows, failed)
-                return
-            settle = [self._withhold(feed, row, reasons) for row, reasons in withheld]
-            if permitted:
-                deliveries = [d for _, d in permitted]
-                outcomes = await self._send(sink, feed, deliveries, timeout)
-                settle.extend(
-                    self._settle(feed.name, feed, row, outcome)
-                    for (row, _), outcome in zip(permitted, outcomes, strict=True)
+                await self._settle_all(
+                    feed.name, feed, [r for r in rows if r.id not in withheld], failed
                 )
-            await asyncio.gather(*settle)
+                return
+            if permitted:
+                outcomes = await self._send(sink, feed, [d for _, d in permitted], timeout)
+                await self._finish(
+                    feed.name,
+                    [
+                        self._settlement(feed.name, feed, row, outcome)
+                        for (row, _), outcome in zip(permitted, outcomes, strict=True)
+                    ],
+                )
 
     async def _recheck(
-        self, feed: FeedSpec, rows: Sequence[OutboxRow]
-    ) -> tuple[list[tuple[OutboxRow, Delivery]], list[tuple[OutboxRow, str]]]:
-        """The gate again, at send time (each decision audited).
+        self,
+        feed: FeedSpec,
+        rows: Sequence[OutboxRow],
+        permitted: list[tuple[OutboxRow, Delivery]],
+        withheld: set[int],
+    ) -> None:
+        """The gate again, at send time: what may be sent goes to ``permitted``.
 
-        In transactions of at most :data:`RECHECK_BATCH` entries: each one holds the audit
-        chain's head, which every intake transaction needs too.
+        In transactions of at most :data:`RECHECK_BATCH` entries (each holds the audit
+        chain's head, which every intake transaction needs too). Each transaction writes the
+        decisions' audit entries and settles the entries withheld now (their ids are added
+        to ``withheld``), so a withholding commits together with the decision behind it.
         """
-        permitted: list[tuple[OutboxRow, Delivery]] = []
-        withheld: list[tuple[OutboxRow, str]] = []
         options = dict(feed.options)
+        engine = self.ctx.engine
         for start in range(0, len(rows), RECHECK_BATCH):
+            part = rows[start : start + RECHECK_BATCH]
+            held: list[_Settlement] = []
             async with self.ctx.store.transaction() as tx:
-                for item in rows[start : start + RECHECK_BATCH]:
-                    checked = await self._recheck_one(tx, feed, item, options)
-                    if isinstance(checked, Delivery):
-                        permitted.append((item, checked))
-                    else:
-                        withheld.append((item, checked))
-        return permitted, withheld
-
-    async def _recheck_one(
-        self, tx: Transaction, feed: FeedSpec, item: OutboxRow, options: dict[str, Any]
-    ) -> Delivery | str:
-        """The delivery the gate permits now, or the reasons it withholds the entry."""
-        try:
-            disclosure = await self.ctx.engine.redisclose(tx, item, feed.purpose, feed.categories)
-            stored = await tx.get_record(
-                item.record_kind, item.record_source, item.record_source_id
-            )
-        except LookupError:
-            return RECORD_GONE
-        if disclosure.payload is None or stored is None:
-            return ",".join(disclosure.decision.reasons) or disclosure.decision.outcome
-        # the queued version, which may be older than the one stored now
-        meta = replace(row_to_record(stored).meta, version=item.record_version)
-        return Delivery(
-            outbox_id=item.id,
-            feed=feed.name,
-            recipient=item.recipient,
-            idempotency_key=item.idempotency_key,
-            record=record_from_payload(meta, disclosure.payload),
-            payload=disclosure.payload,
-            options=options,
-        )
+                audit = AuditWriter(tx, batch=True)
+                checked = await engine.redisclose_many(
+                    tx, audit, part, feed.purpose, feed.categories
+                )
+                await audit.flush()
+                for item, got in zip(part, checked, strict=True):
+                    if got is None:
+                        held.append((item, "withheld", RECORD_GONE, None))
+                        continue
+                    disclosure, record = got
+                    if disclosure.payload is None or record is None:
+                        decision = disclosure.decision
+                        reasons = ",".join(decision.reasons) or decision.outcome
+                        held.append((item, "withheld", reasons, None))
+                        continue
+                    delivery = Delivery(
+                        outbox_id=item.id,
+                        feed=feed.name,
+                        recipient=item.recipient,
+                        idempotency_key=item.idempotency_key,
+                        record=record,
+                        payload=disclosure.payload,
+                        options=options,
+                    )
+                    permitted.append((item, delivery))
+                settled = await self._settle_in(tx, held)
+            withheld.update(r.id for r, *_ in held)
+            self._count(feed.name, held, settled)
+            # Let other lanes' requests and answers move between transactions: a re-check
+            # never waits on I/O, so without this the loop would run it in one stretch.
+            await asyncio.sleep(0)
 
     async def _send(
         self, sink: Sink, feed: FeedSpec, deliveries: list[Delivery], limit: float
@@ -663,21 +675,17 @@ class DeliveryWorker:
 
     # ---- settling ----------------------------------------------------------------------
 
-    async def _withhold(self, feed: FeedSpec, row: OutboxRow, reasons: str) -> None:
-        await self._finish(feed.name, row, "withheld", reasons, None)
-
     async def _settle_all(
         self, name: str, feed: FeedSpec | None, rows: Iterable[OutboxRow], outcome: DeliveryOutcome
     ) -> None:
-        await asyncio.gather(*(self._settle(name, feed, r, outcome) for r in rows))
+        await self._finish(name, [self._settlement(name, feed, r, outcome) for r in rows])
 
-    async def _settle(
+    def _settlement(
         self, name: str, feed: FeedSpec | None, row: OutboxRow, outcome: DeliveryOutcome
-    ) -> None:
+    ) -> _Settlement:
         """Delivered; retry after a backoff; or dead (not retryable, or out of attempts)."""
         if outcome.ok:
-            await self._finish(name, row, "delivered", "", None)
-            return
+            return (row, "delivered", "", None)
         max_attempts = feed.max_attempts if feed is not None else 0
         if outcome.retry and row.attempts < max_attempts:
             delay = backoff_seconds(
@@ -688,35 +696,52 @@ class DeliveryWorker:
                 self._rand(),
             )
             retry_at = _iso(datetime.now(UTC) + timedelta(seconds=delay))
-            await self._finish(name, row, "retry", outcome.error, retry_at)
-            return
+            return (row, "retry", outcome.error, retry_at)
         log.warning(
             "delivery dead-lettered",
             extra={"outbox_id": row.id, "feed": name, "attempts": row.attempts},
         )
-        await self._finish(name, row, "dead", outcome.error, None)
+        return (row, "dead", outcome.error, None)
 
-    async def _finish(
-        self, name: str, row: OutboxRow, status: str, error: str, retry_at: str | None
-    ) -> None:
+    async def _settle_in(self, tx: Transaction, entries: Sequence[_Settlement]) -> set[int]:
+        """Settle entries in the caller's transaction, while this worker holds their lease."""
+        if not entries:
+            return set()
+        return await tx.settle_outbox(
+            [(r.id, status, error, at) for r, status, error, at in entries], self.worker_id
+        )
+
+    async def _finish(self, name: str, entries: Sequence[_Settlement]) -> None:
+        """Settle entries in one transaction (while this worker holds their lease)."""
+        if not entries:
+            return
         try:
-            settled = await self.ctx.store.finish_outbox(
-                row.id, status, error=error, retry_at=retry_at, worker=self.worker_id
+            settled = await self.ctx.store.finish_outbox_many(
+                [(r.id, status, error, at) for r, status, error, at in entries],
+                worker=self.worker_id,
             )
-            if not settled:
+        except Exception as exc:
+            self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+            log.error(
+                "settling outbox entries failed; their leases will expire",
+                extra={"entries": len(entries), "error_type": type(exc).__name__},
+            )
+            return
+        self._count(name, entries, settled)
+
+    def _count(self, name: str, entries: Sequence[_Settlement], settled: set[int]) -> None:
+        """Count the settled entries by status; warn of each whose lease was lost."""
+        counts: dict[str, int] = {}
+        for row, status, _error, _at in entries:
+            if row.id in settled:
+                counts[status] = counts.get(status, 0) + 1
+            else:
                 log.warning(
                     "lease lost before settling; another worker owns the entry now",
                     extra={"outbox_id": row.id, "status": status},
                 )
-                return
-        except Exception as exc:
-            self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
-            log.error(
-                "settling an outbox entry failed; its lease will expire",
-                extra={"outbox_id": row.id, "status": status, "error_type": type(exc).__name__},
-            )
-            return
-        self.ctx.metrics.records_out.labels(name, status).inc()
+        for status, n in counts.items():
+            self.ctx.metrics.records_out.labels(name, status).inc(n)
 
 
 async def _first_of(stop: asyncio.Event, other: asyncio.Event | None, seconds: float) -> None:

@@ -134,7 +134,7 @@ class DeliveryPath:
                 if task.done():
                     task.result()
                     raise RuntimeError("the delivery workers stopped early")
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.002)
         finally:
             stop.set()
             await task

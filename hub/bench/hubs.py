@@ -192,4 +192,4 @@ async def wait_delivered(
             )
         if loop.time() > deadline:
             raise TimeoutError(f"the receiver got {got} of {expected} in {within:.0f} s")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.005)

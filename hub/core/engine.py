@@ -40,7 +40,7 @@ from hub.core.records import (
     record_client,
 )
 from hub.core.routing import FeedSpec
-from hub.core.rows import record_to_row, row_to_record
+from hub.core.rows import record_to_row, row_meta, row_to_record
 from hub.core.serialize import record_from_payload, record_payload
 
 log = logging.getLogger("hub.engine")
@@ -659,13 +659,12 @@ class Engine:
         record is gone, else the decision and the record as it may be sent (the queued
         version rebuilt from what was released now; None when nothing was).
         """
-        from datetime import date
-
         heads = await tx.record_heads(
             [(i.record_kind, i.record_source, i.record_source_id) for i in items]
         )
-        known = await tx.persons_facts([i.person_id for i in items])
-        facts_of: dict[str, ClientFacts] = {}
+        people = [i.person_id for i in items]
+        facts_of = await self.gate.facts_of(tx, people)
+        await self.gate.load_people(tx, people)
         now = self.clock()
         out: list[tuple[Disclosure, Record | None] | None] = []
         for item in items:
@@ -673,16 +672,10 @@ class Engine:
             if head is None:
                 out.append(None)
                 continue
-            facts = facts_of.get(item.person_id)
-            if facts is None:
-                birth, fleeing = known.get(item.person_id, (None, False))
-                facts = ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)
-                facts_of[item.person_id] = facts
+            facts = facts_of.get(item.person_id) or ClientFacts(None, False)
             # Decide on what was queued (that version, already minimised) with the meta now.
-            rec = row_to_record(
-                dataclasses.replace(head, version=item.record_version, payload=item.payload)
-            )
             queued = orjson.loads(item.payload)
+            rec = record_from_payload(row_meta(head, item.record_version), queued)
             disclosure = await self.gate.disclose(
                 tx,
                 audit,

@@ -314,5 +314,5 @@ class ConsentGate:
 
     async def facts(self, tx: Transaction, person_id: str) -> ClientFacts:
         """What the policy needs to know about the person (birth date, fleeing DV)."""
-        birth, fleeing = await tx.person_facts(person_id)
-        return ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)
+        found = await self.facts_of(tx, [person_id])
+        return found.get(person_id) or ClientFacts(None, False)

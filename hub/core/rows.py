@@ -45,17 +45,21 @@ def record_to_row(record: Record, data: dict[str, Any] | None = None) -> RecordR
 
 def row_to_record(row: RecordRow) -> Record:
     """Rebuild the canonical record of a store row."""
-    meta = RecordMeta(
+    return record_from_payload(row_meta(row), orjson.loads(row.payload))
+
+
+def row_meta(row: RecordRow, version: str | None = None) -> RecordMeta:
+    """The meta of a store row's record (``version`` in place of the row's, when given)."""
+    return RecordMeta(
         kind=row.kind,
         key=SourceKey(row.source, row.source_id),
         owner=row.owner,
         provenance=Provenance(
             row.source_system, datetime.fromisoformat(row.received_at), row.raw_hash
         ),
-        version=row.version,
+        version=row.version if version is None else version,
         deleted=row.deleted,
         sensitivity=frozenset(filter(None, row.sensitivity.split(","))),
         restricted=row.restricted,
         flags=frozenset(filter(None, row.flags.split(","))),
     )
-    return record_from_payload(meta, orjson.loads(row.payload))

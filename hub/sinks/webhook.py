@@ -121,20 +121,23 @@ class WebhookSink:
         """Post a batch concurrently (``max_in_flight`` at a time); one outcome each, in order."""
         if not deliveries:
             return []
-        limit = asyncio.Semaphore(
-            int(_number(deliveries[0].options, "max_in_flight", DEFAULT_MAX_IN_FLIGHT))
-        )
+        width = max(1, int(_number(deliveries[0].options, "max_in_flight", DEFAULT_MAX_IN_FLIGHT)))
         targets: dict[int, _Target | DeliveryOutcome] = {}
+        outcomes: list[DeliveryOutcome | None] = [None] * len(deliveries)
+        queue = iter(enumerate(deliveries))
+        session = self._client()
 
-        async def one(d: Delivery) -> DeliveryOutcome:
-            target = targets.get(id(d.options))
-            if target is None:
-                target = targets[id(d.options)] = self._target(d.options)
-            if isinstance(target, DeliveryOutcome):
-                return target
-            async with limit:
-                return await post_signed(
-                    self._client(),
+        async def sender() -> None:
+            # A few senders take the deliveries in turn: no task or semaphore per request.
+            for i, d in queue:
+                target = targets.get(id(d.options))
+                if target is None:
+                    target = targets[id(d.options)] = self._target(d.options)
+                if isinstance(target, DeliveryOutcome):
+                    outcomes[i] = target
+                    continue
+                outcomes[i] = await post_signed(
+                    session,
                     target.url,
                     webhook_body(d),
                     secrets=target.secrets,
@@ -143,7 +146,13 @@ class WebhookSink:
                     timeout_seconds=target.timeout,
                 )
 
-        return list(await asyncio.gather(*(one(d) for d in deliveries)))
+        senders = [asyncio.ensure_future(sender()) for _ in range(min(width, len(deliveries)))]
+        try:
+            await asyncio.gather(*senders)
+        finally:
+            for task in senders:
+                task.cancel()
+        return [o for o in outcomes if o is not None]
 
     def _target(self, options: Mapping[str, Any]) -> _Target | DeliveryOutcome:
         """Where and how a feed's deliveries go, or the dead outcome of a bad setting."""

@@ -227,15 +227,7 @@ class SqlTransaction:
         found: dict[tuple[str, str, str], StoredState] = {}
         keys = list(dict.fromkeys((r.kind, r.source, r.source_id) for r in rows))
         for start in range(0, len(keys), 300):
-            chunk = keys[start : start + 300]
-            if len({(k, s) for k, s, _ in chunk}) == 1:
-                kind, source = chunk[0][0], chunk[0][1]
-                marks = ",".join("?" * len(chunk))
-                where = f"kind=? AND source=? AND source_id IN ({marks})"
-                args: list[Any] = [kind, source, *(k[2] for k in chunk)]
-            else:
-                where = " OR ".join(["(kind=? AND source=? AND source_id=?)"] * len(chunk))
-                args = [v for k in chunk for v in k]
+            where, args = _keys_where(keys[start : start + 300])
             for v in await self._c.fetch(
                 "SELECT kind, source, source_id, version, payload_hash, deleted, restricted, "
                 f"sensitivity, person_id FROM records WHERE {where}",
@@ -513,18 +505,7 @@ class SqlTransaction:
 
     async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
         """See :meth:`hub.core.ports.Transaction.person_facts`."""
-        row = await self._c.fetchrow(
-            "SELECT p.birth_date, EXISTS (SELECT 1 FROM dv_status d JOIN records c ON "
-            "c.kind='client' AND c.source=d.source AND c.source_id=d.client_id "
-            "WHERE c.person_id=p.id AND d.fleeing=1) FROM persons p WHERE p.id=?",
-            (person_id,),
-        )
-        if row is None:
-            return (None, False)
-        birth: str | None = row[0]
-        if birth is not None and self._cipher is not None and birth.startswith(PREFIX):
-            birth = self._cipher.open(birth, f"person|{person_id}".encode()).decode()
-        return (birth, bool(row[1]))
+        return (await self.persons_facts([person_id])).get(person_id, (None, False))
 
     # ---- consents ------------------------------------------------------------------------
 
@@ -667,38 +648,14 @@ class SqlTransaction:
     ) -> dict[tuple[str, str, str], RecordRow]:
         """See :meth:`hub.core.ports.Transaction.record_heads`."""
         found: dict[tuple[str, str, str], RecordRow] = {}
+        # The payload column is selected empty: nothing is read or decrypted for it.
+        empty = "''::bytea" if self._dialect == "postgresql" else "x''"
+        columns = RECORD_COLUMNS.replace(" payload,", f" {empty} AS payload,", 1)
         wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), 300):
-            chunk = wanted[start : start + 300]
-            if len({(k, s) for k, s, _ in chunk}) == 1:
-                marks = ",".join("?" * len(chunk))
-                where = f"kind=? AND source=? AND source_id IN ({marks})"
-                args: list[Any] = [chunk[0][0], chunk[0][1], *(k[2] for k in chunk)]
-            else:
-                where = " OR ".join(["(kind=? AND source=? AND source_id=?)"] * len(chunk))
-                args = [v for k in chunk for v in k]
-            for r in await self._c.fetch(
-                f"SELECT {_HEAD_COLUMNS} FROM records WHERE {where}", args
-            ):
-                found[(r[0], r[1], r[2])] = RecordRow(
-                    kind=r[0],
-                    source=r[1],
-                    source_id=r[2],
-                    owner=r[3],
-                    version=r[4],
-                    payload=b"",
-                    payload_hash=r[5],
-                    source_system=r[6],
-                    received_at=r[7],
-                    deleted=bool(r[8]),
-                    sensitivity=r[9],
-                    restricted=bool(r[10]),
-                    client_source_id=r[11],
-                    person_id=r[12],
-                    client_source=r[13],
-                    raw_hash=r[14],
-                    flags=r[15],
-                )
+            where, args = _keys_where(wanted[start : start + 300])
+            for r in await self._c.fetch(f"SELECT {columns} FROM records WHERE {where}", args):
+                found[(r[0], r[1], r[2])] = record_from_row(r)
         return found
 
     async def persons_facts(self, person_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
@@ -747,11 +704,16 @@ class SqlTransaction:
         return settled
 
 
-_HEAD_COLUMNS = (
-    "kind, source, source_id, owner, version, payload_hash, source_system, received_at, "
-    "deleted, sensitivity, restricted, client_source_id, person_id, client_source, raw_hash, flags"
-)
-""":data:`RECORD_COLUMNS` without the payload (see :meth:`SqlTransaction.record_heads`)."""
+def _keys_where(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list[Any]]:
+    """A WHERE clause matching records by (kind, source, source_id), with its arguments."""
+    if len({(kind, source) for kind, source, _ in keys}) == 1:
+        marks = ",".join("?" * len(keys))
+        return (
+            f"kind=? AND source=? AND source_id IN ({marks})",
+            [keys[0][0], keys[0][1], *(k[2] for k in keys)],
+        )
+    where = " OR ".join(["(kind=? AND source=? AND source_id=?)"] * len(keys))
+    return where, [v for k in keys for v in k]
 
 
 def _record_args(r: RecordRow, payload: bytes, person_id: str | None) -> tuple[Any, ...]:
