@@ -229,7 +229,7 @@ def plugins() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
 def plugins_list(state: CliState, as_json: bool) -> None:
-    """List plugins, their versions and connectors.
+    """List plugins, their versions, connectors and codecs.
 
     \b
     Example:
@@ -247,6 +247,7 @@ def plugins_list(state: CliState, as_json: bool) -> None:
                         {"name": c.name, "direction": c.direction, "formats": list(c.formats)}
                         for c in d.connectors
                     ],
+                    "codecs": list(d.codecs),
                 }
                 for d in described
             ]
@@ -254,8 +255,9 @@ def plugins_list(state: CliState, as_json: bool) -> None:
         return
     width = max((len(d.name) for d in described), default=10) + 2
     for d in described:
-        conns = ", ".join(f"{c.name} ({c.direction})" for c in d.connectors)
-        click.echo(f"{d.name:<{width}} {d.version:<10} {conns}")
+        parts = [f"{c.name} ({c.direction})" for c in d.connectors]
+        parts += [f"{codec} (codec)" for codec in d.codecs]
+        click.echo(f"{d.name:<{width}} {d.version:<10} {', '.join(parts)}")
 
 
 # ---- identity ----------------------------------------------------------------------------

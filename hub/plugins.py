@@ -23,6 +23,8 @@ class PluginDescription:
     version: str
     module: str
     connectors: tuple[ConnectorInfo, ...]
+    codecs: tuple[str, ...] = ()
+    """Names of the codecs the plugin provides (``hub_codecs``)."""
 
 
 class PluginManager:
@@ -81,8 +83,10 @@ class PluginManager:
             impl = getattr(plugin, "hub_connectors", None)
             if impl is not None:
                 infos = list(impl())
+            codecs = getattr(plugin, "hub_codecs", None)
+            names = tuple(sorted(c.name for c in (codecs() or []))) if codecs is not None else ()
             version, module = self._versions.get(name, ("unknown", name))
-            out.append(PluginDescription(name, version, module, tuple(infos)))
+            out.append(PluginDescription(name, version, module, tuple(infos), names))
         return sorted(out, key=lambda d: d.name)
 
     def owned_sections(self) -> dict[str, str]:
