@@ -71,7 +71,8 @@ def _protected_fields(kind: str) -> frozenset[str]:
 _BY_KIND = {kind: _protected_fields(kind) for kind in RECORD_TYPES}
 # The sealed object keeps a source row's protected columns under "fields" and the protected
 # top-level fields under their own names, so no record type may protect a field of that name.
-assert all(_FIELDS not in names and SEALED_KEY not in names for names in _BY_KIND.values())
+if any(_FIELDS in names or SEALED_KEY in names for names in _BY_KIND.values()):
+    raise RuntimeError(f"no record type may protect a field named {_FIELDS!r} or {SEALED_KEY!r}")
 # Canonical kinds without protected fields and without a "fields" mapping never need a look.
 _NOTHING = frozenset(
     kind

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.core.ports import AuditRow, OutboxRow, RecordRow
+from hub.core.ports import AuditRow, FeedCursor, OutboxRow, RecordRow
 from hub.crypto import FieldCipher
 from hub.store import schema
 from hub.store.sql import (
@@ -24,6 +24,10 @@ from hub.store.sql import (
 
 class StoreError(RuntimeError):
     """The store cannot be used: unreachable, or its schema is not up to date."""
+
+
+_OPEN = "('pending', 'retry', 'leased')"
+"""Outbox statuses of entries not settled yet (as the partial indexes of schema 2 name them)."""
 
 
 class SqlStore(ABC):
@@ -175,14 +179,21 @@ class SqlStore(ABC):
 
     def _claim_sql(self) -> str:
         # The earliest open entry per (recipient, person) only: order is kept per person.
-        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        # Both look-ups go through the partial indexes of open entries (schema 2), so a
+        # claim walks the open entries in id order and stops at ``LIMIT``: its cost does not
+        # grow with the backlog. SQLite's planner would rather sort every due entry through
+        # ``outbox_due``, hence ``INDEXED BY``.
+        postgresql = self.dialect == "postgresql"
+        lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
+        index = "" if postgresql else " INDEXED BY outbox_open"
         return (
             "UPDATE outbox SET status='leased', lease_owner=?, lease_until=?, "
-            "attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o WHERE "
+            f"attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o{index} WHERE "
+            f"o.status IN {_OPEN} AND "
             "((o.status IN ('pending','retry') AND o.next_attempt_at <= ?) OR "
             "(o.status='leased' AND o.lease_until < ?)) AND NOT EXISTS (SELECT 1 FROM outbox p "
             "WHERE p.recipient=o.recipient AND p.person_id=o.person_id AND p.id < o.id "
-            "AND p.status IN ('pending','retry','leased')) ORDER BY o.id LIMIT ?"
+            f"AND p.status IN {_OPEN}) ORDER BY o.id LIMIT ?"
             f"{lock}) RETURNING {OUTBOX_COLUMNS}"
         )
 
@@ -362,13 +373,14 @@ class SqlStore(ABC):
                     (*last, batch),
                 )
 
-        # records: payload JSON with per-field tokens
+        # records: one sealed token per payload (or the earlier per-value tokens, rewritten
+        # in the sealed form whatever their key)
         last: tuple[Any, ...] = ("", "", "")
         while rows := await stale("records", "kind, source, source_id", "payload", last):
             async with self.transaction() as tx:
                 for kind, source, sid, payload in rows:
                     raw = bytes(payload)
-                    if b"enc1:" not in raw or raw.count(b"enc1:") == raw.count(active.encode()):
+                    if not cipher.payload_needs_rewrite(raw):
                         continue
                     plain = cipher.reveal_payload(kind, source, sid, raw)
                     await tx._c.execute(
@@ -458,3 +470,94 @@ class SqlStore(ABC):
                 (token_hash, now_iso()),
             )
         return None if r is None else (r[0], r[1], r[2])
+
+    # ---- scheduled feeds -----------------------------------------------------------------
+
+    async def feed_cursor(self, feed: str) -> FeedCursor:
+        """See :meth:`hub.core.ports.Store.feed_cursor`."""
+        async with self._reader() as c:
+            r = await c.fetchrow(
+                "SELECT cursor, cursor_kind, cursor_source, cursor_source_id FROM feed_cursors "
+                "WHERE feed=?",
+                (feed,),
+            )
+        return FeedCursor("") if r is None else _feed_cursor(r)
+
+    async def claim_feed(self, feed: str, owner: str, lease_seconds: float) -> FeedCursor | None:
+        """See :meth:`hub.core.ports.Store.claim_feed`.
+
+        One upsert: the first claim of a feed inserts its row; a later one takes the lease
+        only when it is free, expired, or the claimant's own (PostgreSQL re-checks the
+        condition on the committed row when two claims meet).
+        """
+        now = datetime.now(UTC)
+        until = (now + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
+        now_s = now.isoformat(timespec="microseconds")
+        async with self.transaction() as tx:
+            r = await tx._c.fetchrow(
+                "INSERT INTO feed_cursors (feed, cursor, updated_at, lease_owner, lease_until) "
+                "VALUES (?, '', ?, ?, ?) ON CONFLICT (feed) DO UPDATE SET "
+                "lease_owner=excluded.lease_owner, lease_until=excluded.lease_until "
+                "WHERE feed_cursors.lease_owner IS NULL OR feed_cursors.lease_until < ? "
+                "OR feed_cursors.lease_owner=excluded.lease_owner "
+                "RETURNING cursor, cursor_kind, cursor_source, cursor_source_id",
+                (feed, now_s, owner, until, now_s),
+            )
+        return None if r is None else _feed_cursor(r)
+
+    async def release_feed(self, feed: str, owner: str) -> bool:
+        """See :meth:`hub.core.ports.Store.release_feed`."""
+        async with self.transaction() as tx:
+            n = await tx._c.execute(
+                "UPDATE feed_cursors SET lease_owner=NULL, lease_until=NULL "
+                "WHERE feed=? AND lease_owner=?",
+                (feed, owner),
+            )
+        return n > 0
+
+    async def feed_changes(
+        self, kinds: Sequence[str], after: FeedCursor, limit: int
+    ) -> list[FeedCursor]:
+        """See :meth:`hub.core.ports.Store.feed_changes` (keys only: no payload is read)."""
+        wanted = sorted(set(kinds))
+        if not wanted:
+            return []
+        args: list[Any] = list(wanted)
+        if after.key is None:
+            position = "received_at > ?"
+            args.append(after.received_at)
+        else:
+            position = "(received_at, kind, source, source_id) > (?, ?, ?, ?)"
+            args.extend((after.received_at, *after.key))
+        args.append(limit)
+        async with self._reader() as c:
+            rows = await c.fetch(
+                "SELECT received_at, kind, source, source_id FROM records "
+                f"WHERE kind IN ({','.join('?' * len(wanted))}) AND deleted=0 AND {position} "
+                "ORDER BY received_at, kind, source, source_id LIMIT ?",
+                args,
+            )
+        return [FeedCursor(r[0], (r[1], r[2], r[3])) for r in rows]
+
+    async def import_feed_cursor(self, feed: str, received_at: str) -> bool:
+        """See :meth:`hub.core.ports.Store.import_feed_cursor`."""
+        now = now_iso()
+        async with self.transaction() as tx:
+            r = await tx._c.fetchrow(
+                "INSERT INTO feed_cursors (feed, cursor, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (feed) DO UPDATE SET cursor=excluded.cursor, cursor_kind=NULL, "
+                "cursor_source=NULL, cursor_source_id=NULL, updated_at=excluded.updated_at "
+                "WHERE (feed_cursors.cursor < excluded.cursor OR (feed_cursors.cursor="
+                "excluded.cursor AND feed_cursors.cursor_kind IS NOT NULL)) AND "
+                "(feed_cursors.lease_owner IS NULL OR feed_cursors.lease_until < ?) "
+                "RETURNING feed",
+                (feed, received_at, now, now),
+            )
+        return r is not None
+
+
+def _feed_cursor(r: Sequence[Any]) -> FeedCursor:
+    """A :class:`FeedCursor` from ``cursor, cursor_kind, cursor_source, cursor_source_id``."""
+    if r[1] is None:
+        return FeedCursor(r[0])
+    return FeedCursor(r[0], (r[1], r[2], r[3]))

@@ -84,8 +84,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         2,
-        "drop the unused records.received_at index (written on every intake, never read)",
-        ["DROP INDEX IF EXISTS records_received"],
+        "drop the unused records.received_at index; index open outbox entries only",
+        [
+            # Written on every intake, never read.
+            "DROP INDEX IF EXISTS records_received",
+            # Claims walk open entries in id order; delivered ones (most of the table until
+            # retention prunes them) are in neither index.
+            "DROP INDEX IF EXISTS outbox_order",
+            "CREATE INDEX outbox_open ON outbox (id) "
+            "WHERE status IN ('pending', 'retry', 'leased')",
+            "CREATE INDEX outbox_open_order ON outbox (recipient, person_id, id) "
+            "WHERE status IN ('pending', 'retry', 'leased')",
+        ],
+    ),
+    (
+        3,
+        "feed cursors and run leases in the store, shared by every process",
+        [
+            # A scheduled feed's position: the newest record queued, as (received_at, kind,
+            # source, source_id); the key columns are NULL when every record received at
+            # `cursor` is queued (an imported file cursor). `lease_owner`/`lease_until`: the
+            # process running the feed now (a lease that expires when that process dies).
+            """CREATE TABLE feed_cursors (
+                feed TEXT PRIMARY KEY, cursor TEXT NOT NULL, cursor_kind TEXT,
+                cursor_source TEXT, cursor_source_id TEXT, updated_at TEXT NOT NULL,
+                lease_owner TEXT, lease_until TEXT)""",
+        ],
     ),
 ]
 
