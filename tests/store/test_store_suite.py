@@ -449,3 +449,35 @@ async def test_a_store_at_an_older_schema_is_migrated_with_its_data(
     assert "records_received" not in indexes and "records_person" in indexes
     assert {"outbox_open", "outbox_open_order"} <= indexes and "outbox_order" not in indexes
     await store.close()
+
+
+async def test_a_claim_walks_only_open_entries_whatever_the_backlog(tmp_path: Path) -> None:
+    """A claim reads the open entries in id order and stops at its limit: no sort of every
+    due entry (which made catching up on a large backlog quadratic)."""
+    from hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "claims.db")
+    await store.open()
+    await store.migrate()
+    now = "2026-01-01T00:00:00.000000+00:00"
+    conn = store._raw()
+    plan = " ".join(
+        str(step[3])
+        for step in conn.execute(
+            "EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, now, now, 50)
+        ).fetchall()
+    )
+    assert "outbox_open" in plan and "TEMP B-TREE" not in plan
+    conn.executemany(
+        "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
+        "record_source_id, record_version, idempotency_key, status, next_attempt_at, "
+        "created_at, payload) VALUES ('f', 'r', ?, 'client', 's', ?, 'v', ?, ?, ?, ?, x'00')",
+        [
+            (f"p{i % 7}", str(i), f"k{i}", "delivered" if i < 300 else "pending", now, now)
+            for i in range(600)
+        ],
+    )
+    claimed = await store.claim_outbox("w", 50, 60)
+    # Oldest open entry of each of the 7 persons, in id order; nothing delivered re-claimed.
+    assert [c.record_source_id for c in claimed] == [str(i) for i in range(300, 307)]
+    await store.close()
