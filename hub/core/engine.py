@@ -328,7 +328,13 @@ class Engine:
                 if state.person_id is not None:
                     linked[f"{row.source}/{row.source_id}"] = state.person_id
             states[key] = StoredState(
-                row.version, row.payload_hash, row.deleted, row.restricted, row.sensitivity, None
+                row.version,
+                row.payload_hash,
+                row.deleted,
+                row.restricted,
+                row.sensitivity,
+                None,
+                row.owner,
             )
             changed.append((rec, row))
             data_of[id(rec)] = data

@@ -51,13 +51,16 @@ class StoredState:
     restricted: bool
     sensitivity: str
     person_id: str | None
+    owner: str | None = None
+    """The owning agency stored (None: not known to the caller, not compared)."""
 
 
 def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
     """Whether an incoming row is new, a newer version, the same, or older than what is stored.
 
     The same version with different data counts as an update (senders re-send corrected
-    messages under the same timestamp); an older version never replaces a newer one.
+    messages under the same timestamp), and so does the same data under another owner (the
+    source's organisation mapping changed); an older version never replaces a newer one.
     """
     if state is None:
         return "inserted"
@@ -67,7 +70,7 @@ def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
         state.version,
         state.payload_hash,
         state.deleted,
-    ):
+    ) and (state.owner is None or state.owner == row.owner):
         return "unchanged"
     return "updated"
 
@@ -377,6 +380,20 @@ class Transaction(Protocol):
         """
         ...
 
+    async def records_by_keys(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], RecordRow]:
+        """Whole records (payload included) by ``(kind, source, source_id)``; records that
+        do not exist are left out."""
+        ...
+
+    async def advance_feed(
+        self, feed: str, owner: str, cursor: FeedCursor, lease_until: str
+    ) -> bool:
+        """Move a scheduled feed's cursor in this transaction and extend its run lease, only
+        while ``owner`` holds the lease; False (nothing changed) when it does not."""
+        ...
+
 
 class Store(Protocol):
     """The hub's durable state: records, identity, consents, audit log and outbox."""
@@ -465,3 +482,41 @@ class Store(Protocol):
         """Settle many claimed deliveries, each ``(id, status, error, retry_at)``, in one
         transaction; returns the ids settled (see :meth:`Transaction.settle_outbox`)."""
         ...
+
+    async def feed_cursor(self, feed: str) -> FeedCursor:
+        """A scheduled feed's cursor (``FeedCursor("")`` before its first run)."""
+        ...
+
+    async def claim_feed(self, feed: str, owner: str, lease_seconds: float) -> FeedCursor | None:
+        """Take a scheduled feed's run lease: its cursor, or None while another owner's lease
+        is live. Atomic, so of several processes claiming at once exactly one gets it."""
+        ...
+
+    async def release_feed(self, feed: str, owner: str) -> bool:
+        """Give a feed's run lease back (only ``owner``'s); whether it held it."""
+        ...
+
+    async def feed_changes(
+        self, kinds: Sequence[str], after: FeedCursor, limit: int
+    ) -> list[FeedCursor]:
+        """The positions of live records of ``kinds`` after a cursor, in cursor order
+        (``received_at``, then key), at most ``limit``."""
+        ...
+
+    async def import_feed_cursor(self, feed: str, received_at: str) -> bool:
+        """Take a cursor kept outside the store (everything received up to ``received_at``
+        is queued) unless the store's is further on or the feed is running now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """Where a scheduled feed is: every record up to this position is queued.
+
+    Positions are ordered by ``received_at``, then by the record key ``(kind, source,
+    source_id)``; with no ``key``, every record received at ``received_at`` is included.
+    The empty cursor (``""``) is before every record.
+    """
+
+    received_at: str
+    key: tuple[str, str, str] | None = None

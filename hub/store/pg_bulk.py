@@ -63,8 +63,8 @@ _ADD_STAGED_KEYS = (
 # separate, parameterised subquery.
 _STATES_BY_ID = (
     "SELECT k.id, r.version, r.payload_hash, r.deleted, r.restricted, r.sensitivity, "
-    "r.person_id FROM unnest(?::text[]) AS k(id) CROSS JOIN LATERAL (SELECT version, "
-    "payload_hash, deleted, restricted, sensitivity, person_id FROM records "
+    "r.person_id, r.owner FROM unnest(?::text[]) AS k(id) CROSS JOIN LATERAL (SELECT version, "
+    "payload_hash, deleted, restricted, sensitivity, person_id, owner FROM records "
     "WHERE kind=? AND source=? AND source_id=k.id OFFSET 0) r"
 )
 _PERSONS_BY_ID = (
@@ -149,7 +149,7 @@ class PgTransaction(SqlTransaction):
         for (kind, source), ids in wanted.items():
             for v in await self._pg.fetch(_STATES_BY_ID, (list(ids), kind, source)):
                 found[(kind, source, v[0])] = StoredState(
-                    v[1], v[2], bool(v[3]), bool(v[4]), v[5], v[6]
+                    v[1], v[2], bool(v[3]), bool(v[4]), v[5], v[6], v[7]
                 )
         return found
 

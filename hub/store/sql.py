@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from hub.core.ports import (
     AuditRow,
+    FeedCursor,
     OutboxRow,
     RecordRow,
     ReviewItem,
@@ -185,6 +186,7 @@ class SqlTransaction:
                     row.restricted,
                     row.sensitivity,
                     None,
+                    row.owner,
                 )
         await self.write_records(changed)
         return outcomes
@@ -230,11 +232,11 @@ class SqlTransaction:
             where, args = _keys_where(keys[start : start + 300])
             for v in await self._c.fetch(
                 "SELECT kind, source, source_id, version, payload_hash, deleted, restricted, "
-                f"sensitivity, person_id FROM records WHERE {where}",
+                f"sensitivity, person_id, owner FROM records WHERE {where}",
                 args,
             ):
                 found[(v[0], v[1], v[2])] = StoredState(
-                    v[3], v[4], bool(v[5]), bool(v[6]), v[7], v[8]
+                    v[3], v[4], bool(v[5]), bool(v[6]), v[7], v[8], v[9]
                 )
         return found
 
@@ -702,6 +704,34 @@ class SqlTransaction:
                 for r in await self._c.fetch(sql + " RETURNING id", args):
                     settled.add(int(r[0]))
         return settled
+
+    # ---- scheduled feeds -----------------------------------------------------------------
+
+    async def records_by_keys(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], RecordRow]:
+        """See :meth:`hub.core.ports.Transaction.records_by_keys`."""
+        found: dict[tuple[str, str, str], RecordRow] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 300):
+            where, args = _keys_where(wanted[start : start + 300])
+            for r in await self._c.fetch(
+                f"SELECT {RECORD_COLUMNS} FROM records WHERE {where}", args
+            ):
+                found[(r[0], r[1], r[2])] = record_from_row(r, self._cipher)
+        return found
+
+    async def advance_feed(
+        self, feed: str, owner: str, cursor: FeedCursor, lease_until: str
+    ) -> bool:
+        """See :meth:`hub.core.ports.Transaction.advance_feed`."""
+        kind, source, source_id = cursor.key or (None, None, None)
+        n = await self._c.execute(
+            "UPDATE feed_cursors SET cursor=?, cursor_kind=?, cursor_source=?, "
+            "cursor_source_id=?, updated_at=?, lease_until=? WHERE feed=? AND lease_owner=?",
+            (cursor.received_at, kind, source, source_id, now_iso(), lease_until, feed, owner),
+        )
+        return n > 0
 
 
 def _keys_where(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list[Any]]:

@@ -481,3 +481,15 @@ async def test_a_claim_walks_only_open_entries_whatever_the_backlog(tmp_path: Pa
     # Oldest open entry of each of the 7 persons, in id order; nothing delivered re-claimed.
     assert [c.record_source_id for c in claimed] == [str(i) for i in range(300, 307)]
     await store.close()
+
+
+async def test_the_same_data_under_another_owner_updates_the_owner(any_hub: HubContext) -> None:
+    """A source's organisation mapping changed: re-sending unchanged data moves the record."""
+    first = client("1", owner="shelter-a")
+    moved = client("1", owner="hospital-x")
+    async with any_hub.store.transaction() as tx:
+        assert await tx.upsert_records([record_to_row(first)]) == ["inserted"]
+        assert await tx.upsert_records([record_to_row(first)]) == ["unchanged"]
+        assert await tx.upsert_records([record_to_row(moved)]) == ["updated"]
+        row = await tx.get_record("client", "hmis:demo", "1")
+    assert row is not None and row.owner == "hospital-x"
