@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 
 from consent import ConsentRecord
-from consent.parsing import parse_consent
 from hub.config import HubConfig
 from hub.core.engine import Engine
 from hub.core.gate import ConsentGate
@@ -81,17 +80,11 @@ class HubContext:
         return len(records)
 
     async def reload_consents(self) -> int:
-        """Load every stored consent into the gate's memory."""
+        """Load the stored consents the gate does not hold yet (all of them at start-up);
+        returns how many. The gate also does this by itself in every transaction that
+        decides, so consents written by other processes take effect at once."""
         async with self.store.transaction() as tx:
-            bodies = await tx.all_consents()
-        records = [
-            parse_consent(
-                orjson.loads(b), agencies=self.config.agencies, policy=self.config.consent_policy
-            )
-            for b in bodies
-        ]
-        self.gate.load_consents(records)
-        return len(records)
+            return await self.gate.refresh(tx)
 
 
 def keys_path(config: HubConfig) -> Path:

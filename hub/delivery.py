@@ -14,7 +14,10 @@ The flow after the engine has queued a permitted record (``outbox``, status ``pe
 
 Feeds with a crontab ``schedule`` are queued by :class:`DeliveryScheduler`: at each run the
 records of the feed's kinds received since the feed's cursor pass the gate and are queued
-(:func:`enqueue_for_feed`). Retention deletes settled outbox rows in small batches.
+(:func:`run_scheduled_feed`). The cursor lives in the store (``feed_cursors``), shared by
+every process; a run holds the feed's lease there, so one process at a time runs a feed,
+and each batch moves the cursor in the transaction that audits and queues it. Retention
+deletes settled outbox rows in small batches.
 
 Delivery is at least once: a worker that dies mid-send leaves a lease that expires, and the
 entry is sent again with the same idempotency key.
@@ -23,12 +26,14 @@ entry is sent again with the same idempotency key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +46,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from hub.context import HubContext
 from hub.core.gate import AuditWriter
-from hub.core.ports import Delivery, DeliveryOutcome, OutboxRow, RecordRow, Sink, Transaction
+from hub.core.ports import (
+    Delivery,
+    DeliveryOutcome,
+    FeedCursor,
+    OutboxRow,
+    Sink,
+    Transaction,
+)
 from hub.core.records import Record, record_client
 from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
@@ -52,7 +64,13 @@ log = logging.getLogger("hub.delivery")
 DEFAULT_FEED_CONCURRENCY = 2
 PRUNE_INTERVAL_SECONDS = 3600.0
 PRUNE_BATCH = 500
-CURSOR_FILE = "hub-data/feed-cursors.json"
+LEGACY_CURSOR_FILE = "hub-data/feed-cursors.json"
+"""Where hubs before the store's ``feed_cursors`` kept the cursors (imported once, renamed)."""
+FEED_LEASE_SECONDS = 300.0
+"""How long a scheduled run holds its feed without committing a batch (renewed per batch);
+the lease of a process that died frees the feed after this long."""
+FEED_BATCH = 500
+FEED_SCAN = 10_000
 RECORD_GONE = "RECORD_GONE"
 RETRY_AFTER_CEILING = 86_400.0
 RECHECK_BATCH = 25
@@ -113,7 +131,7 @@ class EnqueueResult:
         self.already_queued += other.already_queued
 
 
-async def _persons_of(tx: Any, records: Sequence[Record]) -> dict[str, str]:
+async def _persons_of(tx: Transaction, records: Sequence[Record]) -> dict[str, str]:
     """Client key (``source/id``) → person, for the clients the records are about."""
     wanted: dict[str, list[str]] = {}
     for rec in records:
@@ -137,41 +155,50 @@ async def enqueue_for_feed(
     version and content are already queued for the feed is not queued twice (idempotency
     key). This is how scheduled feeds queue; on-change feeds are queued by the engine.
     """
+    if not records:
+        return EnqueueResult()
+    now = at or ctx.engine.clock()
+    async with ctx.store.transaction() as tx:
+        return await _enqueue_in(ctx, tx, feed, records, now)
+
+
+async def _enqueue_in(
+    ctx: HubContext, tx: Transaction, feed: FeedSpec, records: Sequence[Record], now: datetime
+) -> EnqueueResult:
+    """:func:`enqueue_for_feed` in the caller's transaction."""
     result = EnqueueResult()
     if not records:
         return result
-    now = at or ctx.engine.clock()
-    async with ctx.store.transaction() as tx:
-        audit = AuditWriter(tx, batch=True)
-        persons = await _persons_of(tx, records)
-        kinds_of: dict[str, list[str]] = {}
-        rows: list[OutboxRow] = []
-        for rec in records:
-            result.considered += 1
-            client = record_client(rec)
-            person = persons.get(str(client)) if client is not None else None
-            if person is None:
-                result.skipped += 1
-                continue
-            person_kinds: list[str] = []
-            if feed.person_has:
-                if person not in kinds_of:
-                    found = await tx.records_of_person(person, sorted(feed.person_has))
-                    kinds_of[person] = [r.kind for r in found]
-                person_kinds = kinds_of[person]
-            if not feed.wants(rec, person_kinds):
-                result.skipped += 1
-                continue
-            data_hash = record_to_row(rec).payload_hash
-            item = await ctx.engine.prepare_delivery(
-                tx, audit, feed, rec, person, now, data_hash=data_hash
-            )
-            if item is None:
-                result.withheld += 1
-            else:
-                rows.append(item)
-        await audit.flush()
-        ids = await tx.enqueue(rows)
+    audit = AuditWriter(tx, batch=True)
+    persons = await _persons_of(tx, records)
+    kinds_of: dict[str, list[str]] = {}
+    rows: list[OutboxRow] = []
+    for rec in records:
+        result.considered += 1
+        client = record_client(rec)
+        person = persons.get(str(client)) if client is not None else None
+        if person is None:
+            result.skipped += 1
+            continue
+        person_kinds: list[str] = []
+        if feed.person_has:
+            if person not in kinds_of:
+                found = await tx.records_of_person(person, sorted(feed.person_has))
+                kinds_of[person] = [r.kind for r in found]
+            person_kinds = kinds_of[person]
+        if not feed.wants(rec, person_kinds):
+            result.skipped += 1
+            continue
+        data_hash = record_to_row(rec).payload_hash
+        item = await ctx.engine.prepare_delivery(
+            tx, audit, feed, rec, person, now, data_hash=data_hash
+        )
+        if item is None:
+            result.withheld += 1
+        else:
+            rows.append(item)
+    await audit.flush()
+    ids = await tx.enqueue(rows)
     result.enqueued = len(ids)
     result.already_queued = len(rows) - len(ids)
     return result
@@ -191,75 +218,85 @@ def validate_schedule(schedule: str) -> str | None:
     return None
 
 
-class FeedCursors:
-    """Per-feed high-water marks (``received_at`` of the newest record queued), in a file.
+def legacy_cursor_file(ctx: HubContext) -> Path:
+    """The cursor file earlier hubs kept in the data folder (one per machine)."""
+    return ctx.config.resolve(LEGACY_CURSOR_FILE)
 
-    The file is small JSON, replaced atomically (temp file + rename) after each run.
+
+async def import_legacy_cursors(ctx: HubContext) -> int:
+    """Take the cursors of the data folder's old cursor file into the store, once.
+
+    Each file cursor says that everything received up to it was queued, so it replaces the
+    store's when it is further on (and the feed is not running); the file is then renamed
+    ``feed-cursors.json.imported`` and never read again. Returns the cursors moved. Raises
+    :class:`DeliveryError` when the file is unreadable (the runs wait until it is fixed or
+    removed rather than re-send history).
     """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, str]:
-        """Every feed's cursor (empty when the file does not exist yet)."""
-        try:
-            data = orjson.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise DeliveryError(f"{self.path}: feed cursor file is unreadable: {exc}") from None
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def get(self, feed: str) -> str:
-        """A feed's cursor ("" before its first run)."""
-        return self.load().get(feed, "")
-
-    def set(self, feed: str, cursor: str) -> None:
-        """Move a feed's cursor and write the file atomically."""
-        data = self.load()
-        data[feed] = cursor
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
-        os.replace(tmp, self.path)
+    path = legacy_cursor_file(ctx)
+    if not path.exists():
+        return 0
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return 0  # another process of this data folder imported it just now
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise DeliveryError(f"{path}: feed cursor file is unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise DeliveryError(f"{path}: feed cursor file is not a JSON object")
+    moved = 0
+    for name, value in data.items():
+        if isinstance(value, str) and value:
+            moved += await ctx.store.import_feed_cursor(str(name), value)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, path.with_name(f"{path.name}.imported"))
+    log.info("imported the feed cursor file into the store", extra={"feeds": moved})
+    return moved
 
 
-def cursors_for(ctx: HubContext) -> FeedCursors:
-    """The cursor file in the hub's data folder."""
-    return FeedCursors(ctx.config.resolve(CURSOR_FILE))
+class _LeaseLost(Exception):
+    """Another process took the feed's run over (this run's lease had expired)."""
 
 
-async def changed_rows(
-    ctx: HubContext, feed: FeedSpec, after: str, batch: int = 500
-) -> AsyncIterator[list[RecordRow]]:
-    """Live records of the feed's kinds received after ``after``, ``batch`` at a time."""
-    for kind in sorted(feed.kinds):
-        pending: list[RecordRow] = []
-        async for rows in ctx.store.iter_records(kind, batch=1000):
-            pending.extend(r for r in rows if r.received_at > after and not r.deleted)
-            while len(pending) >= batch:
-                yield pending[:batch]
-                pending = pending[batch:]
-        if pending:
-            yield pending
+def _run_owner() -> str:
+    """A lease owner naming this process and this run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 async def run_scheduled_feed(
-    ctx: HubContext, feed: FeedSpec, cursors: FeedCursors | None = None
-) -> EnqueueResult:
-    """One run of a scheduled feed: queue what changed since its cursor, then move it.
+    ctx: HubContext,
+    feed: FeedSpec,
+    *,
+    lease_seconds: float = FEED_LEASE_SECONDS,
+    batch: int = FEED_BATCH,
+) -> EnqueueResult | None:
+    """One run of a scheduled feed: queue what changed since its cursor, moving the cursor.
 
-    Safe to run again after a crash: a record already queued is not queued twice.
+    Returns None without doing anything while another process holds the feed's lease (it
+    is running the feed). Otherwise the records of the feed's kinds after the cursor are
+    taken in cursor order (``received_at``, then key), ``batch`` at a time; each batch is one
+    transaction that moves the cursor past it and renews the lease (only while this run
+    still holds it), writes the decisions' audit entries and queues the permitted. So a
+    crash never moves the cursor past records not queued, a committed batch is never
+    passed through the gate again, and a run that stalled past its lease and was taken over
+    stops (its batch rolls back). The lease is given back at the end.
     """
-    cursors = cursors or cursors_for(ctx)
-    after = cursors.get(feed.name)
-    newest = after
+    await import_legacy_cursors(ctx)
+    owner = _run_owner()
+    cursor = await ctx.store.claim_feed(feed.name, owner, lease_seconds)
+    if cursor is None:
+        log.info("scheduled feed is running in another process", extra={"feed": feed.name})
+        return None
     total = EnqueueResult()
-    async for rows in changed_rows(ctx, feed, after):
-        newest = max(newest, max(r.received_at for r in rows))
-        total.add(await enqueue_for_feed(ctx, feed, [row_to_record(r) for r in rows]))
-    if newest != after:
-        cursors.set(feed.name, newest)
+    try:
+        await _run_claimed(ctx, feed, owner, cursor, lease_seconds, max(1, batch), total)
+    finally:
+        try:
+            await ctx.store.release_feed(feed.name, owner)
+        except Exception as exc:
+            log.warning(
+                "giving back a feed's lease failed; it expires",
+                extra={"feed": feed.name, "error_type": type(exc).__name__},
+            )
     log.info(
         "scheduled feed run",
         extra={
@@ -270,6 +307,52 @@ async def run_scheduled_feed(
         },
     )
     return total
+
+
+async def _run_claimed(
+    ctx: HubContext,
+    feed: FeedSpec,
+    owner: str,
+    cursor: FeedCursor,
+    lease_seconds: float,
+    batch: int,
+    total: EnqueueResult,
+) -> None:
+    """The batches of a claimed run (counts added to ``total`` as each commits)."""
+    kinds = sorted(feed.kinds)
+    while positions := await ctx.store.feed_changes(kinds, cursor, FEED_SCAN):
+        for start in range(0, len(positions), batch):
+            part = positions[start : start + batch]
+            end = part[-1]
+            until = _iso(datetime.now(UTC) + timedelta(seconds=lease_seconds))
+            try:
+                async with ctx.store.transaction() as tx:
+                    # First: the cursor row stays locked until this batch commits, so a
+                    # claim by another process waits for it and then finds the lease renewed.
+                    if not await tx.advance_feed(feed.name, owner, end, until):
+                        raise _LeaseLost
+                    found = await tx.records_by_keys([p.key for p in part if p.key])
+                    records = [
+                        row_to_record(row)
+                        for p in part
+                        if p.key
+                        and (row := found.get(p.key)) is not None
+                        # changed since the scan: a later position, a later run's
+                        and row.received_at == p.received_at
+                        and not row.deleted
+                    ]
+                    done = await _enqueue_in(ctx, tx, feed, records, ctx.engine.clock())
+            except _LeaseLost:
+                log.warning(
+                    "scheduled feed run lost its lease to another process; stopped",
+                    extra={"feed": feed.name},
+                )
+                return
+            total.add(done)
+            cursor = end
+            await asyncio.sleep(0)
+        if len(positions) < FEED_SCAN:
+            return
 
 
 async def prune_delivered(ctx: HubContext, now: datetime | None = None) -> int:
@@ -283,15 +366,13 @@ async def prune_delivered(ctx: HubContext, now: datetime | None = None) -> int:
 
 
 def delivery_jobs(
-    ctx: HubContext,
-    cursors: FeedCursors | None = None,
-    on_enqueued: Callable[[int], None] | None = None,
+    ctx: HubContext, on_enqueued: Callable[[int], None] | None = None
 ) -> list[ScheduledJob]:
     """The scheduler jobs of delivery: one per scheduled feed, and the outbox pruning.
 
+    Every process runs the jobs; a feed's run is done by whichever claims its lease first.
     Raises :class:`DeliveryError` naming the feed when a schedule is not valid.
     """
-    cursors = cursors or cursors_for(ctx)
     jobs: list[ScheduledJob] = []
     for feed in ctx.engine.feeds:
         if feed.on_change:
@@ -302,7 +383,7 @@ def delivery_jobs(
         jobs.append(
             ScheduledJob(
                 name=f"feed:{feed.name}",
-                func=_feed_job(ctx, feed, cursors, on_enqueued),
+                func=_feed_job(ctx, feed, on_enqueued),
                 cron=feed.schedule,
             )
         )
@@ -317,14 +398,11 @@ def delivery_jobs(
 
 
 def _feed_job(
-    ctx: HubContext,
-    feed: FeedSpec,
-    cursors: FeedCursors,
-    on_enqueued: Callable[[int], None] | None,
+    ctx: HubContext, feed: FeedSpec, on_enqueued: Callable[[int], None] | None
 ) -> Callable[[], Awaitable[None]]:
     async def job() -> None:
         try:
-            result = await run_scheduled_feed(ctx, feed, cursors)
+            result = await run_scheduled_feed(ctx, feed)
         except Exception as exc:
             ctx.metrics.errors.labels("scheduler", type(exc).__name__).inc()
             log.error(
@@ -332,7 +410,7 @@ def _feed_job(
                 extra={"feed": feed.name, "error_type": type(exc).__name__},
             )
             return
-        if result.enqueued and on_enqueued is not None:
+        if result is not None and result.enqueued and on_enqueued is not None:
             on_enqueued(result.enqueued)
 
     return job

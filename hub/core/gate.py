@@ -26,6 +26,7 @@ from consent import (
     Decision,
     DecisionRequest,
     evaluate,
+    parse_consent,
     redact,
 )
 from consent.audit import AuditEntry, make_entry
@@ -144,6 +145,38 @@ class ConsentGate:
         self._on_decision = on_decision
         self._by_ref: dict[str, list[ConsentRecord]] = {}
         self._person_consents: dict[str, tuple[ConsentRecord, ...]] = {}
+        self._generation: int | None = None
+        self._checked: Transaction | None = None
+
+    # ---- consents written by other processes ----------------------------------------------
+
+    async def refresh(self, tx: Transaction) -> int:
+        """Load the consents written (by any process) since this gate last looked; returns
+        how many. A consent imported or revoked through the CLI, another ``hub serve`` or a
+        ``hub worker`` on another machine takes effect here at the next transaction."""
+        current = await tx.consent_generation()
+        self._checked = tx
+        if current == self._generation:
+            return 0
+        bodies = (
+            await tx.all_consents()
+            if self._generation is None
+            else await tx.consents_since(self._generation)
+        )
+        self.load_consents(
+            [
+                parse_consent(orjson.loads(b), agencies=self.agencies, policy=self.policy)
+                for b in bodies
+            ]
+        )
+        self._generation = current
+        return len(bodies)
+
+    async def _fresh(self, tx: Transaction) -> None:
+        # Once per transaction: the first look at consents in a transaction checks for
+        # changes (one small query), later ones in the same transaction do not.
+        if tx is not self._checked:
+            await self.refresh(tx)
 
     # ---- consent cache -------------------------------------------------------------------
 
@@ -178,6 +211,7 @@ class ConsentGate:
 
     async def load_people(self, tx: Transaction, person_ids: Iterable[str]) -> None:
         """Look up the consents of many persons at once (one query), for the hot path."""
+        await self._fresh(tx)
         if not self._by_ref:
             return
         wanted = [p for p in dict.fromkeys(person_ids) if p not in self._person_consents]
@@ -198,6 +232,7 @@ class ConsentGate:
 
     async def consents_for(self, tx: Transaction, person_id: str) -> tuple[ConsentRecord, ...]:
         """The consents of a person (memory after the first look-up of that person)."""
+        await self._fresh(tx)
         cached = self._person_consents.get(person_id)
         if cached is not None:
             return cached

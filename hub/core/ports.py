@@ -314,6 +314,14 @@ class Transaction(Protocol):
         """Every consent JSON body (the gate caches them in memory)."""
         ...
 
+    async def consent_generation(self) -> int:
+        """A number that grows with every committed write of consents (by any process)."""
+        ...
+
+    async def consents_since(self, generation: int) -> list[bytes]:
+        """The JSON bodies of consents written after ``generation``."""
+        ...
+
     # audit
     async def audit_head(self) -> tuple[int, str] | None:
         """The last audit entry's (seq, hash), locked for this transaction's append."""

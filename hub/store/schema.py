@@ -111,6 +111,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 lease_owner TEXT, lease_until TEXT)""",
         ],
     ),
+    (
+        4,
+        "consent generations: every process sees consents written by the others",
+        [
+            # Bumped in the transaction that writes consents; each consent row carries the
+            # generation that wrote it, so a process reloads only what changed since.
+            "CREATE TABLE consent_generation (id INTEGER PRIMARY KEY, value {bigint} NOT NULL)",
+            "INSERT INTO consent_generation (id, value) VALUES (1, 1)",
+            "ALTER TABLE consents ADD COLUMN generation {bigint} NOT NULL DEFAULT 1",
+            "CREATE INDEX consents_generation ON consents (generation)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -513,21 +513,40 @@ class SqlTransaction:
 
     async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> None:
         """See :meth:`hub.core.ports.Transaction.put_consents`."""
+        if not consents:
+            return
         at = now_iso()
+        # Locks the generation row (PostgreSQL): consent writers take turns, so generations
+        # are committed in order and a reader never skips one.
+        bumped = await self._c.fetchrow(
+            "UPDATE consent_generation SET value = value + 1 WHERE id = 1 RETURNING value"
+        )
+        assert bumped is not None
         await self._c.executemany(
-            "INSERT INTO consents (id, client_system, client_value, body, updated_at) "
-            "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO consents (id, client_system, client_value, body, updated_at, "
+            "generation) VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "client_system=excluded.client_system, client_value=excluded.client_value, "
-            "body=excluded.body, updated_at=excluded.updated_at",
+            "body=excluded.body, updated_at=excluded.updated_at, generation=excluded.generation",
             [
-                (cid, system, value, self._seal_blob(body, f"consent|{cid}"), at)
+                (cid, system, value, self._seal_blob(body, f"consent|{cid}"), at, bumped[0])
                 for cid, system, value, body in consents
             ],
         )
 
     async def all_consents(self) -> list[bytes]:
         """See :meth:`hub.core.ports.Transaction.all_consents`."""
-        rows = await self._c.fetch("SELECT id, body FROM consents ORDER BY id")
+        return await self.consents_since(0)
+
+    async def consent_generation(self) -> int:
+        """See :meth:`hub.core.ports.Transaction.consent_generation`."""
+        row = await self._c.fetchrow("SELECT value FROM consent_generation WHERE id = 1")
+        return 0 if row is None else int(row[0])
+
+    async def consents_since(self, generation: int) -> list[bytes]:
+        """See :meth:`hub.core.ports.Transaction.consents_since`."""
+        rows = await self._c.fetch(
+            "SELECT id, body FROM consents WHERE generation > ? ORDER BY id", (generation,)
+        )
         return [self._open_blob(bytes(r[1]), f"consent|{r[0]}") for r in rows]
 
     def _seal_blob(self, data: bytes, aad: str) -> bytes:

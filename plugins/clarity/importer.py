@@ -4,7 +4,10 @@ Files are read in dependency order, each as a stream of rows processed in batche
 ``[clarity] batch_size`` (one ``engine.ingest`` call each), so memory does not grow with a
 file's size. What is kept across files is compact: organisation and project owners, one
 small value per client (its owner) and per enrollment (owner, entry date, whether it has an
-exit), and, while Enrollment.csv is read, a head-of-household count per household.
+exit), and, while Enrollment.csv is read, a head-of-household count per household; these
+live in :class:`~plugins.clarity.idmap.IdMap` tables (4 bytes an id when ids are dense
+integers, as HMIS ids are). Each batch is screened column by column first; only the rows
+the screen cannot clear are checked cell by cell (``RowChecker.suspects``).
 
 Ownership (CONSENT.md): a record belongs to the agency of its enrollment's project's
 organisation. A Client belongs to the owner of its earliest enrollment in this export, else
@@ -20,8 +23,9 @@ that the export no longer carries. ``DateDeleted`` marks a record deleted.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,11 +33,12 @@ from typing import Any
 
 import orjson
 
-from hub.plugin_api import Record, RecordMeta
+from hub.plugin_api import Provenance, Record, RecordMeta, SourceKey
 from plugins.clarity import mapping
 from plugins.clarity.csvio import ExportSource, ImportRefused, iter_rows, open_table
 from plugins.clarity.dates import normalise_date, normalise_datetime, version_of
 from plugins.clarity.findings import MemoryReport, Report
+from plugins.clarity.idmap import IdMap
 from plugins.clarity.mapping import BuildContext, Layout
 from plugins.clarity.ownership import agency_for_org, ensure_agency, ensure_named_agency
 from plugins.clarity.settings import ClaritySettings, settings_of
@@ -53,6 +58,8 @@ ProgressFn = Callable[[str, int, int], None]
 """``progress(file, bytes_done, bytes_total)`` — bytes over the whole export."""
 
 DIRECTIVES = {"1": "delta", "2": "full", "3": "other"}
+_PARENT_KINDS = ("hmis.Organization", "hmis.Project", "client", "enrollment")
+"""Kinds whose records rows of later files name (looked up in the store when missing)."""
 _NAME_COLUMNS = frozenset({"FirstName", "MiddleName", "LastName", "NameSuffix", "SSN"})
 
 
@@ -174,14 +181,10 @@ class Owners:
         return at
 
 
-class Interned:
-    """Shares equal small tuples (one object per distinct value, not per row)."""
-
-    def __init__(self) -> None:
-        self._pool: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-
-    def __call__(self, value: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self._pool.setdefault(value, value)
+_HOUSEHOLD = re.compile(r"(\D{0,8})(0|[1-9][0-9]{0,17})").fullmatch
+"""A household id as a short prefix and a number (``s_849668``, ``HH100000``, ``42``)."""
+_HOUSEHOLD_PREFIXES = 16
+"""Households of more prefixes than this are counted by their ids' hashes."""
 
 
 # ---- the import ---------------------------------------------------------------------------
@@ -227,15 +230,19 @@ class _Import:
         self.report_path = report_path
         self.report: Report = Report(None)
         self.owners = Owners()
-        self.intern = Interned()
         # Compact state kept across files (see the module docstring).
         self.orgs: dict[int | str, int] = {}
         self.projects: dict[int | str, int] = {}
         self.users: set[int | str] = set()
-        self.persons: dict[int | str, Any] = {}
-        self.enrollments: dict[int | str, tuple[int, int, bool] | None] = {}
-        self.households: dict[int, int] = {}
+        self.persons: IdMap[Any] = IdMap()
+        self.enrollments: IdMap[tuple[int, int, bool] | None] = IdMap()
+        self.households: dict[str | None, IdMap[int]] = {}
         self.assessments: set[int | str] = set()
+        self.stored_kinds: frozenset[str] = frozenset()
+        """Parent kinds the store held from this source before the import began."""
+        self.household_prefixes: set[str] = set()
+        self._known_users: set[str] = set()  # UserIDs as rows spell them, found in User.csv
+        self._project_owners: dict[str, int] = {}  # project owners by ProjectID as spelled
         self.first_org = ""
         self.default_owner = 0
         self.export_date = ""
@@ -356,6 +363,9 @@ class _Import:
                 f"{name} is not a file of the HMIS CSV FY{s.version} format; ignored",
             )
         self._check_export_row(meta)
+        self.stored_kinds = frozenset(
+            [k for k in _PARENT_KINDS if await self._source_has(k)]  # before any ingest
+        )
         # Organisations decide owners; projects, users and descriptors follow.
         await self._file(src, "Organization")
         self._default_owner()
@@ -455,19 +465,22 @@ class _Import:
             return
         handler = _handler(file)
         had_records = await self._source_has(RECORD_KINDS[file])
-        keep: set[int | str] = set()
+        keep: IdMap[bool] = IdMap()  # the file's ids (a full refresh keeps these)
         batch: list[tuple[int, list[str]]] = []
         size = src.size(file)
         batch_size = self.settings.batch_size
         try:
-            for line, v in iter_rows(table, self.report):
-                stats.rows += 1
-                batch.append((line, v))
+            add = batch.append
+            for row in iter_rows(table, self.report):
+                add(row)
                 if len(batch) >= batch_size:
+                    stats.rows += len(batch)
                     await self._batch(lay, checker, handler, batch, stats, keep)
                     batch = []
+                    add = batch.append
                     self._progress(name, table.position())
             if batch:
+                stats.rows += len(batch)
                 await self._batch(lay, checker, handler, batch, stats, keep)
         finally:
             table.close()
@@ -479,23 +492,37 @@ class _Import:
         if self.progress is not None:
             self.progress(name, min(self.bytes_done + position, self.bytes_total), self.bytes_total)
 
-    def _is_duplicate(
-        self, file: str, key: int | str, keep: set[int | str], batch: set[int | str]
-    ) -> bool:
+    def _duplicates(self, file: str, keep: IdMap[bool]) -> Callable[[int | str], bool]:
+        """The duplicate-key test of one batch of ``file`` (it notes each key it lets pass)."""
         if file == "Client":
-            if type(self.persons.get(key)) is int or key in batch:
-                return True
-            batch.add(key)
-            return False
+            persons = self.persons
+            in_batch: set[int | str] = set()
+
+            def client(key: int | str) -> bool:
+                if type(persons.get(key)) is int or key in in_batch:
+                    return True
+                in_batch.add(key)
+                return False
+
+            return client
         if file == "Enrollment":
-            if key in self.enrollments:
+            enrollments = self.enrollments
+
+            def enrollment(key: int | str) -> bool:
+                if key in enrollments:
+                    return True
+                enrollments[key] = None
+                return False
+
+            return enrollment
+
+        def other(key: int | str) -> bool:
+            if key in keep:
                 return True
-            self.enrollments[key] = None
+            keep[key] = True
             return False
-        if key in keep:
-            return True
-        keep.add(key)
-        return False
+
+        return other
 
     async def _batch(
         self,
@@ -504,26 +531,28 @@ class _Import:
         handler: Handler,
         batch: list[tuple[int, list[str]]],
         stats: FileStats,
-        keep: set[int | str],
+        keep: IdMap[bool],
     ) -> None:
         file = lay.file
         name = f"{file}.csv"
         key_name = lay.names[0]
-        rows: list[tuple[int, list[str], str]] = []
-        in_batch: set[int | str] = set()
+        report = self.report
+        duplicate = self._duplicates(file, keep)
+        rows: list[tuple[int, list[str], str, int | str]] = []
         for line, v in batch:
             rid = v[0].strip()
             if not rid:
                 if any(v):
-                    self.report.error(
+                    report.error(
                         name, line, key_name, "missing-key", f"{key_name}: blank; row skipped"
                     )
                 else:
-                    self.report.warn(name, line, "", "blank-row", "blank row skipped")
+                    report.warn(name, line, "", "blank-row", "blank row skipped")
                 continue
             v[0] = rid
-            if self._is_duplicate(file, ck(rid), keep, in_batch):
-                self.report.error(
+            key = ck(rid)
+            if duplicate(key):
+                report.error(
                     name,
                     line,
                     key_name,
@@ -532,16 +561,27 @@ class _Import:
                     rid,
                 )
                 continue
-            rows.append((line, v, rid))
+            rows.append((line, v, rid, key))
         await self._resolve(lay, rows)
+        # Rows the column screens clear need no cell check (see RowChecker.suspects).
+        suspects = checker.suspects([row[1] for row in rows])
+        check = checker.check
+        raw_hash = mapping.raw_hash
+        updated_at = lay.updated
+        past_limit = self.past_limit
         records: list[Record] = []
-        for line, v, rid in rows:
-            digest = mapping.raw_hash(v)
-            checker.check(v, line, rid, self.report)
-            version = self._version(name, lay, v, line, rid)
-            record = handler(self, lay, v, line, rid, version, digest) if version else None
+        for k, (line, v, rid, key) in enumerate(rows):
+            digest = raw_hash(v)
+            if k in suspects:
+                check(v, line, rid, report)
+            updated = v[updated_at] if updated_at >= 0 else ""
+            if updated and updated[:10] <= past_limit:
+                version: str | None = version_of(updated)
+            else:
+                version = self._version(name, lay, v, line, rid)
+            record = handler(self, lay, v, line, rid, key, version, digest) if version else None
             if record is None:
-                self._errored(file, ck(rid))
+                self._errored(file, key)
             else:
                 records.append(record)
         stats.accepted += len(records)
@@ -616,7 +656,7 @@ class _Import:
         self,
         src: ExportSource,
         lay: Layout,
-        keep: set[int | str],
+        keep: IdMap[bool],
         stats: FileStats,
         had_records: bool,
     ) -> None:
@@ -639,31 +679,46 @@ class _Import:
 
     # ---- parents that are not in this export: look them up in the store --------------------
 
-    async def _resolve(self, lay: Layout, rows: list[tuple[int, list[str], str]]) -> None:
+    async def _resolve(
+        self, lay: Layout, rows: list[tuple[int, list[str], str, int | str]]
+    ) -> None:
+        """Look up in the store the parents a batch names that this export has not given
+        (only kinds the store held from this source before the import: nothing else can
+        be found there)."""
         file = lay.file
         wanted: dict[str, set[str]] = {}
+        stored = self.stored_kinds
 
-        def missing(col: int, known: Mapping[int | str, Any]) -> set[str]:
-            return {v[col] for _l, v, _r in rows if v[col] and ck(v[col]) not in known}
+        def missing(col: int, known: Container[int | str]) -> set[str]:
+            return {v[col] for _l, v, _r, _k in rows if v[col] and ck(v[col]) not in known}
 
         def no_client(col: int) -> set[str]:
             persons = self.persons
             return {
-                v[col] for _l, v, _r in rows if v[col] and type(persons.get(ck(v[col]))) is not int
+                v[col]
+                for _l, v, _r, _k in rows
+                if v[col] and type(persons.get(ck(v[col]))) is not int
             }
 
         if file == "Project":
-            wanted["hmis.Organization"] = missing(lay["OrganizationID"], self.orgs)
+            if "hmis.Organization" in stored:
+                wanted["hmis.Organization"] = missing(lay["OrganizationID"], self.orgs)
         elif file in PROJECT_FILES:
-            wanted["hmis.Project"] = missing(lay.project, self.projects)
+            if "hmis.Project" in stored:
+                wanted["hmis.Project"] = missing(lay.project, self.projects)
         elif file == "Client":
-            wanted["client"] = {r for _l, _v, r in rows if ck(r) not in self.persons}
+            if "client" in stored:
+                wanted["client"] = {r for _l, _v, r, k in rows if k not in self.persons}
         elif file == "Enrollment":
-            wanted["client"] = no_client(lay.personal)
-            wanted["hmis.Project"] = missing(lay.project, self.projects)
+            if "client" in stored:
+                wanted["client"] = no_client(lay.personal)
+            if "hmis.Project" in stored:
+                wanted["hmis.Project"] = missing(lay.project, self.projects)
         elif file in ENROLLMENT_FILES:
-            wanted["client"] = no_client(lay.personal)
-            wanted["enrollment"] = missing(lay.enrollment, self.enrollments)
+            if "client" in stored:
+                wanted["client"] = no_client(lay.personal)
+            if "enrollment" in stored:
+                wanted["enrollment"] = missing(lay.enrollment, self.enrollments)
         await self._lookup({k: ids for k, ids in wanted.items() if ids})
 
     async def _lookup(self, wanted: Mapping[str, set[str]]) -> None:
@@ -684,7 +739,7 @@ class _Import:
         elif kind == "enrollment":
             entry = orjson.loads(row.payload).get("entry_date") or ""
             ordinal = date.fromisoformat(entry).toordinal() if entry else 0
-            self.enrollments[key] = self.intern((owner, ordinal, False))
+            self.enrollments[key] = (owner, ordinal, False)
         elif kind == "hmis.Project":
             self.projects[key] = owner
         elif kind == "hmis.Organization":
@@ -719,23 +774,30 @@ class _Import:
         pc, prj, ent, dele = lay.personal, lay.project, lay["EntryDate"], lay.deleted
         projects: dict[str, str] = {}
         persons = self.persons
-        intern = self.intern
         latest = 1 << 30
+        day_of = mapping.day
         try:
             for _line, v in iter_rows(table, quiet):
                 pid, project = v[pc].strip(), v[prj].strip()
                 if not pid or not project or v[dele]:
                     continue
-                got = normalise_date(v[ent])
-                ordinal = date.fromisoformat(got[0]).toordinal() if got else latest
+                entry = v[ent]
+                day = day_of(entry) if entry[4:5] == "-" == entry[7:8] else None
+                if day is not None:  # what normalise_date reads as is, from a shared cache
+                    ordinal = day.toordinal()
+                else:
+                    got = normalise_date(entry)
+                    ordinal = date.fromisoformat(got[0]).toordinal() if got else latest
                 project = projects.setdefault(project, project)
                 key = ck(pid)
                 current = persons.get(key)
                 if current is None or ordinal < current[0]:
-                    persons[key] = intern((ordinal, project))
+                    persons[key] = (ordinal, project)  # stored once per distinct value
         finally:
             table.close()
-        await self._lookup({"hmis.Project": {p for p in projects if ck(p) not in self.projects}})
+        if "hmis.Project" in self.stored_kinds:
+            wanted = {p for p in projects if ck(p) not in self.projects}
+            await self._lookup({"hmis.Project": wanted})
 
     # ---- row handlers --------------------------------------------------------------------
 
@@ -751,8 +813,17 @@ class _Import:
         flags: frozenset[str] = frozenset(),
     ) -> RecordMeta:
         agency, restricted = self.owners.items[owner]
-        return mapping.make_meta(
-            self.bc, kind, rid, agency, restricted, version, deleted, digest, sensitivity, flags
+        bc = self.bc
+        return RecordMeta(  # positional, as mapping.make_meta (field order checked there)
+            kind,
+            SourceKey(bc.source, rid),
+            agency,
+            Provenance(bc.source_system, bc.received_at, digest),
+            version,
+            deleted,
+            sensitivity,
+            restricted,
+            flags,
         )
 
     def _row(
@@ -772,6 +843,15 @@ class _Import:
         )
         return mapping.build_row(self.bc, lay, v, meta, cats)
 
+    def _project_owner(self, project: str) -> int | None:
+        """The owner of a project by its id as a row spells it (None when unknown)."""
+        owner = self._project_owners.get(project)
+        if owner is None and project:
+            owner = self.projects.get(ck(project))
+            if owner is not None:  # owners never change once known; few spellings per project
+                self._project_owners[project] = owner
+        return owner
+
     def _fk_error(self, lay: Layout, line: int, column: str, what: str, rid: str) -> None:
         self.report.error(
             f"{lay.file}.csv",
@@ -783,10 +863,14 @@ class _Import:
         )
 
     def _check_user(self, lay: Layout, v: list[str], line: int, rid: str) -> None:
-        if self.summary.directive != "full" or not self.users or "UserID" not in lay.ix:
+        if lay.user < 0 or not self.users or self.summary.directive != "full":
             return
-        user = v[lay.ix["UserID"]]
-        if user and ck(user) not in self.users:
+        user = v[lay.user]
+        if not user or user in self._known_users:
+            return
+        if ck(user) in self.users:
+            self._known_users.add(user)  # at most one spelling per user: the canonical one
+        else:
             self.report.warn(
                 f"{lay.file}.csv",
                 line,
@@ -797,19 +881,33 @@ class _Import:
             )
 
     def organization(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """Organization.csv: the organisation's agency owns it (created when unmapped)."""
         vsp = v[lay["VictimServiceProvider"]] == "1"
         agency, restricted = self._agency(rid, v[lay["OrganizationName"]], vsp)
         owner = self.owners.index(agency, restricted)
-        self.orgs[ck(rid)] = owner
+        self.orgs[key] = owner
         if not self.first_org:
             self.first_org = rid
         return self._row(lay, v, rid, owner, version, digest)
 
     def project(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """Project.csv: owned by its organisation's agency."""
         org = v[lay["OrganizationID"]]
@@ -817,23 +915,36 @@ class _Import:
         if owner is None:
             self._fk_error(lay, line, "OrganizationID", "organisation", rid)
             return None
-        self.projects[ck(rid)] = owner
+        self.projects[key] = owner
         self._check_user(lay, v, line, rid)
         return self._row(lay, v, rid, owner, version, digest)
 
     def user(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """User.csv: owned by the export's default owner."""
-        self.users.add(ck(rid))
+        self.users.add(key)
         return self._row(lay, v, rid, self.default_owner, version, digest)
 
     def project_child(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """Funder, ProjectCoC, Inventory, Affiliation, HMIS/CE participation rows."""
-        project = v[lay.project]
-        owner = self.projects.get(ck(project)) if project else None
+        owner = self._project_owner(v[lay.project])
         if owner is None:
             self._fk_error(lay, line, "ProjectID", "project", rid)
             return None
@@ -852,19 +963,27 @@ class _Import:
         return self._row(lay, v, rid, owner, version, digest)
 
     def client(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """Client.csv: owned by the earliest enrollment's owner, else the stored or default one."""
-        key = ck(rid)
         pre = self.persons.get(key)
         if type(pre) is tuple:
-            owner = self.projects.get(ck(pre[1]), self.default_owner)
+            owner = self._project_owner(pre[1])
+            if owner is None:
+                owner = self.default_owner
         elif type(pre) is int:
             owner = pre
         else:
             owner = self.default_owner
         self.persons[key] = owner
-        dob = v[lay["DOB"]]
+        dob = v[lay.ix["DOB"]]
         birth_ok = bool(dob) and LOWEST_DATE <= dob <= self.past_limit
         deleted = lay.deleted >= 0 and bool(v[lay.deleted])
         self._check_user(lay, v, line, rid)
@@ -872,24 +991,31 @@ class _Import:
         return mapping.build_client(self.bc, lay, v, meta, birth_ok)
 
     def enrollment(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """Enrollment.csv: owned by its project's organisation's agency."""
         pid = v[lay.personal]
         if not pid or type(self.persons.get(ck(pid))) is not int:
             self._fk_error(lay, line, "PersonalID", "client", rid)
             return None
-        project = v[lay.project]
-        owner = self.projects.get(ck(project)) if project else None
+        owner = self._project_owner(v[lay.project])
         if owner is None:
             self._fk_error(lay, line, "ProjectID", "project", rid)
             return None
-        entry = v[lay["EntryDate"]]
-        ordinal = date.fromisoformat(entry).toordinal() if entry else 0
+        entry = mapping.day(v[lay.ix["EntryDate"]])  # checked: a date or blank
+        ordinal = entry.toordinal() if entry is not None else 0
         deleted = lay.deleted >= 0 and bool(v[lay.deleted])
-        self.enrollments[ck(rid)] = self.intern((owner, ordinal, False))
+        self.enrollments[key] = (owner, ordinal, False)
         if not deleted:
-            self._count_head(v[lay["HouseholdID"]], v[lay["RelationshipToHoH"]], line, rid)
+            ix = lay.ix
+            self._count_head(v[ix["HouseholdID"]], v[ix["RelationshipToHoH"]], line, rid)
         self._check_user(lay, v, line, rid)
         meta = self._meta("enrollment", rid, owner, version, deleted, digest)
         return mapping.build_enrollment(self.bc, lay, v, meta)
@@ -897,8 +1023,11 @@ class _Import:
     def _count_head(self, household: str, relationship: str, line: int, rid: str) -> None:
         if not household:
             return
-        key = hash(household)  # 64 bits per household, not the id string
-        heads = self.households.get(key, 0)
+        prefix, key = self._household_key(household, admit=True)
+        counts = self.households.get(prefix)
+        if counts is None:
+            counts = self.households[prefix] = IdMap()
+        heads = counts.get(key, 0)
         if relationship == "1":
             if heads >= 1:
                 self.report.warn(
@@ -909,16 +1038,28 @@ class _Import:
                     "RelationshipToHoH: a second head of household in this HouseholdID; kept",
                     rid,
                 )
-            self.households[key] = 2 if heads else 1
-        elif key not in self.households:
-            self.households[key] = 0
+            counts[key] = 2 if heads else 1
+        elif key not in counts:
+            counts[key] = 0
+
+    def _household_key(self, household: str, admit: bool) -> tuple[str | None, int]:
+        """A household's key: its prefix and number, else (None, its id's 64-bit hash) —
+        never the id string. ``admit`` lets a new prefix in (up to _HOUSEHOLD_PREFIXES)."""
+        m = _HOUSEHOLD(household)
+        if m is not None:
+            prefix = m.group(1)
+            known = self.household_prefixes
+            if prefix in known or (admit and len(known) < _HOUSEHOLD_PREFIXES):
+                known.add(prefix)
+                return prefix, int(m.group(2))
+        return None, hash(household)
 
     async def _households(self, src: ExportSource, lay: Layout) -> None:
         """Report households without a head (full refresh only: a delta may omit the head)."""
         households, self.households = self.households, {}
         if self.summary.directive != "full":
             return
-        missing = {k for k, n in households.items() if n == 0}
+        missing = {(p, k) for p, counts in households.items() for k, n in counts.items() if n == 0}
         del households
         if not missing:
             return
@@ -929,7 +1070,7 @@ class _Import:
         hc, dc = lay["HouseholdID"], lay.deleted
         try:
             for line, v in iter_rows(table, quiet):
-                key = hash(v[hc])
+                key = self._household_key(v[hc], admit=False)
                 if key in missing and not v[dc]:
                     missing.discard(key)
                     self.report.warn(
@@ -944,7 +1085,14 @@ class _Import:
             table.close()
 
     def enrolled(
-        self, lay: Layout, v: list[str], line: int, rid: str, version: str, digest: str
+        self,
+        lay: Layout,
+        v: list[str],
+        line: int,
+        rid: str,
+        key: int | str,
+        version: str,
+        digest: str,
     ) -> Record | None:
         """Rows of an enrollment (Exit, Services, IncomeBenefits, …): the enrollment's owner."""
         eid = v[lay.enrollment]
@@ -963,8 +1111,8 @@ class _Import:
         file = lay.file
         name = f"{file}.csv"
         if file == "Exit":
-            exit_day = v[lay["ExitDate"]]
-            if exit_day and entry and date.fromisoformat(exit_day).toordinal() < entry:
+            exit_day = mapping.day(v[lay.ix["ExitDate"]])  # checked: a date or blank
+            if exit_day is not None and entry and exit_day.toordinal() < entry:
                 self.report.warn(
                     name,
                     line,
@@ -984,7 +1132,7 @@ class _Import:
                         rid,
                     )
                 else:
-                    self.enrollments[ekey] = self.intern((owner, entry, True))
+                    self.enrollments[ekey] = (owner, entry, True)
             meta = self._meta("exit", rid, owner, version, deleted, digest)
             return mapping.build_exit(self.bc, lay, v, meta)
         if file == "Services":
@@ -992,7 +1140,7 @@ class _Import:
             meta = self._meta("service", rid, owner, version, deleted, digest, sensitivity)
             return mapping.build_service(self.bc, lay, v, meta)
         if file == "Assessment":
-            self.assessments.add(ck(rid))
+            self.assessments.add(key)
         elif file in ("AssessmentQuestions", "AssessmentResults"):
             aid = v[lay["AssessmentID"]]
             if self.summary.directive == "full" and aid and ck(aid) not in self.assessments:
@@ -1007,7 +1155,7 @@ class _Import:
         return self._row(lay, v, rid, owner, version, digest)
 
 
-Handler = Callable[[_Import, Layout, list[str], int, str, str, str], "Record | None"]
+Handler = Callable[[_Import, Layout, list[str], int, str, int | str, str, str], "Record | None"]
 
 _HANDLERS: dict[str, Handler] = {
     "Organization": _Import.organization,

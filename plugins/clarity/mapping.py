@@ -9,10 +9,13 @@ shared per-file mapping.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import compress
+from operator import itemgetter
 
 from hub.core.records import FLAG_FLEEING_DV, FLAG_NOT_FLEEING_DV
 from hub.plugin_api import HumanName, Identifier, Provenance, RecordMeta, SourceKey, SourceRow
@@ -90,16 +93,38 @@ def make_meta(
 ) -> RecordMeta:
     """The envelope of one record."""
     return RecordMeta(
-        kind=kind,
-        key=SourceKey(bc.source, rid),
-        owner=owner,
-        provenance=Provenance(bc.source_system, bc.received_at, digest),
-        version=version,
-        deleted=deleted,
-        sensitivity=sensitivity,
-        restricted=restricted,
-        flags=flags,
+        kind,
+        SourceKey(bc.source, rid),
+        owner,
+        Provenance(bc.source_system, bc.received_at, digest),
+        version,
+        deleted,
+        sensitivity,
+        restricted,
+        flags,
     )
+
+
+def _picked(version: str, file: str) -> tuple[str, ...]:
+    """The columns, in order, that the typed record of ``file`` reads from a row."""
+    if file == "Client":
+        common = (
+            *("FirstName", "MiddleName", "LastName", "NameSuffix", "SSN", "DOB"),
+            *("NameDataQuality", "SSNDataQuality", "DOBDataQuality", "VeteranStatus"),
+            "HispanicLatinaeo" if version == FY2024 else "HispanicLatinao",
+            *RACE_CODES,
+        )
+        return (*common, *GENDER_CODES) if version == FY2024 else (*common, "Sex")
+    if file == "Enrollment":
+        return (
+            *("PersonalID", "ProjectID", "HouseholdID", "EntryDate", "RelationshipToHoH"),
+            *("LivingSituation", "DisablingCondition", "MoveInDate"),
+        )
+    if file == "Exit":
+        return ("PersonalID", "EnrollmentID", "ExitDate", "Destination")
+    if file == "Services":
+        return ("PersonalID", "EnrollmentID", "DateProvided", "RecordType", "TypeProvided")
+    return ()
 
 
 class Layout:
@@ -117,19 +142,41 @@ class Layout:
         self.personal = self.ix.get("PersonalID", -1)
         self.enrollment = self.ix.get("EnrollmentID", -1)
         self.project = self.ix.get("ProjectID", -1)
+        self.user = self.ix.get("UserID", -1)
         self.categories = file_categories(version, file)
+        self.locations = LOCATION_COLUMNS.get(file, frozenset())
+        picked = _picked(version, file)
+        self.pick = itemgetter(*(self.ix[n] for n in picked)) if len(picked) > 1 else None
+        """The columns a typed record reads (see ``_picked``), fetched in one call."""
 
     def __getitem__(self, name: str) -> int:
         return self.ix[name]
 
 
-def _day(value: str) -> date | None:
-    if len(value) != 10:
-        return None
+_DAYS: dict[str, date | None] = {}
+_DAYS_CAP = 100_000
+
+
+def day(value: str) -> date | None:
+    """A ``YYYY-MM-DD`` value as a date (None when blank or unreadable); equal values share
+    one date object (a bounded cache: dates repeat across rows)."""
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
+        return _DAYS[value]
+    except KeyError:
+        pass
+    got: date | None = None
+    if len(value) == 10:
+        try:
+            got = date.fromisoformat(value)
+        except ValueError:
+            got = None
+    if len(_DAYS) >= _DAYS_CAP:
+        _DAYS.clear()
+    _DAYS[value] = got
+    return got
+
+
+_day = day
 
 
 def stored_columns(layout: Layout, v: list[str]) -> tuple[str, ...]:
@@ -140,51 +187,51 @@ def stored_columns(layout: Layout, v: list[str]) -> tuple[str, ...]:
     return tuple(v)
 
 
+_RACE_VALUES = tuple(RACE_CODES.values())
+_GENDER_VALUES = tuple(GENDER_CODES.values())
+_YES = "1".__eq__
+
+
 def build_client(
     bc: BuildContext, lay: Layout, v: list[str], meta: RecordMeta, birth_ok: bool
 ) -> HmisClient:
     """A Client.csv row as a Client (names, DOB, SSN as given, quality, race, gender/sex)."""
-    ix = lay.ix
+    assert lay.pick is not None
+    p = lay.pick(v)
+    first, middle, last, suffix, ssn, dob, nq, sq, dq, veteran, hispanic = p[:11]
     hashed = bc.hash_status in HASHED_STATUSES
-    first, middle, last, suffix = (
-        v[ix["FirstName"]],
-        v[ix["MiddleName"]],
-        v[ix["LastName"]],
-        v[ix["NameSuffix"]],
-    )
     names: tuple[HumanName, ...] = ()
     if not hashed and (first or middle or last or suffix):
-        names = (
-            HumanName(family=last, given=tuple(g for g in (first, middle) if g), suffix=suffix),
-        )
-    race = tuple(code for col, code in RACE_CODES.items() if v[ix[col]] == "1")
-    hispanic = v[ix["HispanicLatinaeo" if lay.version == FY2024 else "HispanicLatinao"]]
+        given: tuple[str, ...] = (first, middle) if first and middle else (first or middle,)
+        names = (HumanName(last, given if first or middle else (), "", suffix),)
+    race = tuple(compress(_RACE_VALUES, map(_YES, p[11:17])))
     ethnicity = HISPANIC if hispanic == "1" else NOT_HISPANIC if hispanic == "0" and race else ""
     gender: tuple[str, ...] = ()
     sex = ""
     if lay.version == FY2024:
-        gender = tuple(code for col, code in GENDER_CODES.items() if v[ix[col]] == "1")
+        gender = tuple(compress(_GENDER_VALUES, map(_YES, p[17:])))
     elif lay.version == FY2026:
-        sex = SEX_CODES.get(v[ix["Sex"]], "")
-    pid = v[0]
-    ssn = v[ix["SSN"]]
+        sex = SEX_CODES.get(p[17], "")
     return HmisClient(
-        meta=meta,
-        identifiers=(Identifier(system=bc.source, value=pid, type="PI"),),
-        names=names,
-        birth_date=_day(v[ix["DOB"]]) if birth_ok else None,
-        ssn=ssn or None,
-        name_quality=v[ix["NameDataQuality"]],
-        ssn_quality=v[ix["SSNDataQuality"]],
-        birth_date_quality=v[ix["DOBDataQuality"]],
-        sex=sex,
-        gender=gender,
-        race=race,
-        ethnicity=ethnicity,
-        veteran_status=v[ix["VeteranStatus"]],
-        hmis_version=lay.version,
-        hmis_columns=stored_columns(lay, v),
-        hmis_hash_status=bc.hash_status if hashed else "",
+        meta,  # positional: the field order is checked at import (_FIELD_ORDER)
+        (Identifier(bc.source, v[0], "PI"),),
+        names,
+        day(dob) if birth_ok else None,
+        ssn or None,
+        (),
+        (),
+        nq,
+        sq,
+        dq,
+        sex,
+        gender,
+        race,
+        ethnicity,
+        veteran,
+        "",
+        lay.version,
+        stored_columns(lay, v),
+        bc.hash_status if hashed else "",
     )
 
 
@@ -192,33 +239,35 @@ def build_enrollment(
     bc: BuildContext, lay: Layout, v: list[str], meta: RecordMeta
 ) -> HmisEnrollment:
     """An Enrollment.csv row as an Enrollment."""
-    ix = lay.ix
+    assert lay.pick is not None
+    person, project, household, entry, relationship, living, disabling, move_in = lay.pick(v)
     return HmisEnrollment(
-        meta=meta,
-        client=SourceKey(bc.source, v[ix["PersonalID"]]),
-        project_id=v[ix["ProjectID"]],
-        household_id=v[ix["HouseholdID"]],
-        entry_date=_day(v[ix["EntryDate"]]),
-        relationship_to_hoh=v[ix["RelationshipToHoH"]],
-        living_situation=v[ix["LivingSituation"]],
-        disabling_condition=v[ix["DisablingCondition"]],
-        move_in_date=_day(v[ix["MoveInDate"]]),
-        hmis_version=lay.version,
-        hmis_columns=stored_columns(lay, v),
+        meta,
+        SourceKey(bc.source, person),
+        project,
+        household,
+        day(entry),
+        relationship,
+        living,
+        disabling,
+        day(move_in),
+        lay.version,
+        stored_columns(lay, v),
     )
 
 
 def build_exit(bc: BuildContext, lay: Layout, v: list[str], meta: RecordMeta) -> HmisExit:
     """An Exit.csv row as an Exit."""
-    ix = lay.ix
+    assert lay.pick is not None
+    person, enrollment, exit_date, destination = lay.pick(v)
     return HmisExit(
-        meta=meta,
-        client=SourceKey(bc.source, v[ix["PersonalID"]]),
-        enrollment=SourceKey(bc.source, v[ix["EnrollmentID"]]),
-        exit_date=_day(v[ix["ExitDate"]]),
-        destination=v[ix["Destination"]],
-        hmis_version=lay.version,
-        hmis_columns=stored_columns(lay, v),
+        meta,
+        SourceKey(bc.source, person),
+        SourceKey(bc.source, enrollment),
+        day(exit_date),
+        destination,
+        lay.version,
+        stored_columns(lay, v),
     )
 
 
@@ -230,16 +279,17 @@ def service_sensitivity(lay: Layout, v: list[str]) -> frozenset[str]:
 
 def build_service(bc: BuildContext, lay: Layout, v: list[str], meta: RecordMeta) -> HmisService:
     """A Services.csv row as a Service."""
-    ix = lay.ix
+    assert lay.pick is not None
+    person, enrollment, provided, record_type, type_provided = lay.pick(v)
     return HmisService(
-        meta=meta,
-        client=SourceKey(bc.source, v[ix["PersonalID"]]),
-        enrollment=SourceKey(bc.source, v[ix["EnrollmentID"]]),
-        date_provided=_day(v[ix["DateProvided"]]),
-        record_type=v[ix["RecordType"]],
-        type_provided=v[ix["TypeProvided"]],
-        hmis_version=lay.version,
-        hmis_columns=stored_columns(lay, v),
+        meta,
+        SourceKey(bc.source, person),
+        SourceKey(bc.source, enrollment),
+        day(provided),
+        record_type,
+        type_provided,
+        lay.version,
+        stored_columns(lay, v),
     )
 
 
@@ -275,10 +325,43 @@ def build_row(
     client = (
         SourceKey(bc.source, v[lay.personal]) if lay.personal >= 0 and v[lay.personal] else None
     )
-    return SourceRow(
-        meta=meta,
-        fields=fields,
-        categories=categories,
-        client=client,
-        locations=LOCATION_COLUMNS.get(lay.file, frozenset()),
-    )
+    return SourceRow(meta, fields, categories, client, lay.locations)
+
+
+# Records are built with positional arguments (keywords cost twice as much per row on the
+# import's hot path); the field orders they rely on are checked here, once.
+_FIELD_ORDER: dict[type, tuple[str, ...]] = {
+    SourceKey: ("source", "id"),
+    Provenance: ("source_system", "received_at", "payload_hash"),
+    RecordMeta: (
+        *("kind", "key", "owner", "provenance", "version", "deleted", "sensitivity"),
+        *("restricted", "flags"),
+    ),
+    Identifier: ("system", "value", "type"),
+    HumanName: ("family", "given", "prefix", "suffix", "use"),
+    HmisClient: (
+        *("meta", "identifiers", "names", "birth_date", "ssn", "telecom", "addresses"),
+        *("name_quality", "ssn_quality", "birth_date_quality", "sex", "gender", "race"),
+        *("ethnicity", "veteran_status", "deceased", "hmis_version", "hmis_columns"),
+        "hmis_hash_status",
+    ),
+    HmisEnrollment: (
+        *("meta", "client", "project_id", "household_id", "entry_date"),
+        *("relationship_to_hoh", "living_situation", "disabling_condition", "move_in_date"),
+        *("hmis_version", "hmis_columns"),
+    ),
+    HmisExit: (
+        *("meta", "client", "enrollment", "exit_date", "destination", "hmis_version"),
+        "hmis_columns",
+    ),
+    HmisService: (
+        *("meta", "client", "enrollment", "date_provided", "record_type", "type_provided"),
+        *("hmis_version", "hmis_columns"),
+    ),
+    SourceRow: ("meta", "fields", "categories", "client", "locations"),
+}
+for _cls, _names in _FIELD_ORDER.items():
+    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
+        raise RuntimeError(
+            f"{_cls.__name__}'s fields changed order; update plugins.clarity.mapping"
+        )

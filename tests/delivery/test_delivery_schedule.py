@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +12,6 @@ from hub.delivery import (
     DeliveryScheduler,
     DeliveryWorker,
     collect_sinks,
-    cursors_for,
     delivery_jobs,
     enqueue_for_feed,
     prune_delivered,
@@ -34,7 +32,7 @@ async def test_delivery_scheduled_feed_queues_changes_since_its_cursor(hub, h) -
         (feed,) = ctx.engine.feeds
         first = await run_scheduled_feed(ctx, feed)
         assert (first.considered, first.enqueued, first.withheld) == (2, 2, 0)
-        cursor = json.loads(cursors_for(ctx).path.read_text())["nightly"]
+        cursor = (await ctx.store.feed_cursor("nightly")).received_at
         assert cursor
         again = await run_scheduled_feed(ctx, feed)
         assert (again.considered, again.enqueued) == (0, 0)
@@ -42,7 +40,7 @@ async def test_delivery_scheduled_feed_queues_changes_since_its_cursor(hub, h) -
         await h.add_clients(ctx, ["P4"], consent=False)
         third = await run_scheduled_feed(ctx, feed)
         assert (third.considered, third.enqueued, third.withheld) == (2, 1, 1)
-        assert cursors_for(ctx).get("nightly") > cursor
+        assert (await ctx.store.feed_cursor("nightly")).received_at > cursor
         assert len(await ctx.store.list_outbox()) == 3
 
 
