@@ -47,6 +47,9 @@ class DeliveryConfig:
     backoff_max_seconds: float = 3600.0
     lease_seconds: float = 60.0
     poll_seconds: float = 0.5
+    feed_settle_seconds: float = 60.0
+    """A scheduled feed takes records stored at least this long ago: a write still being
+    committed elsewhere (another process on PostgreSQL) is never passed by the cursor."""
 
 
 @dataclass(frozen=True, slots=True)

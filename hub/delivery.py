@@ -320,7 +320,8 @@ async def _run_claimed(
 ) -> None:
     """The batches of a claimed run (counts added to ``total`` as each commits)."""
     kinds = sorted(feed.kinds)
-    while positions := await ctx.store.feed_changes(kinds, cursor, FEED_SCAN):
+    settled = _iso(datetime.now(UTC) - timedelta(seconds=ctx.config.delivery.feed_settle_seconds))
+    while positions := await ctx.store.feed_changes(kinds, cursor, FEED_SCAN, settled):
         for start in range(0, len(positions), batch):
             part = positions[start : start + batch]
             end = part[-1]

@@ -307,7 +307,11 @@ class Engine:
         """Store, link and route ``records``; what happened is counted on ``result``, or, for
         a record in ``tally`` (by ``id``), on the result of the message it came in."""
         datas = [record_payload(r) for r in records]
-        rows = [record_to_row(r, d) for r, d in zip(records, datas, strict=True)]
+        # A version is stamped with the time it is stored (not the time its source says it
+        # was received: an import stamps its start), so scheduled feeds, which read changes
+        # in that order, never find a version stored behind their cursor.
+        stored_at = self.clock()
+        rows = [record_to_row(r, d, stored_at) for r, d in zip(records, datas, strict=True)]
         states = await tx.stored_states(rows)
         changed: list[tuple[Record, RecordRow]] = []
         linked: dict[str, str] = {}

@@ -505,10 +505,11 @@ class Store(Protocol):
         ...
 
     async def feed_changes(
-        self, kinds: Sequence[str], after: FeedCursor, limit: int
+        self, kinds: Sequence[str], after: FeedCursor, limit: int, before: str | None = None
     ) -> list[FeedCursor]:
         """The positions of live records of ``kinds`` after a cursor, in cursor order
-        (``received_at``, then key), at most ``limit``."""
+        (``received_at``, then key), at most ``limit``; with ``before``, only those stored
+        before that time."""
         ...
 
     async def import_feed_cursor(self, feed: str, received_at: str) -> bool:

@@ -12,11 +12,14 @@ from hub.core.records import Provenance, Record, RecordMeta, SourceKey, payload_
 from hub.core.serialize import record_from_payload, record_payload
 
 
-def record_to_row(record: Record, data: dict[str, Any] | None = None) -> RecordRow:
+def record_to_row(
+    record: Record, data: dict[str, Any] | None = None, stored_at: datetime | None = None
+) -> RecordRow:
     """The store row of a record; ``payload_hash`` covers the data only, so a re-sent payload
     that carries the same data is recognised as unchanged.
 
-    ``data`` is ``record_payload(record)`` when the caller has it already.
+    ``data`` is ``record_payload(record)`` when the caller has it already; ``stored_at``, when
+    given, is the row's ``received_at`` (the engine stamps the time it stores a version).
     """
     meta = record.meta
     if data is None:
@@ -32,7 +35,7 @@ def record_to_row(record: Record, data: dict[str, Any] | None = None) -> RecordR
         payload=payload,
         payload_hash=payload_hash(payload),
         source_system=meta.provenance.source_system,
-        received_at=meta.provenance.received_at.isoformat(timespec="microseconds"),
+        received_at=(stored_at or meta.provenance.received_at).isoformat(timespec="microseconds"),
         deleted=meta.deleted,
         sensitivity=",".join(sorted(meta.sensitivity)),
         restricted=meta.restricted,

@@ -516,7 +516,7 @@ class SqlStore(ABC):
         return n > 0
 
     async def feed_changes(
-        self, kinds: Sequence[str], after: FeedCursor, limit: int
+        self, kinds: Sequence[str], after: FeedCursor, limit: int, before: str | None = None
     ) -> list[FeedCursor]:
         """See :meth:`hub.core.ports.Store.feed_changes` (keys only: no payload is read)."""
         wanted = sorted(set(kinds))
@@ -529,6 +529,9 @@ class SqlStore(ABC):
         else:
             position = "(received_at, kind, source, source_id) > (?, ?, ?, ?)"
             args.extend((after.received_at, *after.key))
+        if before is not None:
+            position += " AND received_at < ?"
+            args.append(before)
         args.append(limit)
         async with self._reader() as c:
             rows = await c.fetch(

@@ -84,10 +84,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         2,
-        "drop the unused records.received_at index; index open outbox entries only",
+        "index records in scheduled feed order; index open outbox entries only",
         [
-            # Written on every intake, never read.
+            # Scheduled feeds read changes in (received_at, key) order.
             "DROP INDEX IF EXISTS records_received",
+            "CREATE INDEX records_changes ON records (received_at, kind, source, source_id)",
             # Claims walk open entries in id order; delivered ones (most of the table until
             # retention prunes them) are in neither index.
             "DROP INDEX IF EXISTS outbox_order",

@@ -89,6 +89,7 @@ class HubFactory:
             "backoff_max_seconds": 0.2,
             "lease_seconds": 30.0,
             "poll_seconds": 0.02,
+            "feed_settle_seconds": 0.0,
             **delivery,
         }
         store = self.store_url or "sqlite:///hub-data/hub.db"
