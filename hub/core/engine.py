@@ -331,15 +331,7 @@ class Engine:
                 rec = kept
                 if state.person_id is not None:
                     linked[f"{row.source}/{row.source_id}"] = state.person_id
-            states[key] = StoredState(
-                row.version,
-                row.payload_hash,
-                row.deleted,
-                row.restricted,
-                row.sensitivity,
-                None,
-                row.owner,
-            )
+            states[key] = StoredState.written(row)
             changed.append((rec, row))
             data_of[id(rec)] = data
             if outcome == "inserted":

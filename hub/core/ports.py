@@ -54,6 +54,19 @@ class StoredState:
     owner: str | None = None
     """The owning agency stored (None: not known to the caller, not compared)."""
 
+    @classmethod
+    def written(cls, row: RecordRow) -> StoredState:
+        """What the store holds once ``row`` is written (its person link not known here)."""
+        return cls(
+            row.version,
+            row.payload_hash,
+            row.deleted,
+            row.restricted,
+            row.sensitivity,
+            None,
+            row.owner,
+        )
+
 
 def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
     """Whether an incoming row is new, a newer version, the same, or older than what is stored.

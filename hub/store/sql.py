@@ -179,15 +179,7 @@ class SqlTransaction:
             outcomes.append(outcome)
             if outcome in ("inserted", "updated"):
                 changed.append(row)
-                states[key] = StoredState(
-                    row.version,
-                    row.payload_hash,
-                    row.deleted,
-                    row.restricted,
-                    row.sensitivity,
-                    None,
-                    row.owner,
-                )
+                states[key] = StoredState.written(row)
         await self.write_records(changed)
         return outcomes
 

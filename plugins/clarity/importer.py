@@ -33,13 +33,13 @@ from typing import Any
 
 import orjson
 
-from hub.plugin_api import Provenance, Record, RecordMeta, SourceKey
+from hub.plugin_api import Record, RecordMeta
 from plugins.clarity import mapping
 from plugins.clarity.csvio import ExportSource, ImportRefused, iter_rows, open_table
 from plugins.clarity.dates import normalise_date, normalise_datetime, version_of
 from plugins.clarity.findings import MemoryReport, Report
 from plugins.clarity.idmap import IdMap
-from plugins.clarity.mapping import BuildContext, Layout
+from plugins.clarity.mapping import BuildContext, Layout, make_meta
 from plugins.clarity.ownership import agency_for_org, ensure_agency, ensure_named_agency
 from plugins.clarity.settings import ClaritySettings, settings_of
 from plugins.clarity.spec import (
@@ -813,17 +813,8 @@ class _Import:
         flags: frozenset[str] = frozenset(),
     ) -> RecordMeta:
         agency, restricted = self.owners.items[owner]
-        bc = self.bc
-        return RecordMeta(  # positional, as mapping.make_meta (field order checked there)
-            kind,
-            SourceKey(bc.source, rid),
-            agency,
-            Provenance(bc.source_system, bc.received_at, digest),
-            version,
-            deleted,
-            sensitivity,
-            restricted,
-            flags,
+        return make_meta(
+            self.bc, kind, rid, agency, restricted, version, deleted, digest, sensitivity, flags
         )
 
     def _row(

@@ -174,44 +174,26 @@ class RowChecker:
                     rid,
                 )
             return fixed
-        if typ == "T":
-            fixed = None
-            got = normalise_datetime(x)
+        if typ == "T" or typ == "D":
+            timed = typ == "T"
+            got = normalise_datetime(x) if timed else normalise_date(x)
             if got is None:
-                report.warn(
-                    file, line, name, "datetime", f"{name}: not a date and time; blanked", rid
-                )
+                rule, what = ("datetime", "a date and time") if timed else ("date", "a date")
+                report.warn(file, line, name, rule, f"{name}: not {what}; blanked", rid)
                 return ""
+            fixed = None
             if got[1]:
                 x = fixed = got[0]
+                shape = "YYYY-MM-DD hh:mm:ss" if timed else "YYYY-MM-DD"
                 report.warn(
                     file,
                     line,
                     name,
                     "date-format",
-                    f"{name}: read as {got[1]}, written as YYYY-MM-DD hh:mm:ss",
+                    f"{name}: read as {got[1]}, written as {shape}",
                     rid,
                 )
             if x < LOWEST_DATE or x[:10] > hi:
-                report.warn(file, line, name, "date-range", f"{name}: date out of range", rid)
-            return fixed
-        if typ == "D":
-            fixed = None
-            got = normalise_date(x)
-            if got is None:
-                report.warn(file, line, name, "date", f"{name}: not a date; blanked", rid)
-                return ""
-            if got[1]:
-                x = fixed = got[0]
-                report.warn(
-                    file,
-                    line,
-                    name,
-                    "date-format",
-                    f"{name}: read as {got[1]}, written as YYYY-MM-DD",
-                    rid,
-                )
-            if x < LOWEST_DATE or x > hi:
                 report.warn(file, line, name, "date-range", f"{name}: date out of range", rid)
             return fixed
         if typ == "M" and not _MONEY.match(x):

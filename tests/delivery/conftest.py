@@ -240,6 +240,15 @@ def _hook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store: "" (SQLite in the hub folder) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> HubFactory:
     """A hub factory in a fresh folder (SQLite)."""

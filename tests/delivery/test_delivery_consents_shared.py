@@ -16,15 +16,6 @@ from hub.context import HubContext
 from hub.core.ports import OutboxRow
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """Each store: "" (SQLite in the hub folder) or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return ""
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 async def two_processes(
     store_url: str, hub: Any, h: Any

@@ -95,15 +95,6 @@ def slowed(ctx: Any, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     monkeypatch.setattr(ctx.engine, "prepare_delivery", prepare)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """Each store: "" (SQLite in the hub folder) or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return ""
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 async def two_workers(hub: Any, h: Any, pg_url: str) -> AsyncIterator[tuple[Any, Any]]:
     """Two hub contexts ("workers" on two machines) on one PostgreSQL database."""
