@@ -42,6 +42,8 @@ async def resolve_review(ctx: HubContext, review_id: int, link_to: str | None) -
             record = row_to_record(row)
             keys = match_keys(record, ctx.keys.blind).all() if isinstance(record, Client) else ()
             await tx.link_record(kind, source, source_id, link_to, keys)
+            # Every running hub re-reads its persons' consents (this one at once).
+            await tx.bump_consent_generation()
             ctx.gate.forget_person(link_to)
         await tx.set_review_status(review_id, "resolved")
     return True
@@ -63,5 +65,8 @@ async def unlink(ctx: HubContext, record: str) -> str | None:
                 keys = match_keys(rec, ctx.keys.blind).all()
         await tx.link_record(kind, source, source_id, person, keys)
         await tx.add_review(record, [old, person], "link undone by an administrator")
+        # Every running hub re-reads its persons' consents: a consent that came with the
+        # unlinked record no longer speaks for the person it left.
+        await tx.bump_consent_generation()
     ctx.gate.forget_person(old)
     return old

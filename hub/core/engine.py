@@ -268,9 +268,11 @@ class Engine:
                 records.append(rec)
         group = IngestResult()
         await self._ingest(tx, records, group, tally)
-        for result in results:
+        for request, result in zip(requests, results, strict=True):
             if not result.duplicate:
-                result.persons = group.persons
+                # Each caller learns the persons of its own records only.
+                refs = {str(c) for rec in request.records if (c := record_client(rec))}
+                result.persons = {r: p for r in refs if (p := group.persons.get(r)) is not None}
         await tx.remember_messages(remember)
         return results
 
@@ -394,6 +396,8 @@ class Engine:
                 if person is None:
                     person = uuid.uuid4().hex
                     fresh.append(person)
+                # A later version of the same record in this batch keeps this link.
+                linked[ref] = person
                 if decision.review_candidates:
                     reviews.append(
                         (f"{row.kind}/{ref}", decision.review_candidates, decision.reason)
@@ -486,8 +490,8 @@ class Engine:
                         continue
                 elif not feed.wants(rec):
                     continue
-                if person not in facts_of:
-                    facts_of[person] = await self.gate.facts(tx, person)
+                if person not in facts_of:  # no persons row: nothing known of them
+                    facts_of[person] = ClientFacts(None, False)
                 item = await self.prepare_delivery(
                     tx,
                     audit,

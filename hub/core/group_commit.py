@@ -56,9 +56,21 @@ class GroupCommit:
         self._waiting.append((IngestRequest(records, message, response), future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_groups(), name="hub-group-commit")
+            self._writer.add_done_callback(self._writer_stopped)
         # A cancelled caller (its connection closed) does not cancel the group: its message
         # still commits, and a re-send is answered from the de-duplication table.
         return await asyncio.shield(future)
+
+    def _writer_stopped(self, writer: asyncio.Task[None]) -> None:
+        """A writer cancelled (the hub is stopping), even before it ran: nobody is left
+        waiting for an answer forever."""
+        if not writer.cancelled():
+            return
+        stopped = RuntimeError("the hub stopped before the message was stored")
+        for _, future in self._waiting:
+            if not future.done():
+                future.set_exception(stopped)
+        self._waiting.clear()
 
     async def _write_groups(self) -> None:
         # One turn of the loop first: connections whose messages are ready join this group.
@@ -71,7 +83,11 @@ class GroupCommit:
             except BaseException as exc:
                 for _, future in group:
                     if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                        future.set_exception(
+                            exc
+                            if isinstance(exc, Exception)
+                            else RuntimeError("the hub stopped before the message was stored")
+                        )
                 if not isinstance(exc, Exception):
                     raise
                 continue

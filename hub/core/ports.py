@@ -328,7 +328,12 @@ class Transaction(Protocol):
         ...
 
     async def consent_generation(self) -> int:
-        """A number that grows with every committed write of consents (by any process)."""
+        """A number that grows with every committed write of consents, and with every change
+        of identity links made by an administrator (by any process)."""
+        ...
+
+    async def bump_consent_generation(self) -> None:
+        """Make every process drop what it cached of persons' consents (links changed)."""
         ...
 
     async def consents_since(self, generation: int) -> list[bytes]:

@@ -357,7 +357,9 @@ class SqlStore(ABC):
         """Re-encrypt every protected value under ``cipher``'s active key, in small batches.
 
         ``cipher`` must hold the old keys too (to decrypt). Each batch is its own short
-        transaction, so the hub keeps serving while this runs.
+        transaction, so the hub keeps serving while this runs. A value written by someone
+        else between the read and the rewrite (a revocation, a newer version) is left as
+        they wrote it: each rewrite applies only while the stored value is the one read.
         """
         counts = {"records": 0, "outbox": 0, "consents": 0, "persons": 0}
         active = f"enc1:{cipher.active}:"
@@ -383,11 +385,11 @@ class SqlStore(ABC):
                     if not cipher.payload_needs_rewrite(raw):
                         continue
                     plain = cipher.reveal_payload(kind, source, sid, raw)
-                    await tx._c.execute(
-                        "UPDATE records SET payload=? WHERE kind=? AND source=? AND source_id=?",
-                        (cipher.protect_payload(kind, source, sid, plain), kind, source, sid),
+                    counts["records"] += await tx._c.execute(
+                        "UPDATE records SET payload=? WHERE kind=? AND source=? AND source_id=? "
+                        "AND payload=?",
+                        (cipher.protect_payload(kind, source, sid, plain), kind, source, sid, raw),
                     )
-                    counts["records"] += 1
             last = tuple(rows[-1][:3])
         # outbox and consents: whole blobs
         for table, key_col, aad in (("outbox", "id", None), ("consents", "id", "consent|{}")):
@@ -402,10 +404,10 @@ class SqlStore(ABC):
                             continue
                         bind = row[3] if table == "outbox" else str(aad).format(key)
                         fresh = cipher.seal_blob(cipher.open_blob(blob, bind), bind)
-                        await tx._c.execute(
-                            f"UPDATE {table} SET {value}=? WHERE {key_col}=?", (fresh, key)
+                        counts[table] += await tx._c.execute(
+                            f"UPDATE {table} SET {value}=? WHERE {key_col}=? AND {value}=?",
+                            (fresh, key, blob),
                         )
-                        counts[table] += 1
                 last = (rows[-1][0],)
         last = ("",)
         while rows := await stale("persons", "id", "birth_date", last):
@@ -415,8 +417,10 @@ class SqlStore(ABC):
                         continue
                     bind = f"person|{pid}".encode()
                     token = cipher.seal(cipher.open(birth, bind), bind)
-                    await tx._c.execute("UPDATE persons SET birth_date=? WHERE id=?", (token, pid))
-                    counts["persons"] += 1
+                    counts["persons"] += await tx._c.execute(
+                        "UPDATE persons SET birth_date=? WHERE id=? AND birth_date=?",
+                        (token, pid, birth),
+                    )
             last = (rows[-1][0],)
         return counts
 

@@ -534,6 +534,10 @@ class SqlTransaction:
         row = await self._c.fetchrow("SELECT value FROM consent_generation WHERE id = 1")
         return 0 if row is None else int(row[0])
 
+    async def bump_consent_generation(self) -> None:
+        """See :meth:`hub.core.ports.Transaction.bump_consent_generation`."""
+        await self._c.execute("UPDATE consent_generation SET value = value + 1 WHERE id = 1")
+
     async def consents_since(self, generation: int) -> list[bytes]:
         """See :meth:`hub.core.ports.Transaction.consents_since`."""
         rows = await self._c.fetch(

@@ -54,10 +54,10 @@ async def test_a_failing_message_is_rolled_back_alone(
     real = Engine._ingest
 
     async def fail_after_writing(
-        self: Engine, tx: object, records: Sequence[Record], result: IngestResult
+        self: Engine, tx: object, records: Sequence[Record], result: IngestResult, *rest: object
     ) -> None:
-        await real(self, tx, records, result)  # type: ignore[arg-type]
-        if records[0].meta.key.id == "5":
+        await real(self, tx, records, result, *rest)  # type: ignore[arg-type]
+        if any(r.meta.key.id == "5" for r in records):
             raise RuntimeError("storage refused the message")
 
     monkeypatch.setattr(Engine, "_ingest", fail_after_writing)
@@ -139,3 +139,47 @@ async def test_each_message_of_a_group_is_counted_and_gated_on_its_own(
         assert (unconsented.enqueued, unconsented.withheld) == (0, 1)
         queued = await ctx.store.list_outbox()
         assert [(q.record_source_id, q.recipient) for q in queued] == [("1", "hospital-x")]
+
+
+@ANY_STORE
+async def test_two_versions_of_one_record_in_a_group_link_as_one_by_one(
+    any_hub: HubContext,
+) -> None:
+    """The second version of a record keeps the link the first made, as when each message
+    is written alone: no new person, no review, every key under one person."""
+    ssn = "512-34-5671"
+    await any_hub.engine.ingest([client("9", given="Bo", family="Berg", ssn=ssn)])
+    first, second = await asyncio.gather(
+        any_hub.engine.grouped.ingest([client("1")], message=message(1)),
+        any_hub.engine.grouped.ingest(
+            [client("1", ssn=ssn, version="2025-02-01T00:00:00")], message=message(2)
+        ),
+    )
+    assert any_hub.engine.grouped.groups == 1
+    assert first.persons == second.persons  # each sees its own record's person only
+    async with any_hub.store.transaction() as tx:
+        row = await tx.get_record("client", "hmis:demo", "1")
+        reviews = await tx.list_reviews()
+        holders = await tx.persons_with_keys(
+            list(await tx.person_keys(first.persons["hmis:demo/1"]))
+        )
+    assert row is not None and row.person_id == first.persons["hmis:demo/1"]
+    assert reviews == []
+    assert row.person_id in set().union(*holders.values())
+
+
+@ANY_STORE
+async def test_callers_waiting_when_the_writer_stops_get_an_error_not_silence(
+    any_hub: HubContext,
+) -> None:
+    grouped = any_hub.engine.grouped
+    callers = [
+        asyncio.ensure_future(grouped.ingest([client(str(n))], message=message(n)))
+        for n in range(3)
+    ]
+    await asyncio.sleep(0)  # the callers queue; the writer task is created
+    assert grouped._writer is not None
+    grouped._writer.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert await stored_ids(any_hub) == set()  # nothing half-written

@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -366,3 +367,44 @@ async def test_store_reads_last_release_payloads_and_rotation_rewrites_them(
         for r in records:
             back = await tx.get_record(r.meta.kind, r.meta.key.source, r.meta.key.id)
             assert back is not None and back.payload == record_to_row(r).payload
+
+
+async def test_a_write_between_the_read_and_the_rewrite_of_a_rotation_is_kept(
+    tmp_path: Path,
+) -> None:
+    """Key rotation rewrites values in batches while the hub runs: a revocation committed
+    after a batch was read is not overwritten by the batch's re-encrypted old value."""
+    from contextlib import asynccontextmanager
+
+    from hub.store.sqlite import SqliteStore
+
+    old_key, new_key = os.urandom(32), os.urandom(32)
+    store = SqliteStore(tmp_path / "rotate.db")
+    await store.open()
+    await store.migrate()
+    store.cipher = FieldCipher({"k1": old_key}, "k1")
+    async with store.transaction() as tx:
+        await tx.put_consents([("c1", None, "key", b'{"id": "c1", "revoked_on": null}')])
+    rotated = FieldCipher({"k1": old_key, "k2": new_key}, "k2")
+    store.cipher = rotated
+    real = store.transaction
+    revoked = False
+
+    @asynccontextmanager
+    async def revoking_first() -> Any:
+        nonlocal revoked
+        if not revoked:  # the first batch's transaction: a revocation commits just before
+            revoked = True
+            async with real() as other:
+                await other.put_consents(
+                    [("c1", None, "key", b'{"id": "c1", "revoked_on": "2026-01-01"}')]
+                )
+        async with real() as tx:
+            yield tx
+
+    store.transaction = revoking_first  # type: ignore[method-assign]
+    await store.reencrypt(rotated)
+    store.transaction = real  # type: ignore[method-assign]
+    async with store.transaction() as tx:
+        assert await tx.all_consents() == [b'{"id": "c1", "revoked_on": "2026-01-01"}']
+    await store.close()

@@ -457,9 +457,10 @@ async def test_a_store_at_an_older_schema_is_migrated_with_its_data(
     await store.close()
 
 
-async def test_a_claim_walks_only_open_entries_whatever_the_backlog(tmp_path: Path) -> None:
-    """A claim reads the open entries in id order and stops at its limit: no sort of every
-    due entry (which made catching up on a large backlog quadratic)."""
+async def test_a_claim_walks_open_entries_in_id_order_without_sorting_them(tmp_path: Path) -> None:
+    """A claim reads only open entries, in id order, and stops at its limit: no sort of every
+    due entry (which made catching up on a large backlog quadratic). Entries held back behind
+    an earlier one of the same person are still walked past."""
     from hub.store.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "claims.db")
