@@ -49,7 +49,9 @@ class DeliveryConfig:
     poll_seconds: float = 0.5
     feed_settle_seconds: float = 60.0
     """A scheduled feed takes records stored at least this long ago: a write still being
-    committed elsewhere (another process on PostgreSQL) is never passed by the cursor."""
+    committed elsewhere (another process on PostgreSQL) is never passed by the cursor. It must
+    exceed the longest write transaction and the clock difference between the machines that
+    write to one store."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,7 +228,9 @@ async def import_legacy_cursors(ctx: HubContext) -> int:
 
     Each file cursor says that everything received up to it was queued, so it replaces the
     store's when it is further on (and the feed is not running); the file is then renamed
-    ``feed-cursors.json.imported`` and never read again. Returns the cursors moved. Raises
+    ``feed-cursors.json.imported`` and never read again — unless a feed was running
+    elsewhere and its cursor could not be taken yet (then the file stays for the next run).
+    Returns the cursors moved. Raises
     :class:`DeliveryError` when the file is unreadable (the runs wait until it is fixed or
     removed rather than re-send history).
     """
@@ -244,9 +246,15 @@ async def import_legacy_cursors(ctx: HubContext) -> int:
     if not isinstance(data, dict):
         raise DeliveryError(f"{path}: feed cursor file is not a JSON object")
     moved = 0
+    pending = False
     for name, value in data.items():
         if isinstance(value, str) and value:
-            moved += await ctx.store.import_feed_cursor(str(name), value)
+            if await ctx.store.import_feed_cursor(str(name), value):
+                moved += 1
+            elif (await ctx.store.feed_cursor(str(name))).received_at < value:
+                pending = True  # the feed is running elsewhere: try again at the next run
+    if pending:
+        return moved
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, path.with_name(f"{path.name}.imported"))
     log.info("imported the feed cursor file into the store", extra={"feeds": moved})

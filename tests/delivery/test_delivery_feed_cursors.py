@@ -342,6 +342,22 @@ async def test_delivery_old_cursor_file_is_imported_once(hub: Any, h: Any) -> No
         assert (await ctx.store.feed_cursor(FEED)).received_at > old
 
 
+async def test_delivery_old_cursor_file_stays_while_its_feed_runs_elsewhere(
+    hub: Any, h: Any
+) -> None:
+    hub.write(nightly(h))
+    async with hub.open() as ctx:
+        path = legacy_cursor_file(ctx)
+        path.write_bytes(orjson.dumps({FEED: "2025-06-01T00:00:00.000000+00:00"}))
+        assert await ctx.store.claim_feed(FEED, "another-machine", 30) is not None
+        assert await import_legacy_cursors(ctx) == 0
+        assert path.exists(), "kept: its cursor could not be taken yet"
+        await ctx.store.release_feed(FEED, "another-machine")
+        assert await import_legacy_cursors(ctx) == 1
+        assert not path.exists()
+        assert (await ctx.store.feed_cursor(FEED)).received_at.startswith("2025-06-01")
+
+
 async def test_delivery_unreadable_old_cursor_file_stops_the_run(hub: Any, h: Any) -> None:
     hub.write(nightly(h))
     async with hub.open() as ctx:
