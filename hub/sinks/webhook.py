@@ -152,7 +152,12 @@ class WebhookSink:
         finally:
             for task in senders:
                 task.cancel()
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        if len(done) != len(deliveries):
+            # Every sender runs until the deliveries are used up, so this is a bug: fail the
+            # batch (it is retried) rather than settle entries against the wrong outcomes.
+            raise RuntimeError("the webhook sink lost the outcome of a delivery")
+        return done
 
     def _target(self, options: Mapping[str, Any]) -> _Target | DeliveryOutcome:
         """Where and how a feed's deliveries go, or the dead outcome of a bad setting."""
