@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +72,9 @@ class IngestRequest:
     records: Sequence[Record]
     message: InboundMessage | None = None
     response: bytes = b""
+    before_commit: Callable[[], Awaitable[None]] | None = None
+    """Awaited in the transaction once the records are written and routed; raising rolls
+    them back (a check that ran alongside, such as a FHIR Bundle's validation)."""
 
 
 @dataclass(slots=True)
@@ -161,14 +164,16 @@ class Engine:
         *,
         message: InboundMessage | None = None,
         response: bytes = b"",
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> IngestResult:
         """Store, link, route and gate records in one transaction.
 
         With ``message``, a re-sent message (same sender, control id and content) changes
         nothing and returns the response given the first time; a control id reused for
-        different content is processed as new (and logged).
+        different content is processed as new (and logged). ``before_commit`` is awaited
+        last inside the transaction: what it raises rolls everything back and is raised.
         """
-        results = await self.ingest_many([IngestRequest(records, message, response)])
+        results = await self.ingest_many([IngestRequest(records, message, response, before_commit)])
         result = results[0]
         if isinstance(result, BaseException):
             raise result
@@ -274,10 +279,20 @@ class Engine:
                 refs = {str(c) for rec in request.records if (c := record_client(rec))}
                 result.persons = {r: p for r in refs if (p := group.persons.get(r)) is not None}
         await tx.remember_messages(remember)
+        for request in requests:
+            if request.before_commit is not None:
+                await request.before_commit()
         return results
 
     async def _ingest_request(self, tx: Transaction, request: IngestRequest) -> IngestResult:
-        """One message (or batch of records) inside the caller's transaction."""
+        """One message (or batch of records) inside the caller's transaction, then its
+        ``before_commit``."""
+        result = await self._ingest_message(tx, request)
+        if request.before_commit is not None:
+            await request.before_commit()
+        return result
+
+    async def _ingest_message(self, tx: Transaction, request: IngestRequest) -> IngestResult:
         result = IngestResult()
         message = request.message
         if message is not None:

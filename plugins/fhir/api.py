@@ -29,7 +29,7 @@ from hub.web import CONTEXT, DEFAULT_MAX_BODY, caller_of
 from plugins.fhir import codes
 from plugins.fhir.access import Viewer
 from plugins.fhir.capability import capability_statement
-from plugins.fhir.ingest import write_lock
+from plugins.fhir.ingest import apply_bundle, write_lock
 from plugins.fhir.outcome import (
     FhirError,
     Issue,
@@ -51,11 +51,9 @@ from plugins.fhir.search import (
     searchset,
 )
 from plugins.fhir.settings import FhirSettings
-from plugins.fhir.transaction import run_transaction
 from plugins.fhir.validation import (
     is_resource_type,
     parse_json,
-    validate_bundle,
     validate_resource,
 )
 from plugins.fhir.writes import Batch, Outcome
@@ -143,6 +141,12 @@ def _prefer(request: web.Request, key: str) -> str | None:
 
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON (415 for another media type, 413 when too large)."""
+    return parse_json(await read_body(request))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw request body of a JSON request (415 for another media type, 413 when too
+    large)."""
     if request.content_type not in JSON_TYPES:
         raise FhirError.of(415, "not-supported", "send application/fhir+json")
     try:
@@ -153,7 +157,7 @@ async def read_json(request: web.Request) -> Any:
         raise FhirError.of(
             413, "too-costly", f"the request body is larger than {limit} bytes"
         ) from None
-    return parse_json(raw)
+    return raw
 
 
 def _query(request: web.Request, resource_type: str, allowed: Any) -> Query:
@@ -323,12 +327,8 @@ async def update(request: web.Request) -> web.StreamResponse:
 @fhir_endpoint
 async def transaction(request: web.Request) -> web.StreamResponse:
     """``POST /fhir/``: a transaction Bundle, all or nothing."""
-    data = await read_json(request)
-    validate_bundle(data)
-    viewer = viewer_of(request)
-    async with write_lock(viewer.ctx):
-        response = await run_transaction(viewer, data)
-    return fhir_response(response)
+    body = await read_body(request)
+    return fhir_response(await apply_bundle(viewer_of(request), body))
 
 
 def organization(agency: Any) -> dict[str, Any]:

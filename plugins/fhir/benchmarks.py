@@ -3,8 +3,9 @@
 * ``fhir.ingest.bundle`` — a transaction Bundle of N Patients from ``bench-hospital``
   through :func:`plugins.fhir.ingest.ingest_bundle` (parse once, validate once with the
   ``fhir.resources`` R4B models, map, identity, gate, one commit) on a fresh hub with a feed
-  and a consent per patient. Floor: ``fhir.resources`` R4B validation of the same Bundle
-  alone (``orjson.loads`` + ``Bundle.model_validate``).
+  and a consent per patient, its validation worker running as in ``hub serve`` (the
+  Bundle is validated there while the hub maps and stores it). Floor: ``fhir.resources``
+  R4B validation of the same Bundle alone (``orjson.loads`` + ``Bundle.model_validate``).
 * ``fhir.render.patient`` — what the ``fhir-push`` sink does per released Client record:
   :func:`plugins.fhir.outbound.render_record` (canonical payload → Patient entry dict) and
   ``orjson.dumps``. Floor: ``orjson.dumps`` of the same Patient dicts, already built.
@@ -112,12 +113,19 @@ class IngestPath:
     async def setup(self) -> None:
         """Hub, consents, one warm-up Bundle of one other patient."""
         from plugins.fhir.ingest import ingest_bundle
+        from plugins.fhir.validation_pool import ValidationPool
 
         self._ctx = await self._stack.enter_async_context(
             open_bench_hub(self.params.workdir / "hub", FHIR_TOML)
         )
         refs = [(MRN_SYSTEM, p.mrn) for p in people(self.params.size + 1, self.params.seed)]
         await add_consents(self._ctx, refs, recorded_by=HOSPITAL)
+        # As in ``hub serve``: the [fhir] validation workers (default settings) run.
+        for service in self._ctx.plugins.hook.hub_services(ctx=self._ctx):
+            for started in service:
+                if isinstance(started, ValidationPool):
+                    await started.start()
+                    self._stack.push_async_callback(started.stop)
         await ingest_bundle(self._ctx, HOSPITAL, (self.params.data_dir / WARMUP_FILE).read_bytes())
         self._body = (self.params.data_dir / BUNDLE_FILE).read_bytes()
 

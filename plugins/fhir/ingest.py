@@ -1,8 +1,9 @@
 """FHIR Bundle ingest: the one entry point for transaction Bundles (API and benchmark).
 
 ``ingest_bundle(ctx, agency, bundle_bytes)`` parses the JSON once (orjson), validates the
-Bundle once with the ``fhir.resources.R4B`` model (its entries with it), maps Patients to
-dict-based canonical Client records and stores everything in one engine call, i.e. one store
+Bundle once with the ``fhir.resources.R4B`` model (its entries with it; a large Bundle in a
+worker process, see :mod:`plugins.fhir.validation_pool`), maps Patients to dict-based
+canonical Client records and stores everything in one engine call, i.e. one store
 transaction. It returns the transaction-response Bundle (a dict).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from plugins.fhir.access import Viewer
 from plugins.fhir.transaction import run_transaction
 from plugins.fhir.validation import parse_json, validate_bundle
+from plugins.fhir.validation_pool import OFFLOAD_MIN_ENTRIES, running_pool
 
 WRITE_LOCK = "fhir_write_lock"
 
@@ -32,10 +34,42 @@ async def ingest_bundle(
 ) -> dict[str, Any]:
     """Validate and apply a transaction Bundle sent by ``agency``; the response Bundle.
 
+    With a running validation pool (``hub serve``) a large Bundle is validated in a worker
+    process while it is mapped and stored here, in a transaction that commits only once the
+    validation has passed; otherwise it is validated first. Either way nothing is stored
+    from an invalid Bundle, and its validation errors are the ones reported.
+
     Raises :class:`plugins.fhir.outcome.FhirError` (nothing stored) when any entry is bad.
     """
+    return await apply_bundle(Viewer(ctx, agency, purpose), bundle_bytes)
+
+
+async def apply_bundle(viewer: Viewer, bundle_bytes: bytes) -> dict[str, Any]:
+    """:func:`ingest_bundle` for a caller's view (``POST /fhir/`` calls this)."""
+    ctx = viewer.ctx
     data = parse_json(bundle_bytes, "Bundle")
-    validate_bundle(data)
-    viewer = Viewer(ctx, agency, purpose)
-    async with write_lock(ctx):
-        return await run_transaction(viewer, data)
+    pool = running_pool(ctx)
+    if pool is None or _entry_count(data) < OFFLOAD_MIN_ENTRIES:
+        validate_bundle(data)
+        async with write_lock(ctx):
+            return await run_transaction(viewer, data)
+    checked = pool.check(bundle_bytes)
+
+    async def validated() -> None:
+        await checked
+
+    try:
+        async with write_lock(ctx):
+            return await run_transaction(viewer, data, validated)
+    except Exception:
+        # An invalid Bundle is answered with its validation errors, as when it is validated
+        # first, whatever its unvalidated data made fail on the way.
+        await checked
+        raise
+    finally:
+        checked.cancel()
+
+
+def _entry_count(data: Any) -> int:
+    entries = data.get("entry") if isinstance(data, dict) else None
+    return len(entries) if isinstance(entries, list) else 0

@@ -58,6 +58,15 @@ def hub_http_routes(app: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def hub_services(ctx: Any) -> list[Any]:
+    """The worker processes that validate large Bundles (``[fhir] validation_workers``)."""
+    from plugins.fhir.validation_pool import ValidationPool
+
+    workers = settings_of(ctx.config.section(SECTION)).validation_workers
+    return [ValidationPool(ctx, workers)] if workers > 0 else []
+
+
+@hookimpl
 def hub_benchmarks() -> list[Any]:
     """Bundle ingest and Patient rendering beside their floors (``benchmarks.py``)."""
     from plugins.fhir.benchmarks import benchmarks

@@ -6,6 +6,7 @@ base_url = "https://hub.example.org/fhir"  # public base for links (default: fro
 default_purpose = "coordination"           # purpose of a Patient read without X-Purpose-Of-Use
 page_size = 50                             # default _count
 max_page_size = 500                        # largest _count honoured
+validation_workers = 1                     # processes validating large Bundles (0: in process)
 ```
 """
 
@@ -28,6 +29,7 @@ class FhirSettings:
     default_purpose: str = "coordination"
     page_size: int = 50
     max_page_size: int = 500
+    validation_workers: int = 1
 
 
 _TYPES: dict[str, type] = {
@@ -35,6 +37,7 @@ _TYPES: dict[str, type] = {
     "default_purpose": str,
     "page_size": int,
     "max_page_size": int,
+    "validation_workers": int,
 }
 
 
@@ -61,6 +64,8 @@ def validate_section(value: Any) -> list[str]:
         errors.append(f"{SECTION}.max_page_size: must be 1-10000")
     elif not 1 <= page <= most:
         errors.append(f"{SECTION}.page_size: must be 1-max_page_size")
+    if not 0 <= value.get("validation_workers", 1) <= 64:
+        errors.append(f"{SECTION}.validation_workers: must be 0-64")
     return errors
 
 
@@ -72,4 +77,5 @@ def settings_of(section: Mapping[str, Any]) -> FhirSettings:
         default_purpose=str(section.get("default_purpose", d.default_purpose)),
         page_size=int(section.get("page_size", d.page_size)),
         max_page_size=int(section.get("max_page_size", d.max_page_size)),
+        validation_workers=int(section.get("validation_workers", d.validation_workers)),
     )

@@ -12,7 +12,7 @@ naming ``Bundle.entry[i]`` and the element; nothing is stored.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -131,8 +131,16 @@ def _rewrite(value: Any, local: Mapping[str, str]) -> Any:
     return value
 
 
-async def run_transaction(viewer: Viewer, bundle: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply a validated transaction Bundle; the transaction-response Bundle."""
+async def run_transaction(
+    viewer: Viewer,
+    bundle: Mapping[str, Any],
+    confirm: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Apply a transaction Bundle; the transaction-response Bundle.
+
+    The Bundle is validated already, or ``confirm`` validates it: it is awaited before
+    anything commits (see :func:`plugins.fhir.ingest.ingest_bundle`).
+    """
     if bundle.get("type") != "transaction":
         raise FhirError.of(
             400,
@@ -181,7 +189,7 @@ async def run_transaction(viewer: Viewer, bundle: Mapping[str, Any]) -> dict[str
                 )
         except FhirError as exc:
             raise at_entry(exc, plan.index) from None
-    await batch.commit()
+    await batch.commit(confirm)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -426,13 +426,19 @@ class Batch:
 
     # ---- commit -----------------------------------------------------------------------------
 
-    async def commit(self) -> list[Outcome]:
-        """Store everything planned in one transaction; resolve Patient ids; apply consents."""
+    async def commit(self, confirm: Callable[[], Awaitable[None]] | None = None) -> list[Outcome]:
+        """Store everything planned in one transaction; resolve Patient ids; apply consents.
+
+        ``confirm`` (the Bundle's validation, when it runs alongside) is awaited before
+        anything commits; what it raises leaves nothing stored.
+        """
         records = list(self._records.values())
         if records:
-            result = await self.ctx.engine.ingest(records)
+            result = await self.ctx.engine.ingest(records, before_commit=confirm)
             by_key = dict(zip(self._records, result.outcomes, strict=True))
             await self._resolve_patients(result.persons, by_key)
+        elif confirm is not None:
+            await confirm()
         if self.consents:
             await self.ctx.import_consents(self.consents)
         self.viewer.repo.forget()

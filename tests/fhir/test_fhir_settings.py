@@ -21,7 +21,8 @@ def test_fhir_settings_valid_and_defaults() -> None:
 
 def test_fhir_settings_errors_name_the_key() -> None:
     assert errors({"pagesize": 1}) == [
-        "fhir.pagesize: unknown key (known: base_url, default_purpose, max_page_size, page_size)"
+        "fhir.pagesize: unknown key (known: base_url, default_purpose, max_page_size, "
+        "page_size, validation_workers)"
     ]
     assert errors({"page_size": "10"}) == ["fhir.page_size: expected int"]
     assert errors({"default_purpose": "gossip"}) == ["fhir.default_purpose: unknown purpose"]
@@ -29,3 +30,5 @@ def test_fhir_settings_errors_name_the_key() -> None:
         "fhir.page_size: must be 1-max_page_size"
     ]
     assert validate_section({"base_url": "ftp://x"}) == ["fhir.base_url: expected an http(s) URL"]
+    assert validate_section({"validation_workers": -1}) == ["fhir.validation_workers: must be 0-64"]
+    assert settings_of({"validation_workers": 0}).validation_workers == 0

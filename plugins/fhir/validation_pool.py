@@ -1,0 +1,163 @@
+"""Bundle validation in worker processes, beside the hub's own work on the Bundle.
+
+Validating a Bundle with the ``fhir.resources`` models is pure CPU, about 100 µs per
+Patient: done on the event loop, a Bundle of 1,000 Patients would stall every other
+partner's request for a tenth of a second, and the validation and the hub's own work
+(mapping, identity, consent, storing) would take turns on one core. With
+``[fhir] validation_workers`` ≥ 1 (the default is 1), ``hub serve`` keeps that many worker
+processes, and a Bundle of at least :data:`OFFLOAD_MIN_ENTRIES` entries is validated in one
+of them while the event loop maps and stores it in a transaction that commits only once
+the validation has passed (:func:`plugins.fhir.ingest.ingest_bundle`). Smaller Bundles,
+and every Bundle when no pool runs, are validated first, in process.
+
+A worker that dies (killed, out of memory) breaks the pool: the Bundle being checked is
+then validated in process, and a new pool is started for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from plugins.fhir.outcome import FhirError, Issue
+from plugins.fhir.validation import parse_json, validate_bundle
+
+log = logging.getLogger("hub.fhir.validation")
+
+POOL = "fhir_validation_pool"
+"""Where ``hub serve`` keeps the running :class:`ValidationPool` (``ctx.extras``)."""
+
+OFFLOAD_MIN_ENTRIES = 20
+"""Smaller Bundles are validated in process: a round trip to a worker costs about as much
+as validating 5 Patients, and the event loop is not held for long."""
+
+_WARM_UP = (
+    b'{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:'
+    b'00000000-0000-4000-8000-000000000000","resource":{"resourceType":"Patient",'
+    b'"name":[{"family":"Warm"}],"birthDate":"2000-01-01"},"request":{"method":"POST",'
+    b'"url":"Patient"}}]}'
+)
+
+IssueTuple = tuple[str, str, tuple[str, ...], str]
+
+
+def check_bundle_bytes(body: bytes) -> tuple[int, list[IssueTuple]] | None:
+    """Parse and validate a Bundle (runs in a worker); None when it is valid, else the
+    HTTP status and the issues (plain tuples: they cross a process boundary)."""
+    try:
+        validate_bundle(parse_json(body, "Bundle"))
+    except FhirError as exc:
+        return exc.status, [(i.code, i.diagnostics, i.expression, i.severity) for i in exc.issues]
+    return None
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: leave when the hub's process is gone (killed, crashed). A pool's
+    worker holds both ends of its own task pipe, so it would never see the hub leave."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _raise_found(found: tuple[int, list[IssueTuple]] | None) -> None:
+    if found is not None:
+        status, issues = found
+        raise FhirError(status, [Issue(*issue) for issue in issues])
+
+
+class ValidationPool:
+    """A pool of worker processes validating Bundles, as a ``hub serve`` service."""
+
+    name = "fhir-validation"
+
+    def __init__(self, ctx: Any, workers: int) -> None:
+        self._ctx = ctx
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"ValidationPool(workers={self._workers}, running={self._pool is not None})"
+
+    async def start(self) -> None:
+        """Start the workers, have each build the models once, and offer the pool to
+        :func:`plugins.fhir.ingest.ingest_bundle`. Workers that cannot start leave the hub
+        validating in process (logged), not stopped."""
+        pool = self._new_pool()
+        warm_ups = [pool.submit(check_bundle_bytes, _WARM_UP) for _ in range(self._workers)]
+        try:
+            await asyncio.gather(*(asyncio.wrap_future(w) for w in warm_ups))
+        except Exception as exc:
+            log.warning(
+                "FHIR validation workers could not start; validating in process",
+                extra={"error": type(exc).__name__},
+            )
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            return
+        self._pool = pool
+        self._ctx.extras[POOL] = self
+        log.info("FHIR validation workers started", extra={"workers": self._workers})
+
+    async def stop(self) -> None:
+        """Take the pool out of use and stop its workers (checks under way are cancelled;
+        their Bundles fail and store nothing)."""
+        if self._ctx.extras.get(POOL) is self:
+            del self._ctx.extras[POOL]
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def check(self, body: bytes) -> asyncio.Future[None]:
+        """Start validating ``body`` in a worker now; the future raises
+        :class:`FhirError` when the Bundle is invalid."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the FHIR validation pool is stopped")
+        # Handed to the worker before returning: the caller's work that follows may not
+        # give the event loop a turn until it awaits the result.
+        running = pool.submit(check_bundle_bytes, body)
+        return asyncio.ensure_future(self._outcome(pool, running, body))
+
+    async def _outcome(
+        self,
+        pool: ProcessPoolExecutor,
+        running: concurrent.futures.Future[tuple[int, list[IssueTuple]] | None],
+        body: bytes,
+    ) -> None:
+        try:
+            found = await asyncio.wrap_future(running)
+        except BrokenProcessPool:
+            log.warning("a FHIR validation worker died; validating in process, restarting the pool")
+            if self._pool is pool:
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            found = check_bundle_bytes(body)
+        finally:
+            running.cancel()
+        _raise_found(found)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # "spawn": the hub's process runs threads (SQLite connections), which fork must not copy.
+        return ProcessPoolExecutor(
+            self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+
+
+def running_pool(ctx: Any) -> ValidationPool | None:
+    """The validation pool of a running ``hub serve``, if there is one."""
+    pool = ctx.extras.get(POOL)
+    return pool if isinstance(pool, ValidationPool) else None
