@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import orjson
+
 from consent.decision import Decision
 
 GENESIS_HASH = "0" * 64
@@ -95,8 +97,24 @@ def compute_hash(
         record,
         prev_hash,
     ]
-    encoded = json.dumps(canonical, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(encoded.encode("ascii")).hexdigest()
+    return hashlib.sha256(canonical_json(canonical)).hexdigest()
+
+
+def canonical_json(value: list[object]) -> bytes:
+    """Compact, ASCII-only JSON of a list of text, numbers, None and lists of text: the bytes
+    of ``json.dumps(value, ensure_ascii=True, separators=(",", ":"))``.
+
+    orjson writes the same bytes whenever its output is ASCII without DEL (which ``json``
+    escapes and orjson does not), so it is used then: it is several times faster, and this
+    is on every decision.
+    """
+    try:
+        fast = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
+        fast = b"\xff"
+    if fast.isascii() and b"\x7f" not in fast:
+        return fast
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def entry_hash(entry: AuditEntry) -> str:
@@ -121,9 +139,18 @@ def entry_hash(entry: AuditEntry) -> str:
 
 def format_time(at: datetime) -> str:
     """``at`` as the ISO UTC text entries carry (``2025-03-01T12:00:00.000000Z``)."""
+    global _last_time
+    last_at, last_text = _last_time
+    if at is last_at:  # a batch of decisions shares one clock reading
+        return last_text
     if at.tzinfo is None:
         raise ValueError("audit time must be timezone-aware")
-    return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    text = at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    _last_time = (at, text)
+    return text
+
+
+_last_time: tuple[datetime | None, str] = (None, "")
 
 
 def make_entry(

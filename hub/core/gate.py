@@ -10,7 +10,6 @@ only way to get another agency's data out of the core is through it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -39,7 +38,6 @@ from hub.core.serialize import record_payload
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 
-_AUDIT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditEntry))
 
 RECORD_RESTRICTED = "RECORD_RESTRICTED"
 """Reason code: the source restricted the record to its owner (HL7 ARV, a VSP's data)."""
@@ -60,9 +58,8 @@ class Disclosure:
 
 
 def audit_row(entry: AuditEntry) -> AuditRow:
-    """The stored form of an audit entry: every field as JSON."""
-    body = {f: getattr(entry, f) for f in _AUDIT_FIELDS}
-    return AuditRow(entry.seq, orjson.dumps(body), entry.prev_hash, entry.hash)
+    """The stored form of an audit entry: every field as JSON, in field order."""
+    return AuditRow(entry.seq, orjson.dumps(entry), entry.prev_hash, entry.hash)
 
 
 def released_payload(
