@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-
-import orjson
 
 from consent.decision import Decision
 
@@ -58,6 +56,13 @@ class ChainProblem:
     message: str
 
 
+def canonical_json(value: list[object]) -> bytes:
+    """The encoding hashed: compact, ASCII-only JSON of a list (``json.dumps`` with
+    ``ensure_ascii=True`` and no spaces). A faster encoder may be passed to
+    :func:`make_entry` if it gives the same bytes for every entry."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def compute_hash(
     prev_hash: str,
     *,
@@ -74,11 +79,12 @@ def compute_hash(
     reasons: Sequence[str],
     payload_hash: str | None,
     record: str | None,
+    encode: Callable[[list[object]], bytes] = canonical_json,
 ) -> str:
     """SHA-256 (hex) of an entry's fields chained to ``prev_hash``.
 
     The encoding is a JSON list in a fixed order (compact, ASCII-only), so no two
-    different entries encode alike.
+    different entries encode alike (:func:`canonical_json`).
     """
     canonical = [
         _FORMAT,
@@ -97,24 +103,7 @@ def compute_hash(
         record,
         prev_hash,
     ]
-    return hashlib.sha256(canonical_json(canonical)).hexdigest()
-
-
-def canonical_json(value: list[object]) -> bytes:
-    """Compact, ASCII-only JSON of a list of text, numbers, None and lists of text: the bytes
-    of ``json.dumps(value, ensure_ascii=True, separators=(",", ":"))``.
-
-    orjson writes the same bytes whenever its output is ASCII without DEL (which ``json``
-    escapes and orjson does not), so it is used then: it is several times faster, and this
-    is on every decision.
-    """
-    try:
-        fast = orjson.dumps(value)
-    except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
-        fast = b"\xff"
-    if fast.isascii() and b"\x7f" not in fast:
-        return fast
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return hashlib.sha256(encode(canonical)).hexdigest()
 
 
 def entry_hash(entry: AuditEntry) -> str:
@@ -164,11 +153,12 @@ def make_entry(
     decision: Decision,
     payload_hash: str | None,
     record: str | None,
+    encode: Callable[[list[object]], bytes] = canonical_json,
 ) -> AuditEntry:
     """The entry that follows ``prev`` = (seq, hash) of the last entry, or starts the log.
 
     ``at`` may be an aware datetime (formatted by ``format_time``) or text already in
-    that form.
+    that form. ``encode`` replaces :func:`canonical_json` (it must give the same bytes).
     """
     seq, prev_hash = (1, GENESIS_HASH) if prev is None else (prev[0] + 1, prev[1])
     when = at if isinstance(at, str) else format_time(at)
@@ -189,6 +179,7 @@ def make_entry(
         reasons=decision.reasons,
         payload_hash=payload_hash,
         record=record,
+        encode=encode,
     )
     return AuditEntry(
         seq=seq,

@@ -28,7 +28,7 @@ from consent import (
     parse_consent,
     redact,
 )
-from consent.audit import AuditEntry, make_entry
+from consent.audit import AuditEntry, canonical_json, make_entry
 from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
@@ -55,6 +55,19 @@ class Disclosure:
     def permitted(self) -> bool:
         """Whether anything may be released."""
         return self.payload is not None
+
+
+def fast_canonical_json(value: list[object]) -> bytes:
+    """:func:`consent.audit.canonical_json`'s bytes, several times faster (every decision
+    hashes one): orjson writes the same bytes whenever its output is ASCII without DEL,
+    which ``json`` escapes and orjson does not; anything else goes the standard way."""
+    try:
+        fast = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
+        return canonical_json(value)
+    if fast.isascii() and b"\x7f" not in fast:
+        return fast
+    return canonical_json(value)
 
 
 def audit_row(entry: AuditEntry) -> AuditRow:
@@ -336,6 +349,7 @@ class ConsentGate:
                 decision=decision,
                 payload_hash=released_hash,
                 record=record_ref,
+                encode=fast_canonical_json,
             ),
         )
         return Disclosure(decision, payload, entry)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
-import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from consent import (
     GENESIS_HASH,
@@ -21,8 +17,6 @@ from consent import (
     make_entry,
     verify_chain,
 )
-from consent.audit import canonical_json
-from hub.core.gate import audit_row
 
 PERMIT = Decision(
     "permit-redacted",
@@ -224,41 +218,3 @@ def test_the_sequence_number_is_part_of_the_hash() -> None:
     problem = verify_chain(entries)
     assert problem is not None
     assert (problem.seq, problem.kind) == (5, "altered")
-
-
-@given(
-    st.lists(
-        st.one_of(
-            st.text(),
-            st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010)),  # lone surrogates
-            st.none(),
-            st.integers(),
-            st.lists(st.text(), max_size=3),
-        ),
-        max_size=8,
-    )
-)
-def test_canonical_json_is_the_standard_librarys_encoding(value: list[object]) -> None:
-    # Entries written before the fast path must keep verifying: the bytes hashed never change.
-    expected = json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    assert canonical_json(value) == expected
-
-
-def test_stored_audit_rows_keep_their_json_form() -> None:
-    entry = make_entry(
-        None,
-        at=datetime(2025, 3, 1, 12, tzinfo=UTC),
-        client="p-1",
-        owner="shelter-a",
-        recipient="hospital-x",
-        purpose="treatment",
-        decision=Decision("permit", frozenset({"identity"}), frozenset({"health"}), ("OK",), "m1"),
-        payload_hash=None,
-        record="client/hmis:1/1",
-    )
-    row = audit_row(entry)
-    assert orjson.loads(row.body) == {
-        f.name: list(v) if isinstance(v := getattr(entry, f.name), tuple) else v
-        for f in dataclasses.fields(entry)
-    }
-    assert list(orjson.loads(row.body)) == [f.name for f in dataclasses.fields(entry)]
