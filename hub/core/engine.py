@@ -74,7 +74,9 @@ class IngestRequest:
     response: bytes = b""
     before_commit: Callable[[], Awaitable[None]] | None = None
     """Awaited in the transaction once the records are written and routed; raising rolls
-    them back (a check that ran alongside, such as a FHIR Bundle's validation)."""
+    them back (a check that ran alongside, such as a FHIR Bundle's validation). In a group
+    whose joint attempt fails it is awaited again when the request is retried alone, so it
+    must give the same answer each time (awaiting one future does)."""
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hub.plugin_api import Record, SourceKey
@@ -76,6 +76,9 @@ class Viewer:
         self.key_persons: dict[str, set[str]] = {}
         """Persons per blind match key, read ahead in one query for a Bundle's conditional
         creates (:func:`plugins.fhir.patients.read_ahead_identifiers`); cleared on commit."""
+        self.before_disclosure: Callable[[], Awaitable[None]] | None = None
+        """Awaited before the first gate decision of this view (a Bundle's validation under
+        way): the audit log records no decision made for a request that turns out invalid."""
 
     # ---- persons --------------------------------------------------------------------------
 
@@ -89,6 +92,8 @@ class Viewer:
             return cached
         found: Released = []
         if FHIR_ID.fullmatch(person_id):
+            if self.before_disclosure is not None:
+                await self.before_disclosure()
             found = await self.ctx.engine.disclose_person(
                 person_id, recipient=self.agency, purpose=use, kinds=["client"]
             )

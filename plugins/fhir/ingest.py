@@ -58,6 +58,9 @@ async def apply_bundle(viewer: Viewer, bundle_bytes: bytes) -> dict[str, Any]:
     async def validated() -> None:
         await checked
 
+    # Creates of new Patients (the bulk of a large Bundle) overlap the validation; a gate
+    # decision (a conditional write matching a stored client) waits for it.
+    viewer.before_disclosure = validated
     try:
         async with write_lock(ctx):
             return await run_transaction(viewer, data, validated)

@@ -126,8 +126,23 @@ class ValidationPool:
             raise RuntimeError("the FHIR validation pool is stopped")
         # Handed to the worker before returning: the caller's work that follows may not
         # give the event loop a turn until it awaits the result.
-        running = pool.submit(check_bundle_bytes, body)
+        try:
+            running = pool.submit(check_bundle_bytes, body)
+        except BrokenProcessPool:  # a worker died while idle
+            pool = self._restart(pool)
+            if pool is None:
+                raise RuntimeError("the FHIR validation pool is stopped") from None
+            running = pool.submit(check_bundle_bytes, body)
         return asyncio.ensure_future(self._outcome(pool, running, body))
+
+    def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor | None:
+        """A new pool in place of a broken one (once, however many checks find it broken);
+        None when the pool was stopped meanwhile."""
+        if self._pool is broken:
+            log.warning("a FHIR validation worker died; restarting the pool")
+            self._pool = self._new_pool()
+            broken.shutdown(wait=False, cancel_futures=True)
+        return self._pool
 
     async def _outcome(
         self,
@@ -137,11 +152,8 @@ class ValidationPool:
     ) -> None:
         try:
             found = await asyncio.wrap_future(running)
-        except BrokenProcessPool:
-            log.warning("a FHIR validation worker died; validating in process, restarting the pool")
-            if self._pool is pool:
-                self._pool = self._new_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
+        except BrokenProcessPool:  # a worker died during this check: validate it here
+            self._restart(pool)
             found = check_bundle_bytes(body)
         finally:
             running.cancel()

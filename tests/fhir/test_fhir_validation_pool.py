@@ -3,6 +3,7 @@ answers as validating first, nothing stored from an invalid Bundle, a dead worke
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -182,3 +183,41 @@ async def test_the_api_answers_a_large_invalid_bundle_with_its_errors(
         status, body, _ = await hub.call("hospital-x", "POST", "", raw=patient_bundle(SIZE))
         assert status == 200 and len(body["entry"]) == SIZE
         await pool.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+async def test_a_worker_that_died_idle_is_replaced(hub_factory: Callable[..., Any]) -> None:
+    async with pooled(hub_factory) as ctx:
+        before = worker_pids()
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(1.0)  # the pool has noticed: submitting now fails at once
+        for start in (0, 100):
+            response = await ingest_bundle(ctx, "hospital-x", patient_bundle(SIZE, start))
+            assert len(response["entry"]) == SIZE
+        assert set(worker_pids()) - set(before)
+
+
+def conditional_creates(n: int, spoil: bool) -> bytes:
+    data = orjson.loads(patient_bundle(n))
+    for entry in data["entry"]:
+        mrn = entry["resource"]["identifier"][0]
+        entry["request"]["ifNoneExist"] = f"identifier={mrn['system']}|{mrn['value']}"
+    if spoil:
+        data["entry"][n - 1]["resource"]["gender"] = "sometimes"
+    return orjson.dumps(data)
+
+
+async def test_an_invalid_bundle_leaves_no_gate_decision_in_the_audit_log(
+    hub_factory: Callable[..., Any],
+) -> None:
+    async with pooled(hub_factory) as ctx:
+        await ingest_bundle(ctx, "hospital-x", patient_bundle(SIZE))
+        audited = len([r async for b in ctx.store.iter_audit() for r in b])
+        # Conditional creates of stored clients ask the gate about them (audited reads).
+        with pytest.raises(FhirError):
+            await ingest_bundle(ctx, "hospital-x", conditional_creates(SIZE, spoil=True))
+        assert len([r async for b in ctx.store.iter_audit() for r in b]) == audited
+        response = await ingest_bundle(ctx, "hospital-x", conditional_creates(SIZE, spoil=False))
+        assert {e["response"]["status"] for e in response["entry"]} == {"200 OK"}
+        assert len([r async for b in ctx.store.iter_audit() for r in b]) > audited
