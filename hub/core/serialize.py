@@ -34,36 +34,66 @@ _NESTED: dict[type[Any], Any] = {
     ContactPoint: ContactPoint,
 }
 
-Decoder = Callable[[Any], Any]
+Decoder = Callable[[Any], Any] | None
+"""How to turn JSON data back into a value of a field type (None: as it is)."""
 
 
 def _decoder(tp: Any) -> Decoder:
+    """The decoder of a field type (see :data:`Decoder`)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         dec = _decoder(inner[0])
+        if dec is None:
+            return None
         return lambda v: None if v is None else dec(v)
     if origin is tuple:
         item = _decoder(typing.get_args(tp)[0])
-        return lambda v: tuple(item(x) for x in v)
+        if item is None:
+            return tuple
+        return lambda v: tuple(map(item, v))
     if origin is frozenset:
-        return lambda v: frozenset(v)
+        return frozenset
     if tp is date:
         return date.fromisoformat
     if tp is datetime:
         return datetime.fromisoformat
     if tp in _NESTED:
-        fields = _field_decoders(tp)
-        return lambda v: tp(**{k: fields[k](x) for k, x in v.items() if k in fields})
+        build = _builder(tp)
+        return lambda v: build(v, {})
     if origin is not None and issubclass(origin, Mapping):
-        return lambda v: dict(v)
-    return lambda v: v
+        return dict
+    return None
+
+
+Builder = Callable[[Mapping[str, Any], dict[str, Any]], Any]
+"""Builds an instance of a class from JSON data and the keyword arguments given already."""
 
 
 @cache
-def _field_decoders(cls: Any) -> dict[str, Decoder]:
+def _builder(cls: Any) -> Builder:
+    """How to build ``cls`` from JSON data: unknown keys are ignored, missing ones default.
+
+    Built once per class from the field types; only fields whose values need converting
+    (tuples, dates, nested values) are touched, the others are passed on as they are.
+    """
     hints = typing.get_type_hints(cls)
-    return {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls) if f.name != "meta"}
+    decoders = {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls)}
+    decoders.pop("meta", None)
+    names = decoders.keys()
+    converted = [(name, dec) for name, dec in decoders.items() if dec is not None]
+
+    def build(data: Mapping[str, Any], given: dict[str, Any]) -> Any:
+        if data.keys() <= names:
+            given.update(data)
+        else:
+            given.update((k, v) for k, v in data.items() if k in names)
+        for name, dec in converted:
+            if name in given:
+                given[name] = dec(given[name])
+        return cls(**given)
+
+    return build
 
 
 Encoder = Callable[[Any], Any] | None
@@ -144,7 +174,5 @@ def record_from_payload(meta: RecordMeta, payload: Mapping[str, Any]) -> Record:
     Kinds without a registered type (``hmis.Project`` …) come back as :class:`SourceRow`.
     """
     cls: Any = RECORD_TYPES.get(meta.kind, SourceRow)
-    decoders = _field_decoders(cls)
-    kwargs = {k: decoders[k](v) for k, v in payload.items() if k in decoders}
-    record: Record = cls(meta=meta, **kwargs)
+    record: Record = _builder(cls)(payload, {"meta": meta})
     return record
