@@ -10,8 +10,8 @@ of them while the event loop maps and stores it in a transaction that commits on
 the validation has passed (:func:`plugins.fhir.ingest.ingest_bundle`). Smaller Bundles,
 and every Bundle when no pool runs, are validated first, in process.
 
-A worker that dies (killed, out of memory) breaks the pool: the Bundle being checked is
-then validated in process, and a new pool is started for the next one.
+A worker that dies (killed, out of memory, during a check or idle) breaks the pool: a new
+pool replaces it, and a Bundle whose check it took down is validated in process.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class ValidationPool:
         return f"ValidationPool(workers={self._workers}, running={self._pool is not None})"
 
     async def start(self) -> None:
-        """Start the workers, have each build the models once, and offer the pool to
+        """Start the workers, warm them with a small Bundle, and offer the pool to
         :func:`plugins.fhir.ingest.ingest_bundle`. Workers that cannot start leave the hub
         validating in process (logged), not stopped."""
         pool = self._new_pool()
