@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -12,6 +13,7 @@ from hub.core.ports import AuditRow, FeedCursor, OutboxRow, RecordRow
 from hub.crypto import FieldCipher
 from hub.store import schema
 from hub.store.sql import (
+    OPEN_STATUSES,
     OUTBOX_COLUMNS,
     RECORD_COLUMNS,
     Connection,
@@ -21,13 +23,12 @@ from hub.store.sql import (
     record_from_row,
 )
 
+HEAD_REPAIR_SECONDS = 30.0
+"""How often a PostgreSQL store's claims first repair outbox heads a race left unmarked."""
+
 
 class StoreError(RuntimeError):
     """The store cannot be used: unreachable, or its schema is not up to date."""
-
-
-_OPEN = "('pending', 'retry', 'leased')"
-"""Outbox statuses of entries not settled yet (as the partial indexes of schema 2 name them)."""
 
 
 class SqlStore(ABC):
@@ -35,6 +36,7 @@ class SqlStore(ABC):
 
     dialect: str = ""
     cipher: FieldCipher | None = None
+    _heads_checked_at: float = 0.0
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
@@ -179,22 +181,23 @@ class SqlStore(ABC):
 
     def _claim_sql(self) -> str:
         # The earliest open entry per (recipient, person) only: order is kept per person.
-        # Both look-ups go through the partial indexes of open entries (schema 2), so a
-        # claim walks the open entries in id order and stops at ``LIMIT``: its cost does not
-        # grow with the backlog. SQLite's planner would rather sort every due entry through
-        # ``outbox_due``, hence ``INDEXED BY``.
+        # The claim walks the heads that are due, in due order, through their partial index
+        # (schema 5): entries held back behind a failing one, and heads waiting for a retry,
+        # are not walked at all, so a receiver that is down costs the other feeds nothing.
+        # The NOT EXISTS check keeps the order even where two entries of one person are
+        # marked head (two enqueues racing on PostgreSQL). SQLite's planner would rather
+        # sort every due entry, hence ``INDEXED BY``.
         postgresql = self.dialect == "postgresql"
         lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
-        index = "" if postgresql else " INDEXED BY outbox_open"
+        index = "" if postgresql else " INDEXED BY outbox_heads"
         return (
             "UPDATE outbox SET status='leased', lease_owner=?, lease_until=?, "
             f"attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o{index} WHERE "
-            f"o.status IN {_OPEN} AND "
-            "((o.status IN ('pending','retry') AND o.next_attempt_at <= ?) OR "
-            "(o.status='leased' AND o.lease_until < ?)) AND NOT EXISTS (SELECT 1 FROM outbox p "
-            "WHERE p.recipient=o.recipient AND p.person_id=o.person_id AND p.id < o.id "
-            f"AND p.status IN {_OPEN}) ORDER BY o.id LIMIT ?"
-            f"{lock}) RETURNING {OUTBOX_COLUMNS}"
+            f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND "
+            "(o.status IN ('pending','retry') OR o.lease_until < ?) AND NOT EXISTS "
+            "(SELECT 1 FROM outbox p WHERE p.recipient=o.recipient AND p.person_id=o.person_id "
+            f"AND p.id < o.id AND p.status IN {OPEN_STATUSES}) "
+            f"ORDER BY o.next_attempt_at, o.id LIMIT ?{lock}) RETURNING {OUTBOX_COLUMNS}"
         )
 
     async def claim_outbox(self, worker: str, limit: int, lease_seconds: float) -> list[OutboxRow]:
@@ -203,6 +206,9 @@ class SqlStore(ABC):
         until = (now + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
         now_s = now.isoformat(timespec="microseconds")
         async with self.transaction() as tx:
+            if self.dialect == "postgresql" and time.monotonic() >= self._heads_checked_at:
+                await tx.repair_heads()
+                self._heads_checked_at = time.monotonic() + HEAD_REPAIR_SECONDS
             rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, limit))
         return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
 
@@ -232,6 +238,8 @@ class SqlStore(ABC):
             args.append(worker)
         async with self.transaction() as tx:
             n = await tx._c.execute(sql, args)
+            if n and status not in ("pending", "retry", "leased"):
+                await tx.promote_next([outbox_id])
         return n > 0
 
     async def finish_outbox_many(
@@ -275,8 +283,9 @@ class SqlStore(ABC):
         """Replay a dead or retrying entry: back to pending, due now, attempts reset."""
         async with self.transaction() as tx:
             n = await tx._c.execute(
+                # Head again: if a later entry of the person is open, this one goes first.
                 "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, "
-                "last_error='' WHERE id=? AND status IN ('dead','retry','failed')",
+                "last_error='', head=1 WHERE id=? AND status IN ('dead','retry','failed')",
                 (now_iso(), outbox_id),
             )
         return n > 0

@@ -124,6 +124,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX consents_generation ON consents (generation)",
         ],
     ),
+    (
+        5,
+        "outbox heads: claims walk only the first open entry of each recipient and person",
+        [
+            # `head` marks the open entry that is (or may be) the earliest of its recipient
+            # and person, the only one a claim may take. Claims walk the heads that are due,
+            # in due order, so entries held back behind a failing one (a receiver that is
+            # down) cost nothing until their turn. Set on enqueue when nothing of the person
+            # is open, passed on to the next open entry when a head is settled.
+            "ALTER TABLE outbox ADD COLUMN head INTEGER NOT NULL DEFAULT 0",
+            "UPDATE outbox SET head=1 WHERE status IN ('pending', 'retry', 'leased') AND "
+            "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient=outbox.recipient AND "
+            "p.person_id=outbox.person_id AND p.id < outbox.id AND "
+            "p.status IN ('pending', 'retry', 'leased'))",
+            "CREATE INDEX outbox_heads ON outbox (next_attempt_at, id) "
+            "WHERE head=1 AND status IN ('pending', 'retry', 'leased')",
+            "DROP INDEX IF EXISTS outbox_open",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -17,6 +17,7 @@ from hub.core.ports import (
     AuditRow,
     FeedCursor,
     OutboxRow,
+    RecordHead,
     RecordRow,
     ReviewItem,
     StoredState,
@@ -135,11 +136,25 @@ def outbox_from_row(r: Row, cipher: FieldCipher | None = None) -> OutboxRow:
     )
 
 
+OPEN_STATUSES = "('pending', 'retry', 'leased')"
+"""Outbox entries not settled yet (the text the partial indexes of schema 2 and 5 use)."""
+
+_OPEN_SET = frozenset({"pending", "retry", "leased"})
+
+# A new entry is its person's head when nothing of that recipient and person is open.
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
     "record_source_id, record_version, idempotency_key, status, attempts, "
-    "next_attempt_at, created_at, last_error, audit_seq, payload) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING"
+    "next_attempt_at, created_at, last_error, audit_seq, payload, head) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, CASE WHEN EXISTS (SELECT 1 FROM outbox "
+    f"WHERE recipient=? AND person_id=? AND status IN {OPEN_STATUSES}) THEN 0 ELSE 1 END) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+_PROMOTE_NEXT = (
+    "UPDATE outbox SET head=1 WHERE head=0 AND id IN (SELECT (SELECT MIN(o.id) FROM outbox o "
+    "WHERE o.recipient=s.recipient AND o.person_id=s.person_id AND "
+    f"o.status IN {OPEN_STATUSES}) FROM outbox s WHERE s.id IN ({{ids}}))"
 )
 
 
@@ -610,6 +625,8 @@ class SqlTransaction:
             r.last_error,
             r.audit_seq,
             self._seal_blob(r.payload, r.idempotency_key),
+            r.recipient,
+            r.person_id,
         )
 
     # ---- inbound de-duplication ----------------------------------------------------------
@@ -662,17 +679,20 @@ class SqlTransaction:
 
     async def record_heads(
         self, keys: Sequence[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], RecordRow]:
+    ) -> dict[tuple[str, str, str], RecordHead]:
         """See :meth:`hub.core.ports.Transaction.record_heads`."""
-        found: dict[tuple[str, str, str], RecordRow] = {}
-        # The payload column is selected empty: nothing is read or decrypted for it.
-        empty = "''::bytea" if self._dialect == "postgresql" else "x''"
-        columns = RECORD_COLUMNS.replace(" payload,", f" {empty} AS payload,", 1)
+        found: dict[tuple[str, str, str], RecordHead] = {}
         wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), 300):
             where, args = _keys_where(wanted[start : start + 300])
-            for r in await self._c.fetch(f"SELECT {columns} FROM records WHERE {where}", args):
-                found[(r[0], r[1], r[2])] = record_from_row(r)
+            for r in await self._c.fetch(
+                "SELECT kind, source, source_id, owner, source_system, received_at, raw_hash, "
+                f"deleted, sensitivity, restricted, flags FROM records WHERE {where}",
+                args,
+            ):
+                found[(r[0], r[1], r[2])] = RecordHead(
+                    r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]), r[10]
+                )
         return found
 
     async def persons_facts(self, person_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
@@ -718,7 +738,26 @@ class SqlTransaction:
                     args.append(worker)
                 for r in await self._c.fetch(sql + " RETURNING id", args):
                     settled.add(int(r[0]))
+        closed = [i for i, status, _, _ in entries if i in settled and status not in _OPEN_SET]
+        await self.promote_next(closed)
         return settled
+
+    async def repair_heads(self) -> int:
+        """Mark as head every open entry with nothing open before it of its recipient and
+        person but not marked (on PostgreSQL, an entry enqueued while the entry before it
+        was being settled in another transaction can miss both marks); how many."""
+        return await self._c.execute(
+            f"UPDATE outbox SET head=1 WHERE head=0 AND status IN {OPEN_STATUSES} AND "
+            "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient=outbox.recipient AND "
+            f"p.person_id=outbox.person_id AND p.id < outbox.id AND p.status IN {OPEN_STATUSES})"
+        )
+
+    async def promote_next(self, settled_ids: Sequence[int]) -> None:
+        """Make the next open entry of each settled entry's recipient and person its head
+        (claims take heads only)."""
+        for start in range(0, len(settled_ids), 500):
+            chunk = settled_ids[start : start + 500]
+            await self._c.execute(_PROMOTE_NEXT.format(ids=",".join("?" * len(chunk))), chunk)
 
     # ---- scheduled feeds -----------------------------------------------------------------
 

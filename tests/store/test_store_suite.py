@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from hub.core.rows import record_to_row, row_to_record
 from hub.store import schema
 from hub.store.base import StoreError
 from hub.synthetic import client, enrollment
+from tests.conftest import require_pg
 
 
 async def test_migrations_bring_schema_to_latest(any_hub: HubContext) -> None:
@@ -453,40 +455,113 @@ async def test_a_store_at_an_older_schema_is_migrated_with_its_data(
     assert row is not None and row_to_record(row) == client("1")
     indexes = {r[0] for r in store._raw().execute("SELECT name FROM sqlite_master")}
     assert "records_received" not in indexes and "records_person" in indexes
-    assert {"outbox_open", "outbox_open_order"} <= indexes and "outbox_order" not in indexes
+    assert {"outbox_heads", "outbox_open_order"} <= indexes
+    assert not {"outbox_order", "outbox_open"} & indexes
     await store.close()
 
 
-async def test_a_claim_walks_open_entries_in_id_order_without_sorting_them(tmp_path: Path) -> None:
-    """A claim reads only open entries, in id order, and stops at its limit: no sort of every
-    due entry (which made catching up on a large backlog quadratic). Entries held back behind
-    an earlier one of the same person are still walked past."""
+def outbox_entry(i: int, person: str, status: str = "pending", due: str = "") -> OutboxRow:
+    """An outbox entry for ``person`` (recipient ``r``), due at ``due`` (default: long ago)."""
+    due = due or "2026-01-01T00:00:00.000000+00:00"
+    return OutboxRow(0, "f", "r", person, "client", "s", str(i), "v", f"k{i}", status, 0, due, due)
+
+
+async def test_a_claim_walks_only_due_heads_without_sorting_them(tmp_path: Path) -> None:
+    """A claim reads only the due first open entry of each recipient and person, in due
+    order, and stops at its limit: no sort of every due entry (which made catching up on a
+    large backlog quadratic), and nothing held back behind an earlier entry is walked."""
     from hub.store.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "claims.db")
     await store.open()
     await store.migrate()
     now = "2026-01-01T00:00:00.000000+00:00"
-    conn = store._raw()
     plan = " ".join(
         str(step[3])
-        for step in conn.execute(
-            "EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, now, now, 50)
-        ).fetchall()
+        for step in store._raw()
+        .execute("EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, now, now, 50))
+        .fetchall()
     )
-    assert "outbox_open" in plan and "TEMP B-TREE" not in plan
-    conn.executemany(
+    assert "USING INDEX outbox_heads (next_attempt_at<?)" in plan
+    assert "TEMP B-TREE" not in plan
+    async with store.transaction() as tx:
+        await tx.enqueue_many(
+            [
+                outbox_entry(i, f"p{i % 7}", "delivered" if i < 300 else "pending")
+                for i in range(600)
+            ]
+        )
+    heads = store._raw().execute(
+        "SELECT record_source_id FROM outbox WHERE head=1 AND status='pending' ORDER BY id"
+    )
+    assert [r[0] for r in heads] == [str(i) for i in range(300, 307)]
+    claimed = await store.claim_outbox("w", 50, 60)
+    # Oldest open entry of each of the 7 persons; nothing delivered re-claimed.
+    assert [c.record_source_id for c in claimed] == [str(i) for i in range(300, 307)]
+    await store.close()
+
+
+async def test_settling_a_head_passes_the_turn_to_the_persons_next_entry(
+    any_hub: HubContext,
+) -> None:
+    store = any_hub.store
+    later = "2999-01-01T00:00:00.000000+00:00"
+    async with store.transaction() as tx:
+        await tx.enqueue_many([outbox_entry(i, "p1") for i in range(3)] + [outbox_entry(9, "p2")])
+
+    async def claim() -> list[str]:
+        return [c.record_source_id for c in await store.claim_outbox("w", 10, 60)]
+
+    first = await claim()
+    assert first == ["0", "9"]
+    # A head waiting for a retry holds its person back; the other person is not held.
+    ids = {c.record_source_id: c.id for c in await store.list_outbox(limit=10)}
+    assert await store.finish_outbox_many(
+        [(ids["0"], "retry", "503", later), (ids["9"], "delivered", "", None)]
+    )
+    assert await claim() == []
+    # Dead-lettered: the next entry of the person is due.
+    assert await store.finish_outbox(ids["0"], "dead", error="gave up")
+    assert await claim() == ["1"]
+    assert await store.finish_outbox_many([(ids["1"], "delivered", "", None)]) == {ids["1"]}
+    assert await claim() == ["2"]
+    # A replayed dead letter is claimable again.
+    assert await store.requeue_outbox(ids["0"])
+    assert await claim() == ["0"]
+
+
+async def test_a_postgresql_claim_repairs_a_head_a_race_left_unmarked(hub_factory: Any) -> None:
+    require_pg()
+    async with hub_factory(store="postgresql") as ctx:
+        store = ctx.store
+        async with store.transaction() as tx:
+            await tx.enqueue_many([outbox_entry(i, "p1") for i in range(2)])
+            # As when the entry was enqueued while the one before it was being settled.
+            await tx._c.execute("UPDATE outbox SET head=0")
+        store._heads_checked_at = 0.0
+        assert [c.record_source_id for c in await store.claim_outbox("w", 10, 60)] == ["0"]
+
+
+async def test_migration_5_marks_the_heads_of_open_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "old.db")
+    await store.open()
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:4])
+    assert await store.migrate() == [1, 2, 3, 4]
+    store._raw().executemany(
         "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
         "record_source_id, record_version, idempotency_key, status, next_attempt_at, "
-        "created_at, payload) VALUES ('f', 'r', ?, 'client', 's', ?, 'v', ?, ?, ?, ?, x'00')",
-        [
-            (f"p{i % 7}", str(i), f"k{i}", "delivered" if i < 300 else "pending", now, now)
-            for i in range(600)
-        ],
+        "created_at, payload) VALUES ('f', 'r', ?, 'client', 's', ?, 'v', ?, ?, "
+        "'2026-01-01', '2026-01-01', x'00')",
+        [(f"p{i % 2}", str(i), f"k{i}", "delivered" if i < 2 else "pending") for i in range(6)],
     )
-    claimed = await store.claim_outbox("w", 50, 60)
-    # Oldest open entry of each of the 7 persons, in id order; nothing delivered re-claimed.
-    assert [c.record_source_id for c in claimed] == [str(i) for i in range(300, 307)]
+    monkeypatch.undo()
+    assert await store.migrate() == [5]
+    heads = store._raw().execute("SELECT record_source_id FROM outbox WHERE head=1 ORDER BY id")
+    assert [r[0] for r in heads] == ["2", "3"]
     await store.close()
 
 
