@@ -1,12 +1,13 @@
 """The suite: the hub's own benchmarks and those plugins return from ``hub_benchmarks``.
 
-The hub's own: the consent gate, outbound delivery, and end to end (HL7 in, FHIR out).
+The hub's own: the consent gate, outbound delivery, outbox claims with a backlog held back,
+and end to end (HL7 in, FHIR out).
 Plugins measure their hot paths (``plugins/hl7/bench.py`` …). Names must be unique.
 """
 
 from __future__ import annotations
 
-from hub.bench import delivery_cases, e2e_cases, gate_cases
+from hub.bench import delivery_cases, e2e_cases, gate_cases, outbox_cases
 from hub.bench.model import Benchmark, Target
 from hub.plugins import PluginManager
 
@@ -38,6 +39,17 @@ def builtin_benchmarks() -> list[Benchmark]:
             prepare=delivery_cases.prepare_outbox,
             sizes={"tiny": (100,), "small": (1_000,), "medium": (10_000,), "large": (50_000,)},
             target=Target(min_ratio=0.5),
+        ),
+        Benchmark(
+            name="delivery.claims.held_back",
+            title="Outbox claims with entries held back behind a receiver that is down",
+            unit="entry",
+            path=outbox_cases.ClaimPath,
+            floor=outbox_cases.ClaimFloor,
+            floor_title="the same claims with nothing held back",
+            sizes={"tiny": (1_000,), "small": (10_000, 100_000), "large": (1_000_000,)},
+            size_unit="held back",
+            note="2,000 due entries claimed 50 at a time; 100% if held-back ones cost nothing",
         ),
         Benchmark(
             name="e2e.hl7_to_fhir",
