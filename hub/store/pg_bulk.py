@@ -25,9 +25,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from hub.core.ports import RecordRow, StoredState
+from hub.core.ports import OutboxRow, RecordRow, StoredState
 from hub.crypto import FieldCipher
-from hub.store.sql import RECORD_COLUMNS, RECORD_UPSERT, Connection, SqlTransaction, now_iso
+from hub.store.sql import (
+    OPEN_STATUSES,
+    RECORD_COLUMNS,
+    RECORD_UPSERT,
+    Connection,
+    SqlTransaction,
+    now_iso,
+)
 
 COPY_THRESHOLD = 64
 """Rows from which a bulk write goes through ``COPY`` (below it, one ``executemany``)."""
@@ -112,6 +119,11 @@ class PgTransaction(SqlTransaction):
         super().__init__(conn, dialect, cipher)
         self._pg = conn
         self._filled: set[str] = set()
+        self.heads_behind: set[tuple[str, str]] = set()
+        """(recipient, person) pairs given an entry that is not head because an entry of
+        another transaction was open (see :meth:`recheck_heads`)."""
+        self.settled_heads: list[int] = []
+        """Outbox entries settled here whose turn passed to the next entry."""
 
     async def _stage(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
         """Fill one staging table, empty before (made now, or emptied if used already).
@@ -124,6 +136,64 @@ class PgTransaction(SqlTransaction):
         )
         self._filled.add(table)
         await self._pg.copy_rows(table, _columns(columns), rows, schema="pg_temp")
+
+    # ---- outbox heads across transactions ------------------------------------------------
+    #
+    # An entry is enqueued as head when nothing of its recipient and person is open, and a
+    # settled head passes the mark on. Under READ COMMITTED an enqueue and a settle of the
+    # same person in two transactions can each miss the other's uncommitted row: the new
+    # entry is not head (the old one looked open) and the settle found no next entry. So,
+    # after commit, each side checks again (:meth:`recheck_heads`): whichever commits
+    # second sees what the first committed. Claims repair what is left every 30 s.
+
+    async def enqueue(self, rows: Sequence[OutboxRow]) -> list[int]:
+        """See :meth:`hub.core.ports.Transaction.enqueue` (heads rechecked after commit)."""
+        ids = await super().enqueue(rows)
+        await self._note_heads_behind(rows)
+        return ids
+
+    async def enqueue_many(self, rows: Sequence[OutboxRow]) -> None:
+        """Add deliveries (heads rechecked after commit, see above)."""
+        await super().enqueue_many(rows)
+        await self._note_heads_behind(rows)
+
+    async def promote_next(self, settled_ids: Sequence[int]) -> None:
+        """Pass the turn of settled heads on, now and again after commit."""
+        await super().promote_next(settled_ids)
+        self.settled_heads.extend(settled_ids)
+
+    async def _note_heads_behind(self, rows: Sequence[OutboxRow]) -> None:
+        if not rows:
+            return
+        # Entries behind one of this transaction's own heads need no check: nobody else
+        # can settle an entry this transaction has not committed.
+        found = await self._pg.fetch(
+            "SELECT DISTINCT o.recipient, o.person_id FROM outbox o "
+            "WHERE o.idempotency_key = ANY(?::text[]) AND o.head=0 AND NOT EXISTS "
+            "(SELECT 1 FROM outbox h WHERE h.recipient=o.recipient AND "
+            f"h.person_id=o.person_id AND h.head=1 AND h.status IN {OPEN_STATUSES} AND "
+            "h.idempotency_key = ANY(?::text[]))",
+            [[r.idempotency_key for r in rows]] * 2,
+        )
+        self.heads_behind.update((str(r[0]), str(r[1])) for r in found)
+
+    def needs_head_recheck(self) -> bool:
+        """Whether :meth:`recheck_heads` has anything to do after this transaction."""
+        return bool(self.heads_behind or self.settled_heads)
+
+    async def recheck_heads(self, done: PgTransaction) -> None:
+        """In a transaction after ``done`` committed: make the first open entry of each of
+        its (recipient, person) pairs head where nothing marks one."""
+        await SqlTransaction.promote_next(self, done.settled_heads)
+        if done.heads_behind:
+            recipients, persons = zip(*sorted(done.heads_behind), strict=True)
+            await self._pg.execute(
+                "UPDATE outbox SET head=1 WHERE head=0 AND id IN (SELECT (SELECT MIN(o.id) "
+                "FROM outbox o WHERE o.recipient=p.recipient AND o.person_id=p.person_id AND "
+                f"o.status IN {OPEN_STATUSES}) FROM unnest(?::text[], ?::text[]) "
+                "AS p(recipient, person_id))",
+                [list(recipients), list(persons)],
+            )
 
     # ---- records -------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +14,8 @@ import asyncpg
 from hub.store.base import SqlStore, StoreError
 from hub.store.pg_bulk import PgTransaction
 from hub.store.sql import Row
+
+log = logging.getLogger("hub.store")
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -107,9 +110,22 @@ class PostgresStore(SqlStore):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
-        """A pooled connection in one transaction (large batches written by ``COPY``)."""
-        async with self._require().acquire() as conn, conn.transaction():
-            yield PgTransaction(PgConnection(conn), self.dialect, self.cipher)
+        """A pooled connection in one transaction (large batches written by ``COPY``);
+        after it commits, the outbox heads it may have left unmarked are checked again."""
+        async with self._require().acquire() as conn:
+            async with conn.transaction():
+                tx = PgTransaction(PgConnection(conn), self.dialect, self.cipher)
+                yield tx
+            if tx.needs_head_recheck():
+                try:
+                    async with conn.transaction():
+                        check = PgTransaction(PgConnection(conn), self.dialect, self.cipher)
+                        await check.recheck_heads(tx)
+                except Exception as exc:  # claims repair heads every 30 s anyway
+                    log.warning(
+                        "outbox heads not rechecked after commit",
+                        extra={"error": type(exc).__name__},
+                    )
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[PgConnection]:

@@ -575,3 +575,30 @@ async def test_the_same_data_under_another_owner_updates_the_owner(any_hub: HubC
         assert await tx.upsert_records([record_to_row(moved)]) == ["updated"]
         row = await tx.get_record("client", "hmis:demo", "1")
     assert row is not None and row.owner == "hospital-x"
+
+
+@pytest.mark.parametrize(
+    "settle_commits_first", [True, False], ids=["settle-first", "enqueue-first"]
+)
+async def test_postgresql_an_enqueue_racing_a_settle_still_leaves_a_head(
+    hub_factory: Any, settle_commits_first: bool
+) -> None:
+    """Under READ COMMITTED each side misses the other's uncommitted row; the side that
+    commits second marks the head, with no wait for the periodic repair."""
+    require_pg()
+    async with hub_factory(store="postgresql") as ctx:
+        store = ctx.store
+        async with store.transaction() as tx:
+            await tx.enqueue_many([outbox_entry(0, "p1")])
+        [first] = await store.claim_outbox("w", 10, 600)
+        store._heads_checked_at = float("inf")  # no repair: the race must be closed by itself
+        enqueue = store.transaction()
+        settle = store.transaction()
+        t1 = await enqueue.__aenter__()
+        t2 = await settle.__aenter__()
+        await t2._c.execute("UPDATE outbox SET status='delivered' WHERE id=?", (first.id,))
+        await t2.promote_next([first.id])  # the next entry is not committed: nothing to mark
+        await t1.enqueue_many([outbox_entry(1, "p1")])  # the first still looks open
+        for side in (settle, enqueue) if settle_commits_first else (enqueue, settle):
+            await side.__aexit__(None, None, None)
+        assert [c.record_source_id for c in await store.claim_outbox("w", 10, 600)] == ["1"]
