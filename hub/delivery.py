@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from hub.core.ports import (
     Delivery,
     DeliveryOutcome,
     FeedCursor,
+    LazyDelivery,
     OutboxRow,
     Sink,
     Transaction,
@@ -57,6 +59,7 @@ from hub.core.ports import (
 from hub.core.records import Record, record_client
 from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
+from hub.core.serialize import record_from_payload
 from hub.plugin_api import ScheduledJob
 
 log = logging.getLogger("hub.delivery")
@@ -714,19 +717,21 @@ class DeliveryWorker:
                     if got is None:
                         held.append((item, "withheld", RECORD_GONE, None))
                         continue
-                    disclosure, record = got
-                    if disclosure.payload is None or record is None:
+                    disclosure, meta = got
+                    released = disclosure.payload
+                    if released is None:
                         decision = disclosure.decision
                         reasons = ",".join(decision.reasons) or decision.outcome
                         held.append((item, "withheld", reasons, None))
                         continue
-                    delivery = Delivery(
-                        outbox_id=item.id,
-                        feed=feed.name,
-                        recipient=item.recipient,
-                        idempotency_key=item.idempotency_key,
-                        record=record,
-                        payload=disclosure.payload,
+                    delivery = LazyDelivery.of(
+                        item.id,
+                        feed.name,
+                        item.recipient,
+                        item.idempotency_key,
+                        kind=meta.kind,
+                        build=partial(record_from_payload, meta, released),
+                        payload=released,
                         options=options,
                     )
                     permitted.append((item, delivery))

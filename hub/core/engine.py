@@ -36,11 +36,14 @@ from hub.core.records import (
     FLAG_FLEEING_DV,
     FLAG_NOT_FLEEING_DV,
     Client,
+    Provenance,
     Record,
+    RecordMeta,
+    SourceKey,
     record_client,
 )
 from hub.core.routing import FeedSpec
-from hub.core.rows import record_to_row, row_meta, row_to_record
+from hub.core.rows import record_to_row, row_to_record
 from hub.core.serialize import record_from_payload, record_payload
 
 log = logging.getLogger("hub.engine")
@@ -673,14 +676,15 @@ class Engine:
         items: Sequence[OutboxRow],
         purpose: str,
         categories: Any,
-    ) -> list[tuple[Disclosure, Record | None] | None]:
+    ) -> list[tuple[Disclosure, RecordMeta] | None]:
         """Re-check queued deliveries at send time (one gate pass and audit entry each).
 
         The entries go to ``audit``, which the caller flushes before its transaction ends.
         The data decided on is what was queued (that version, already minimised); the meta
         is the stored record's now (owner, restriction, sensitivity). Per item: None when the
-        record is gone, else the decision and the record as it may be sent (the queued
-        version rebuilt from what was released now; None when nothing was).
+        record is gone, else the decision and the meta it was made with: the record as it
+        may be sent is ``record_from_payload(meta, disclosure.payload)`` (nothing may be
+        sent when the payload is None). The record is not built here: a sink may not need it.
         """
         heads = await tx.record_heads(
             [(i.record_kind, i.record_source, i.record_source_id) for i in items]
@@ -689,34 +693,38 @@ class Engine:
         facts_of = await self.gate.facts_of(tx, people)
         await self.gate.load_people(tx, people)
         now = self.clock()
-        out: list[tuple[Disclosure, Record | None] | None] = []
+        out: list[tuple[Disclosure, RecordMeta] | None] = []
         for item in items:
             head = heads.get((item.record_kind, item.record_source, item.record_source_id))
             if head is None:
                 out.append(None)
                 continue
-            facts = facts_of.get(item.person_id) or ClientFacts(None, False)
             # Decide on what was queued (that version, already minimised) with the meta now.
-            queued = orjson.loads(item.payload)
-            rec = record_from_payload(row_meta(head, item.record_version), queued)
-            disclosure = await self.gate.disclose(
+            meta = RecordMeta(
+                kind=item.record_kind,
+                key=SourceKey(item.record_source, item.record_source_id),
+                owner=head.owner,
+                provenance=Provenance(
+                    head.source_system, datetime.fromisoformat(head.received_at), head.raw_hash
+                ),
+                version=item.record_version,
+                deleted=head.deleted,
+                sensitivity=frozenset(filter(None, head.sensitivity.split(","))),
+                restricted=head.restricted,
+                flags=frozenset(filter(None, head.flags.split(","))),
+            )
+            disclosure = await self.gate.disclose_data(
                 tx,
                 audit,
-                record=rec,
+                meta=meta,
+                data=orjson.loads(item.payload),
                 person_id=item.person_id,
                 recipient=item.recipient,
                 purpose=purpose,
                 categories=categories,
                 at=now,
-                record_ref=record_ref(rec),
-                facts=facts,
-                data=queued,
+                record_ref=f"{meta.kind}/{meta.key}",  # as record_ref() names it
+                facts=facts_of.get(item.person_id) or ClientFacts(None, False),
             )
-            released = disclosure.payload
-            if released is None:
-                out.append((disclosure, None))
-            elif released == queued:
-                out.append((disclosure, rec))
-            else:
-                out.append((disclosure, record_from_payload(rec.meta, released)))
+            out.append((disclosure, meta))
         return out

@@ -33,10 +33,16 @@ from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.ports import AuditRow, Transaction
-from hub.core.records import Record, SourceRow, payload_hash
-from hub.core.serialize import record_payload
+from hub.core.records import RECORD_TYPES, Record, RecordMeta, SourceRow, payload_hash
+from hub.core.serialize import record_from_payload, record_payload
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
+_WITHHELD = "__withheld__"
+"""The category the clinical fields of a sensitive record get while its sensitive
+categories are not released: no decision releases it, so they are left out."""
+SHAPES_KEPT = 4096
+"""At most this many record shapes are kept (see :meth:`ConsentGate.shape`); past it the
+kept ones are dropped and worked out again as records need them."""
 
 
 RECORD_RESTRICTED = "RECORD_RESTRICTED"
@@ -55,6 +61,30 @@ class Disclosure:
     def permitted(self) -> bool:
         """Whether anything may be released."""
         return self.payload is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a gate pass needs of a record besides its data: the same for every record of one
+    canonical type, sensitivity and kind of owner asked for the same categories.
+
+    ``fields`` gives each data field's category; ``locations`` the fields that reveal where
+    the person is; ``extra`` the sensitive categories the whole record carries; ``asked``
+    the categories the decision is asked for; ``guarded`` the field categories to redact
+    with while ``extra`` is not all released (the clinical fields withheld).
+    """
+
+    fields: Mapping[str, str]
+    locations: frozenset[str]
+    extra: frozenset[str]
+    asked: frozenset[str]
+    guarded: Mapping[str, str]
+
+    def redaction(self, decision: Decision) -> Mapping[str, str]:
+        """The field categories to redact with under ``decision``."""
+        if self.extra and not self.extra <= decision.released:
+            return self.guarded
+        return self.fields
 
 
 def fast_canonical_json(value: list[object]) -> bytes:
@@ -157,6 +187,7 @@ class ConsentGate:
         self._person_consents: dict[str, tuple[ConsentRecord, ...]] = {}
         self._generation: int | None = None
         self._checked: Transaction | None = None
+        self._shapes: dict[tuple[object, ...], Shape] = {}
 
     # ---- consents written by other processes ----------------------------------------------
 
@@ -229,8 +260,12 @@ class ConsentGate:
             return
         keys_of = await tx.keys_of_persons(wanted)
         for person in wanted:
-            found = tuple(c for k in keys_of.get(person, ()) for c in self._by_ref.get(k, ()))
-            self._person_consents[person] = tuple({c.id: c for c in found}.values())
+            self._person_consents[person] = self._consents_of(keys_of.get(person, ()))
+
+    def _consents_of(self, keys: Iterable[str]) -> tuple[ConsentRecord, ...]:
+        """The consents whose client reference resolves through one of ``keys`` (each once)."""
+        by_ref = self._by_ref
+        return tuple({c.id: c for k in keys if (refs := by_ref.get(k)) for c in refs}.values())
 
     async def facts_of(self, tx: Transaction, person_ids: Iterable[str]) -> dict[str, ClientFacts]:
         """:meth:`facts` for many persons at once (one query)."""
@@ -248,9 +283,7 @@ class ConsentGate:
             return cached
         found: tuple[ConsentRecord, ...] = ()
         if self._by_ref:
-            keys = await tx.person_keys(person_id)
-            found = tuple(c for k in keys for c in self._by_ref.get(k, ()))
-            found = tuple({c.id: c for c in found}.values())
+            found = self._consents_of(await tx.person_keys(person_id))
         self._person_consents[person_id] = found
         return found
 
@@ -275,18 +308,60 @@ class ConsentGate:
             self.policy,
         )
 
-    def record_categories(self, record: Record) -> tuple[dict[str, str], frozenset[str]]:
-        """Effective field categories of a record and the extra categories it carries.
+    def shape(self, record: Record, categories: frozenset[str] | None) -> Shape:
+        """The :class:`Shape` of a record asked for ``categories`` (None: the defaults).
 
         A record flagged sensitive (an ARV segment, a Part 2 program's data) releases its
         clinical fields only when every flagged category is released.
         """
-        cats = dict(record.field_categories())
-        extra = set(record.meta.sensitivity)
-        owner = self.agencies.get(record.meta.owner)
-        if owner is not None and owner.kind == "part2":
+        cls = type(record)
+        if RECORD_TYPES.get(record.meta.kind) is cls:
+            return self._kind_shape(cls, record.meta, categories)
+        return self._make_shape(
+            record.field_categories(), record.location_fields(), record.meta, categories
+        )
+
+    def _kind_shape(
+        self, cls: type[Record], meta: RecordMeta, categories: frozenset[str] | None
+    ) -> Shape:
+        """The shape of a canonical type's record: its categories are the type's, so the
+        shape is kept per (type, sensitivity, Part 2 owner or not, categories asked)."""
+        key = (cls, meta.sensitivity, self._part2(meta), categories)
+        found = self._shapes.get(key)
+        if found is None:
+            if len(self._shapes) >= SHAPES_KEPT:
+                self._shapes.clear()
+            found = self._shapes[key] = self._make_shape(
+                cls.FIELD_CATEGORIES, cls.LOCATION_FIELDS, meta, categories
+            )
+        return found
+
+    def _part2(self, meta: RecordMeta) -> bool:
+        """Whether a record's owner is a Part 2 program (asked each time: agencies can be
+        added or change kind while the hub runs)."""
+        owner = self.agencies.get(meta.owner)
+        return owner is not None and owner.kind == "part2"
+
+    def _make_shape(
+        self,
+        fields: Mapping[str, str],
+        locations: frozenset[str],
+        meta: RecordMeta,
+        categories: frozenset[str] | None,
+    ) -> Shape:
+        """Work a :class:`Shape` out (see :meth:`shape`)."""
+        extra = set(meta.sensitivity)
+        if self._part2(meta):
             extra.add("substance_use")
-        return cats, frozenset(extra & SENSITIVE_CATEGORIES)
+        sensitive = frozenset(extra & SENSITIVE_CATEGORIES)
+        wanted = DEFAULT_CATEGORIES if categories is None else categories
+        present = frozenset(fields.values()) | sensitive
+        guarded = (
+            {f: c if c in _NON_CLINICAL else _WITHHELD for f, c in fields.items()}
+            if sensitive
+            else fields
+        )
+        return Shape(fields, locations, sensitive, (wanted & present) or wanted, guarded)
 
     async def disclose(
         self,
@@ -308,30 +383,104 @@ class ConsentGate:
         ``data`` is ``record_payload(record)`` when the caller has it already (the engine
         does: it encoded the record to store it).
         """
-        cats, extra = self.record_categories(record)
-        wanted = DEFAULT_CATEGORIES if categories is None else categories
-        present = frozenset(cats.values()) | extra
-        asked = (wanted & present) or wanted
+        shape = self.shape(record, categories)
+        meta = record.meta
+        decision = await self._decide(tx, meta, shape, person_id, recipient, purpose, at, facts)
+        payload: dict[str, Any] | None = None
+        if decision.permitted:
+            payload = released_payload(record, shape.redaction(decision), decision, data) or None
+        return await self._audited(
+            audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref
+        )
+
+    async def disclose_data(
+        self,
+        tx: Transaction,
+        audit: AuditWriter,
+        *,
+        meta: RecordMeta,
+        data: Mapping[str, Any],
+        person_id: str,
+        recipient: str,
+        purpose: str,
+        categories: frozenset[str] | None,
+        at: datetime,
+        record_ref: str,
+        facts: ClientFacts | None = None,
+    ) -> Disclosure:
+        """:meth:`disclose` for a record given as its meta and payload (an outbox entry's).
+
+        The same decision, released payload and audit entry as :meth:`disclose` of
+        ``record_from_payload(meta, data)``, without building that record: a canonical type's
+        categories are the type's. A :class:`SourceRow`'s travel in its payload, so it is
+        built.
+        """
+        cls = RECORD_TYPES.get(meta.kind)
+        if cls is None:
+            return await self.disclose(
+                tx,
+                audit,
+                record=record_from_payload(meta, data),
+                person_id=person_id,
+                recipient=recipient,
+                purpose=purpose,
+                categories=categories,
+                at=at,
+                record_ref=record_ref,
+                facts=facts,
+            )
+        shape = self._kind_shape(cls, meta, categories)
+        decision = await self._decide(tx, meta, shape, person_id, recipient, purpose, at, facts)
+        payload: dict[str, Any] | None = None
+        if decision.permitted:
+            payload = redact(data, shape.redaction(decision), decision, shape.locations) or None
+        return await self._audited(
+            audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref
+        )
+
+    async def _decide(
+        self,
+        tx: Transaction,
+        meta: RecordMeta,
+        shape: Shape,
+        person_id: str,
+        recipient: str,
+        purpose: str,
+        at: datetime,
+        facts: ClientFacts | None,
+    ) -> Decision:
+        """The decision on a record of this meta and shape (a restriction denies it)."""
         if facts is None:
             facts = await self.facts(tx, person_id)
         consents = await self.consents_for(tx, person_id)
         decision = self.decide(
             consents=consents,
             facts=facts,
-            owner=record.meta.owner,
+            owner=meta.owner,
             recipient=recipient,
             purpose=purpose,
-            categories=asked,
+            categories=shape.asked,
             at=at,
         )
-        if record.meta.restricted and recipient != record.meta.owner:
-            reason = VSP_RECORD if self._owner_kind(record) == "vsp" else RECORD_RESTRICTED
-            decision = Decision("deny", frozenset(), asked, (reason,), decision.consent_id)
-        payload: dict[str, Any] | None = None
-        if decision.permitted:
-            if extra and not extra <= decision.released:
-                cats = {f: c if c in _NON_CLINICAL else "__withheld__" for f, c in cats.items()}
-            payload = released_payload(record, cats, decision, data) or None
+        if meta.restricted and recipient != meta.owner:
+            owner = self.agencies.get(meta.owner)
+            reason = VSP_RECORD if owner is not None and owner.kind == "vsp" else RECORD_RESTRICTED
+            decision = Decision("deny", frozenset(), shape.asked, (reason,), decision.consent_id)
+        return decision
+
+    async def _audited(
+        self,
+        audit: AuditWriter,
+        meta: RecordMeta,
+        decision: Decision,
+        payload: dict[str, Any] | None,
+        person_id: str,
+        recipient: str,
+        purpose: str,
+        at: datetime,
+        record_ref: str,
+    ) -> Disclosure:
+        """Append a decision's audit entry (with the hash of what it releases)."""
         if self._on_decision is not None:
             self._on_decision(decision.outcome)
         released_hash = None
@@ -343,7 +492,7 @@ class ConsentGate:
                 prev,
                 at=at,
                 client=person_id,
-                owner=record.meta.owner,
+                owner=meta.owner,
                 recipient=recipient,
                 purpose=purpose,
                 decision=decision,
@@ -353,10 +502,6 @@ class ConsentGate:
             ),
         )
         return Disclosure(decision, payload, entry)
-
-    def _owner_kind(self, record: Record) -> str:
-        owner = self.agencies.get(record.meta.owner)
-        return owner.kind if owner is not None else ""
 
     async def facts(self, tx: Transaction, person_id: str) -> ClientFacts:
         """What the policy needs to know about the person (birth date, fleeing DV)."""

@@ -6,7 +6,7 @@ plugins use only these names, so the core knows no database driver.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -39,6 +39,24 @@ class RecordRow:
 
     def __repr__(self) -> str:
         return f"<RecordRow {self.kind} {self.source}/{self.source_id} v{self.version}>"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHead:
+    """The meta columns of a stored record as they are now: no version, no data.
+
+    What a send-time re-check needs of the stored record (it brings the version and the
+    data it queued). ``sensitivity`` and ``flags`` are comma-separated, as stored.
+    """
+
+    owner: str
+    source_system: str
+    received_at: str
+    raw_hash: str
+    deleted: bool
+    sensitivity: str
+    restricted: bool
+    flags: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +161,8 @@ class Delivery:
     ``payload`` holds only the fields the consent gate released (a canonical record payload);
     ``record`` is the same data as a canonical record, for codecs that render records.
     ``idempotency_key`` must travel with the delivery so the receiver can de-duplicate.
+    The delivery workers hand sinks :class:`LazyDelivery` objects: the same, with the record
+    built when first asked for.
     """
 
     outbox_id: int
@@ -153,8 +173,77 @@ class Delivery:
     payload: dict[str, Any]
     options: dict[str, Any]
 
+    @property
+    def kind(self) -> str:
+        """The record's kind (``client``, ``encounter`` …); empty when there is no record."""
+        return _kind_of(self.record)
+
     def __repr__(self) -> str:
         return f"<Delivery {self.outbox_id} {self.feed}->{self.recipient}>"
+
+
+def _kind_of(record: Any) -> str:
+    """A record's kind, or "" for anything that is not a record."""
+    kind = getattr(getattr(record, "meta", None), "kind", "")
+    return kind if isinstance(kind, str) else ""
+
+
+_RECORD_SLOT: Any = Delivery.__dict__["record"]
+"""Where a :class:`Delivery` keeps its record (the slot itself, under the property below)."""
+
+
+class LazyDelivery(Delivery):
+    """A :class:`Delivery` whose ``record`` is built from its payload when first asked for.
+
+    A sink that sends the payload alone (the webhook) never pays for building the record; a
+    sink that renders records gets the same record as an eager delivery would carry. Made
+    with :meth:`of`; ``dataclasses.replace`` and the frozen fields work as for any
+    :class:`Delivery` (as for any dataclass, it equals only deliveries of its own class).
+    """
+
+    __slots__ = ("_build", "_kind")
+    _build: Callable[[], Any] | None
+    _kind: str
+
+    @classmethod
+    def of(
+        cls,
+        outbox_id: int,
+        feed: str,
+        recipient: str,
+        idempotency_key: str,
+        *,
+        kind: str,
+        build: Callable[[], Any],
+        payload: dict[str, Any],
+        options: dict[str, Any],
+    ) -> LazyDelivery:
+        """A delivery of a ``kind`` record whose ``record`` is ``build()`` (called once)."""
+        made = cls(outbox_id, feed, recipient, idempotency_key, None, payload, options)
+        object.__setattr__(made, "_kind", kind)
+        object.__setattr__(made, "_build", build)
+        return made
+
+    @property
+    def record(self) -> Any:
+        """The released data as a canonical record (built on the first look)."""
+        build = self._build
+        if build is not None:
+            _RECORD_SLOT.__set__(self, build())
+            object.__setattr__(self, "_build", None)
+        return _RECORD_SLOT.__get__(self)
+
+    @record.setter
+    def record(self, value: Any) -> None:
+        # Only the dataclass __init__ comes here (the class is frozen): an eager record.
+        _RECORD_SLOT.__set__(self, value)
+        object.__setattr__(self, "_build", None)
+        object.__setattr__(self, "_kind", _kind_of(value))
+
+    @property
+    def kind(self) -> str:
+        """The record's kind, known without building the record."""
+        return self._kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,8 +471,8 @@ class Transaction(Protocol):
     # delivery at send time
     async def record_heads(
         self, keys: Sequence[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], RecordRow]:
-        """Records by (kind, source, source_id), stored columns only (``payload`` is empty).
+    ) -> dict[tuple[str, str, str], RecordHead]:
+        """The meta columns of records by (kind, source, source_id) (see :class:`RecordHead`).
 
         For a caller that needs the meta in force now (owner, restriction, sensitivity) and
         brings the data itself, as the outbox re-check at send time does. Records that do not

@@ -10,6 +10,7 @@ them (``options.secret_envs``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -114,10 +115,20 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
+DELIVERED = DeliveryOutcome(ok=True)
+"""The outcome of every 2xx answer (immutable, so one is shared)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The (immutable) request timeout of ``seconds``, made once per value."""
+    return aiohttp.ClientTimeout(total=seconds)
+
+
 def outcome_for_status(status: int, retry_after: str | None = None) -> DeliveryOutcome:
     """The outcome an HTTP answer means: 2xx ok; 408/425/429/5xx retry; anything else dead."""
     if 200 <= status < 300:
-        return DeliveryOutcome(ok=True)
+        return DELIVERED
     if status in RETRY_STATUSES or status >= 500:
         return DeliveryOutcome(
             ok=False, retry=True, error=f"HTTP {status}", retry_after=parse_retry_after(retry_after)
@@ -154,7 +165,7 @@ async def post_signed(
             data=body,
             headers=headers,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            timeout=_timeout(timeout_seconds),
         ) as resp:
             await resp.content.read(_MAX_ANSWER)
             return outcome_for_status(resp.status, resp.headers.get("Retry-After"))

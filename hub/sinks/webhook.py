@@ -73,14 +73,13 @@ def verify_signature(
 
 
 def webhook_body(delivery: Delivery) -> bytes:
-    """The JSON body of one delivery."""
-    kind = getattr(getattr(delivery.record, "meta", None), "kind", "")
+    """The JSON body of one delivery (from its payload: the record is not needed)."""
     return orjson.dumps(
         {
             "idempotency_key": delivery.idempotency_key,
             "feed": delivery.feed,
             "recipient": delivery.recipient,
-            "kind": kind,
+            "kind": delivery.kind,
             "record": delivery.payload,
         }
     )

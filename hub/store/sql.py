@@ -17,6 +17,7 @@ from hub.core.ports import (
     AuditRow,
     FeedCursor,
     OutboxRow,
+    RecordHead,
     RecordRow,
     ReviewItem,
     StoredState,
@@ -678,17 +679,20 @@ class SqlTransaction:
 
     async def record_heads(
         self, keys: Sequence[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], RecordRow]:
+    ) -> dict[tuple[str, str, str], RecordHead]:
         """See :meth:`hub.core.ports.Transaction.record_heads`."""
-        found: dict[tuple[str, str, str], RecordRow] = {}
-        # The payload column is selected empty: nothing is read or decrypted for it.
-        empty = "''::bytea" if self._dialect == "postgresql" else "x''"
-        columns = RECORD_COLUMNS.replace(" payload,", f" {empty} AS payload,", 1)
+        found: dict[tuple[str, str, str], RecordHead] = {}
         wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), 300):
             where, args = _keys_where(wanted[start : start + 300])
-            for r in await self._c.fetch(f"SELECT {columns} FROM records WHERE {where}", args):
-                found[(r[0], r[1], r[2])] = record_from_row(r)
+            for r in await self._c.fetch(
+                "SELECT kind, source, source_id, owner, source_system, received_at, raw_hash, "
+                f"deleted, sensitivity, restricted, flags FROM records WHERE {where}",
+                args,
+            ):
+                found[(r[0], r[1], r[2])] = RecordHead(
+                    r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]), r[10]
+                )
         return found
 
     async def persons_facts(self, person_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:

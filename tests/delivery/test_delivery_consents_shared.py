@@ -81,8 +81,8 @@ async def test_a_revocation_written_elsewhere_stops_queueing_sending_and_reads(
         (decided,) = await serving.engine.redisclose_many(tx, audit, [entry], "coordination", None)
         await audit.flush()
     assert decided is not None
-    disclosure, record = decided
-    assert not disclosure.permitted and record is None
+    disclosure, _meta = decided
+    assert not disclosure.permitted
     assert "CONSENT_REVOKED" in disclosure.decision.reasons
     # Reads and new versions: nothing released, nothing queued.
     assert (
