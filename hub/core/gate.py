@@ -326,7 +326,9 @@ class ConsentGate:
     ) -> Shape:
         """The shape of a canonical type's record: its categories are the type's, so the
         shape is kept per (type, sensitivity, Part 2 owner or not, categories asked)."""
-        key = (cls, meta.sensitivity, self._part2(meta), categories)
+        # Only the sensitive categories among a record's labels shape a decision.
+        sensitive = frozenset(meta.sensitivity) & SENSITIVE_CATEGORIES
+        key = (cls, sensitive, self._part2(meta), categories)
         found = self._shapes.get(key)
         if found is None:
             if len(self._shapes) >= SHAPES_KEPT:

@@ -58,6 +58,9 @@ class RecordHead:
     restricted: bool
     flags: str
 
+    def __repr__(self) -> str:
+        return f"<RecordHead owner={self.owner}>"
+
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
@@ -159,7 +162,8 @@ class Delivery:
     """One permitted, redacted record on its way to a recipient through a sink.
 
     ``payload`` holds only the fields the consent gate released (a canonical record payload);
-    ``record`` is the same data as a canonical record, for codecs that render records.
+    ``record`` is the same data as a canonical record, for codecs that render records. A
+    sink must not change ``payload``: the record may be built from it when first read.
     ``idempotency_key`` must travel with the delivery so the receiver can de-duplicate.
     The delivery workers hand sinks :class:`LazyDelivery` objects: the same, with the record
     built when first asked for.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from hub.core.engine import idempotency_key
-from hub.core.ports import Delivery
+from hub.core.ports import Delivery, LazyDelivery
 from hub.core.records import Record
 from hub.core.rows import record_to_row
 from hub.core.serialize import record_from_payload, record_payload
@@ -27,19 +28,19 @@ def make_delivery(
     """One delivery of ``record``, shaped as the worker shapes it.
 
     ``payload`` is the record's payload and ``record`` the plain canonical record rebuilt
-    from it (what the gate releases when it releases everything); the idempotency key is
-    made the way the engine makes it. ``options`` is shared, not copied: a worker hands
-    every delivery of one feed the same options object.
+    from it (what the gate releases when it releases everything), built when the sink first
+    reads it (a :class:`~hub.core.ports.LazyDelivery`, as the worker hands out); the
+    idempotency key is made the way the engine makes it. ``options`` is shared, not copied:
+    a worker hands every delivery of one feed the same options object.
     """
     payload = record_payload(record)
-    return Delivery(
-        outbox_id=outbox_id,
-        feed=feed,
-        recipient=recipient,
-        idempotency_key=idempotency_key(
-            record, feed, recipient, record_to_row(record).payload_hash
-        ),
-        record=record_from_payload(record.meta, payload),
+    return LazyDelivery.of(
+        outbox_id,
+        feed,
+        recipient,
+        idempotency_key(record, feed, recipient, record_to_row(record).payload_hash),
+        kind=record.meta.kind,
+        build=partial(record_from_payload, record.meta, payload),
         payload=payload,
         options=options,
     )
