@@ -129,7 +129,7 @@ class DeliveryPath:
         stop = asyncio.Event()
         task = asyncio.create_task(run_workers(ctx, stop, with_scheduler=False, sinks=self._sinks))
         try:
-            await wait_delivered(ctx, self.receiver.count, self.params.size, WAIT_TIMEOUT)
+            await wait_delivered(ctx, self.receiver.count, self.params.size, WAIT_TIMEOUT, task)
         finally:
             stop.set()
             await task

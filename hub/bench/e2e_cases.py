@@ -122,7 +122,7 @@ class EndToEnd:
         assert self._load is not None
         acked = await self._load.go()
         received = await wait_delivered(
-            self._ctx, self.receiver.count, self.params.size, WAIT_TIMEOUT
+            self._ctx, self.receiver.count, self.params.size, WAIT_TIMEOUT, self._workers
         )
         return Measured(
             self.params.size,

@@ -181,7 +181,11 @@ def settled(ctx: HubContext) -> dict[str, float]:
 
 
 async def wait_delivered(
-    ctx: HubContext, count: Callable[[], Awaitable[int]], expected: int, within: float
+    ctx: HubContext,
+    count: Callable[[], Awaitable[int]],
+    expected: int,
+    within: float,
+    workers: asyncio.Task[None] | None = None,
 ) -> int:
     """Wait until ``count()`` (what the receiver holds) reaches ``expected``; that count.
 
@@ -189,11 +193,15 @@ async def wait_delivered(
     ``retry``, ``dead`` or ``withheld``: the round would never complete. Progress is read
     from the delivery workers' counters in memory (:func:`settled`), so the waiting costs
     the measured process next to nothing; the receiver (another process) is asked only once
-    ``expected`` entries were settled as delivered.
+    ``expected`` entries were settled as delivered. With ``workers`` (the task running the
+    delivery workers), a worker that stopped fails the wait at once with its error.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
+        if workers is not None and workers.done():
+            workers.result()
+            raise RuntimeError("the delivery workers stopped early")
         done = settled(ctx)
         if any(done.get(s) for s in ("retry", "dead", "withheld")):
             depth = await ctx.store.outbox_depth()
