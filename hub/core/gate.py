@@ -385,14 +385,18 @@ class ConsentGate:
         ``data`` is ``record_payload(record)`` when the caller has it already (the engine
         does: it encoded the record to store it).
         """
-        shape = self.shape(record, categories)
-        meta = record.meta
-        decision = await self._decide(tx, meta, shape, person_id, recipient, purpose, at, facts)
-        payload: dict[str, Any] | None = None
-        if decision.permitted:
-            payload = released_payload(record, shape.redaction(decision), decision, data) or None
-        return await self._audited(
-            audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref
+        return await self._pass(
+            tx,
+            audit,
+            record.meta,
+            self.shape(record, categories),
+            lambda fields, decision: released_payload(record, fields, decision, data),
+            person_id,
+            recipient,
+            purpose,
+            at,
+            record_ref,
+            facts,
         )
 
     async def disclose_data(
@@ -432,10 +436,40 @@ class ConsentGate:
                 facts=facts,
             )
         shape = self._kind_shape(cls, meta, categories)
+        return await self._pass(
+            tx,
+            audit,
+            meta,
+            shape,
+            lambda fields, decision: redact(data, fields, decision, shape.locations),
+            person_id,
+            recipient,
+            purpose,
+            at,
+            record_ref,
+            facts,
+        )
+
+    async def _pass(
+        self,
+        tx: Transaction,
+        audit: AuditWriter,
+        meta: RecordMeta,
+        shape: Shape,
+        release: Callable[[Mapping[str, str], Decision], dict[str, Any]],
+        person_id: str,
+        recipient: str,
+        purpose: str,
+        at: datetime,
+        record_ref: str,
+        facts: ClientFacts | None,
+    ) -> Disclosure:
+        """One gate pass: decide, ``release`` what the decision lets go (given the field
+        categories to redact with), audit."""
         decision = await self._decide(tx, meta, shape, person_id, recipient, purpose, at, facts)
         payload: dict[str, Any] | None = None
         if decision.permitted:
-            payload = redact(data, shape.redaction(decision), decision, shape.locations) or None
+            payload = release(shape.redaction(decision), decision) or None
         return await self._audited(
             audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref
         )
