@@ -233,18 +233,27 @@ class SqlTransaction:
         self, rows: Sequence[RecordRow]
     ) -> dict[tuple[str, str, str], StoredState]:
         """See :meth:`hub.core.ports.Transaction.stored_states`."""
-        found: dict[tuple[str, str, str], StoredState] = {}
-        keys = list(dict.fromkeys((r.kind, r.source, r.source_id) for r in rows))
-        for start in range(0, len(keys), 300):
-            where, args = _keys_where(keys[start : start + 300])
-            for v in await self._c.fetch(
-                "SELECT kind, source, source_id, version, payload_hash, deleted, restricted, "
-                f"sensitivity, person_id, owner FROM records WHERE {where}",
-                args,
-            ):
-                found[(v[0], v[1], v[2])] = StoredState(
-                    v[3], v[4], bool(v[5]), bool(v[6]), v[7], v[8], v[9]
-                )
+        found = await self._records_by_key(
+            "kind, source, source_id, version, payload_hash, deleted, restricted, "
+            "sensitivity, person_id, owner",
+            [(r.kind, r.source, r.source_id) for r in rows],
+        )
+        return {
+            key: StoredState(v[3], v[4], bool(v[5]), bool(v[6]), v[7], v[8], v[9])
+            for key, v in found.items()
+        }
+
+    async def _records_by_key(
+        self, columns: str, keys: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Row]:
+        """``columns`` (starting with kind, source, source_id) of the records with these
+        keys, by key; looked up 300 keys per query."""
+        found: dict[tuple[str, str, str], Row] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 300):
+            where, args = _keys_where(wanted[start : start + 300])
+            for r in await self._c.fetch(f"SELECT {columns} FROM records WHERE {where}", args):
+                found[(r[0], r[1], r[2])] = r
         return found
 
     async def get_record(self, kind: str, source: str, source_id: str) -> RecordRow | None:
@@ -681,19 +690,15 @@ class SqlTransaction:
         self, keys: Sequence[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], RecordHead]:
         """See :meth:`hub.core.ports.Transaction.record_heads`."""
-        found: dict[tuple[str, str, str], RecordHead] = {}
-        wanted = list(dict.fromkeys(keys))
-        for start in range(0, len(wanted), 300):
-            where, args = _keys_where(wanted[start : start + 300])
-            for r in await self._c.fetch(
-                "SELECT kind, source, source_id, owner, source_system, received_at, raw_hash, "
-                f"deleted, sensitivity, restricted, flags FROM records WHERE {where}",
-                args,
-            ):
-                found[(r[0], r[1], r[2])] = RecordHead(
-                    r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]), r[10]
-                )
-        return found
+        found = await self._records_by_key(
+            "kind, source, source_id, owner, source_system, received_at, raw_hash, deleted, "
+            "sensitivity, restricted, flags",
+            keys,
+        )
+        return {
+            key: RecordHead(r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]), r[10])
+            for key, r in found.items()
+        }
 
     async def persons_facts(self, person_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
         """See :meth:`hub.core.ports.Transaction.persons_facts`."""
@@ -765,15 +770,8 @@ class SqlTransaction:
         self, keys: Sequence[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], RecordRow]:
         """See :meth:`hub.core.ports.Transaction.records_by_keys`."""
-        found: dict[tuple[str, str, str], RecordRow] = {}
-        wanted = list(dict.fromkeys(keys))
-        for start in range(0, len(wanted), 300):
-            where, args = _keys_where(wanted[start : start + 300])
-            for r in await self._c.fetch(
-                f"SELECT {RECORD_COLUMNS} FROM records WHERE {where}", args
-            ):
-                found[(r[0], r[1], r[2])] = record_from_row(r, self._cipher)
-        return found
+        found = await self._records_by_key(RECORD_COLUMNS, keys)
+        return {key: record_from_row(r, self._cipher) for key, r in found.items()}
 
     async def advance_feed(
         self, feed: str, owner: str, cursor: FeedCursor, lease_until: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from plugins.fhir import codes
@@ -345,6 +345,14 @@ _QUALITY_EXTENSIONS = (
 )
 
 
+_LISTS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], Json]], ...] = (
+    ("name", "names", _name_from_fhir),
+    ("telecom", "telecom", _telecom_from_fhir),
+    ("address", "addresses", _address_from_fhir),
+)
+"""Patient list elements mapped item by item: (element, payload field, mapping)."""
+
+
 def patient_to_client(patient: Mapping[str, Any]) -> Json:
     """A canonical Client payload from a FHIR R4 Patient (inverse of
     :func:`client_to_patient`; the hub's record identifiers are dropped).
@@ -370,24 +378,15 @@ def patient_to_client(patient: Mapping[str, Any]) -> Json:
             out["identifiers"] = identifiers
         if ssn:
             out["ssn"] = ssn
-    items = patient.get("name")
-    if items:
-        names = [_name_from_fhir(n) for n in items if isinstance(n, Mapping)]
-        if names:
-            out["names"] = names
+    for element, field, convert in _LISTS:
+        items = patient.get(element)
+        if items:
+            mapped = [convert(item) for item in items if isinstance(item, Mapping)]
+            if mapped:
+                out[field] = mapped
     birth = patient.get("birthDate")
     if birth:
         out["birth_date"] = str(birth)
-    items = patient.get("telecom")
-    if items:
-        telecom = [_telecom_from_fhir(t) for t in items if isinstance(t, Mapping)]
-        if telecom:
-            out["telecom"] = telecom
-    items = patient.get("address")
-    if items:
-        addresses = [_address_from_fhir(a) for a in items if isinstance(a, Mapping)]
-        if addresses:
-            out["addresses"] = addresses
     if not patient.get("extension"):
         sex = _GENDER_TO_SEX.get(str(patient.get("gender", "")), "")
         if sex:
