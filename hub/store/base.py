@@ -191,10 +191,11 @@ class SqlStore(ABC):
         lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
         index = "" if postgresql else " INDEXED BY outbox_heads"
         return (
-            "UPDATE outbox SET status='leased', lease_owner=?, lease_until=?, "
+            # The status stays: the lease marks the entry claimed (see OPEN_STATUSES).
+            "UPDATE outbox SET lease_owner=?, lease_until=?, "
             f"attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o{index} WHERE "
             f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND "
-            "(o.status IN ('pending','retry') OR o.lease_until < ?) AND NOT EXISTS "
+            "(o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS "
             "(SELECT 1 FROM outbox p WHERE p.recipient=o.recipient AND p.person_id=o.person_id "
             f"AND p.id < o.id AND p.status IN {OPEN_STATUSES}) "
             f"ORDER BY o.next_attempt_at, o.id LIMIT ?{lock}) RETURNING {OUTBOX_COLUMNS}"
@@ -262,7 +263,12 @@ class SqlStore(ABC):
         """Outbox entries, newest first, optionally by status and recipient."""
         sql = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1=1"
         args: list[Any] = []
-        if status:
+        if status == "leased":
+            sql += f" AND status IN {OPEN_STATUSES} AND lease_owner IS NOT NULL"
+        elif status in ("pending", "retry"):
+            sql += " AND status=? AND lease_owner IS NULL"
+            args.append(status)
+        elif status:
             sql += " AND status=?"
             args.append(status)
         if recipient:
@@ -284,8 +290,10 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             n = await tx._c.execute(
                 # Head again: if a later entry of the person is open, this one goes first.
+                # Not while a worker holds it (a claimed retry keeps its status).
                 "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, "
-                "last_error='', head=1 WHERE id=? AND status IN ('dead','retry','failed')",
+                "last_error='', head=1 WHERE id=? AND status IN ('dead','retry','failed') "
+                "AND lease_owner IS NULL",
                 (now_iso(), outbox_id),
             )
         return n > 0
@@ -294,15 +302,28 @@ class SqlStore(ABC):
         """Return every leased entry to the queue (only safe when no other worker runs)."""
         async with self.transaction() as tx:
             return await tx._c.execute(
-                "UPDATE outbox SET status='pending', lease_owner=NULL, lease_until=NULL "
-                "WHERE status='leased'"
+                "UPDATE outbox SET lease_owner=NULL, lease_until=NULL "
+                f"WHERE lease_owner IS NOT NULL AND status IN {OPEN_STATUSES}"
             )
 
     async def outbox_depth(self) -> dict[str, int]:
         """Outbox entries by status."""
         async with self._reader() as c:
-            rows = await c.fetch("SELECT status, COUNT(*) FROM outbox GROUP BY status")
-        return {r[0]: int(r[1]) for r in rows}
+            # Claimed entries keep their stored status: they are counted apart, among the
+            # open entries only (cheap however long the delivered history is), in the same
+            # statement (one snapshot).
+            rows = await c.fetch(
+                "SELECT status, 0, COUNT(*) FROM outbox GROUP BY status UNION ALL "
+                f"SELECT status, 1, COUNT(*) FROM outbox WHERE status IN {OPEN_STATUSES} "
+                "AND lease_owner IS NOT NULL GROUP BY status"
+            )
+        depth: dict[str, int] = {}
+        for status, held, n in rows:
+            if held:
+                depth[status] = depth.get(status, 0) - int(n)
+                status = "leased"
+            depth[status] = depth.get(status, 0) + int(n)
+        return {status: n for status, n in depth.items() if n}
 
     async def prune(self, delivered_before: str, batch: int = 500) -> int:
         """Delete delivered or withheld outbox rows settled before a time, in small batches."""

@@ -143,6 +143,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "DROP INDEX IF EXISTS outbox_open",
         ],
     ),
+    (
+        6,
+        "outbox leases without a status change: a claim rewrites the row and no index",
+        [
+            # A claimed entry keeps its status (pending or retry) and is known by its lease
+            # (it is reported as `leased`). Changing `status` on every claim moved the entry
+            # in each index over it (and in each partial index whose condition reads it),
+            # at a random place of the (recipient, person) index: most of a claim's cost.
+            "UPDATE outbox SET status='pending' WHERE status='leased'",
+            "DROP INDEX IF EXISTS outbox_heads",
+            "DROP INDEX IF EXISTS outbox_open_order",
+            "CREATE INDEX outbox_heads ON outbox (next_attempt_at, id) "
+            "WHERE head=1 AND status IN ('pending', 'retry')",
+            "CREATE INDEX outbox_open_order ON outbox (recipient, person_id, id) "
+            "WHERE status IN ('pending', 'retry')",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

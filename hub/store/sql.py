@@ -77,10 +77,25 @@ RECORD_UPSERT = (
 """How a record write meets a stored one: a newer or equal version replaces it, an older
 version is ignored (so a concurrent writer's newer version is never overwritten); the link
 to a person is kept."""
+OPEN_STATUSES = "('pending', 'retry')"
+"""Outbox entries not settled yet, as stored (the text the partial indexes of schema 6 use).
+
+A claimed entry keeps its stored status and gets a lease (``lease_owner``, ``lease_until``):
+a claim then changes no indexed column, so it rewrites the row and nothing else. It is
+*reported* as ``leased`` (:data:`OUTBOX_STATUS`)."""
+
+_OPEN_SET = frozenset({"pending", "retry", "leased"})
+"""Statuses, as reported, of entries not settled yet."""
+
+OUTBOX_STATUS = (
+    f"CASE WHEN lease_owner IS NOT NULL AND status IN {OPEN_STATUSES} THEN 'leased' ELSE status END"
+)
+"""An entry's status as reported: ``leased`` while a worker holds it, else as stored."""
+
 OUTBOX_COLUMNS = (
     "id, feed, recipient, person_id, record_kind, record_source, record_source_id, "
-    "record_version, idempotency_key, status, attempts, next_attempt_at, created_at, "
-    "last_error, delivered_at, audit_seq, payload"
+    f"record_version, idempotency_key, {OUTBOX_STATUS}, attempts, next_attempt_at, "
+    "created_at, last_error, delivered_at, audit_seq, payload"
 )
 
 
@@ -135,11 +150,6 @@ def outbox_from_row(r: Row, cipher: FieldCipher | None = None) -> OutboxRow:
         payload=payload,
     )
 
-
-OPEN_STATUSES = "('pending', 'retry', 'leased')"
-"""Outbox entries not settled yet (the text the partial indexes of schema 2 and 5 use)."""
-
-_OPEN_SET = frozenset({"pending", "retry", "leased"})
 
 # A new entry is its person's head when nothing of that recipient and person is open.
 _INSERT_OUTBOX = (

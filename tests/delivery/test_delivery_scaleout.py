@@ -35,7 +35,8 @@ async def leases_of(pg_url: str, pid: int) -> int:
     conn = await asyncpg.connect(pg_url, timeout=5)
     try:
         n = await conn.fetchval(
-            "SELECT COUNT(*) FROM outbox WHERE status='leased' AND lease_owner LIKE $1",
+            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'retry') "
+            "AND lease_owner LIKE $1",
             f"%:{pid}:%",
         )
     finally:

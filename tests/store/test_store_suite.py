@@ -559,9 +559,90 @@ async def test_migration_5_marks_the_heads_of_open_entries(
         [(f"p{i % 2}", str(i), f"k{i}", "delivered" if i < 2 else "pending") for i in range(6)],
     )
     monkeypatch.undo()
-    assert await store.migrate() == [5]
+    assert await store.migrate() == [5, 6]
     heads = store._raw().execute("SELECT record_source_id FROM outbox WHERE head=1 ORDER BY id")
     assert [r[0] for r in heads] == ["2", "3"]
+    await store.close()
+
+
+async def test_a_claimed_entry_is_reported_leased_and_keeps_its_place(any_hub: HubContext) -> None:
+    """A claim leases entries without changing their stored status: users still see them as
+    ``leased`` (list, depth, one entry); a replay cannot take an entry a worker holds; and
+    released leases give the entries back as they were (pending, or retry)."""
+    store = any_hub.store
+    async with store.transaction() as tx:
+        await tx.enqueue_many([outbox_entry(0, "p1"), outbox_entry(1, "p2")])
+    [a, b] = await store.claim_outbox("w1", 10, 600)
+    assert (a.status, b.status) == ("leased", "leased")
+    assert await store.outbox_depth() == {"leased": 2}
+    assert {r.id for r in await store.list_outbox(status="leased")} == {a.id, b.id}
+    assert await store.list_outbox(status="pending") == []
+    # Settled to retry, due now, then claimed again: a claimed retry is not replayable.
+    assert await store.finish_outbox(b.id, "retry", error="HTTP 503", retry_at="2000-01-01")
+    assert [r.id for r in await store.list_outbox(status="retry")] == [b.id]
+    assert [r.id for r in await store.claim_outbox("w2", 10, 600)] == [b.id]
+    assert not await store.requeue_outbox(b.id)
+    got = await store.get_outbox(b.id)
+    assert got is not None and (got.status, got.attempts) == ("leased", 2)
+    assert await store.outbox_depth() == {"leased": 2}
+    # Leases taken back (a restart with one delivering process): each entry as it was.
+    assert await store.release_leases() == 2
+    assert await store.outbox_depth() == {"pending": 1, "retry": 1}
+    assert {r.status for r in await store.list_outbox()} == {"pending", "retry"}
+    assert await store.requeue_outbox(b.id)
+    assert sorted(r.id for r in await store.claim_outbox("w3", 10, 600)) == [a.id, b.id]
+
+
+async def test_a_claim_rewrites_the_entry_and_no_index(tmp_path: Path) -> None:
+    """Claiming changes no indexed column (nor any column a partial index's condition
+    reads): the statement writes the outbox table and no index. A claim that moved each
+    entry in the (recipient, person) index cost more than half of every claim."""
+    from hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "claims.db")
+    await store.open()
+    await store.migrate()
+    conn = store._raw()
+    names = {page: name for name, page in conn.execute("SELECT name, rootpage FROM sqlite_master")}
+
+    def written(sql: str, args: tuple[Any, ...]) -> set[str]:
+        program = conn.execute("EXPLAIN " + sql, args).fetchall()
+        return {names[step[3]] for step in program if step[1] == "OpenWrite"}
+
+    now = "2026-01-01T00:00:00.000000+00:00"
+    assert written(store._claim_sql(), ("w", now, now, now, 50)) == {"outbox"}
+    # Settling does move the entry in the indexes (the check can see an index written).
+    settle = written("UPDATE outbox SET status='delivered' WHERE id=?", (1,))
+    assert {"outbox", "outbox_due", "outbox_open_order"} <= settle
+    await store.close()
+
+
+async def test_migration_6_keeps_entries_claimed_under_schema_5_leased(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "old.db")
+    await store.open()
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
+    assert await store.migrate() == [1, 2, 3, 4, 5]
+    store._raw().executemany(
+        "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
+        "record_source_id, record_version, idempotency_key, status, next_attempt_at, "
+        "created_at, payload, head, lease_owner, lease_until) VALUES ('f', 'r', ?, 'client', "
+        "'s', ?, 'v', ?, ?, '2026-01-01', '2026-01-01', x'00', 1, ?, ?)",
+        [
+            ("p0", "0", "k0", "leased", "old-worker", "2000-01-01T00:00:00"),  # lease expired
+            ("p1", "1", "k1", "leased", "old-worker", "2999-01-01T00:00:00"),
+            ("p2", "2", "k2", "pending", None, None),
+        ],
+    )
+    monkeypatch.undo()
+    assert await store.migrate() == [6]
+    assert await store.outbox_depth() == {"leased": 2, "pending": 1}
+    # The expired lease is claimable again; the live one is not; the pending one is.
+    claimed = await store.claim_outbox("new-worker", 10, 600)
+    assert sorted(r.record_source_id for r in claimed) == ["0", "2"]
     await store.close()
 
 
