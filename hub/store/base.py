@@ -185,8 +185,9 @@ class SqlStore(ABC):
         # (schema 5): entries held back behind a failing one, and heads waiting for a retry,
         # are not walked at all, so a receiver that is down costs the other feeds nothing.
         # The NOT EXISTS check keeps the order even where two entries of one person are
-        # marked head (two enqueues racing on PostgreSQL). SQLite's planner would rather
-        # sort every due entry, hence ``INDEXED BY``.
+        # marked head (two enqueues racing on PostgreSQL), and keeps an entry back while
+        # another of its person is in flight (a dead letter replayed meanwhile is a head
+        # too). SQLite's planner would rather sort every due entry, hence ``INDEXED BY``.
         postgresql = self.dialect == "postgresql"
         lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
         index = "" if postgresql else " INDEXED BY outbox_heads"
@@ -197,7 +198,8 @@ class SqlStore(ABC):
             f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND "
             "(o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS "
             "(SELECT 1 FROM outbox p WHERE p.recipient=o.recipient AND p.person_id=o.person_id "
-            f"AND p.id < o.id AND p.status IN {OPEN_STATUSES}) "
+            f"AND p.status IN {OPEN_STATUSES} AND (p.id < o.id OR (p.id <> o.id AND "
+            "p.lease_owner IS NOT NULL AND p.lease_until >= ?))) "
             f"ORDER BY o.next_attempt_at, o.id LIMIT ?{lock}) RETURNING {OUTBOX_COLUMNS}"
         )
 
@@ -210,7 +212,7 @@ class SqlStore(ABC):
             if self.dialect == "postgresql" and time.monotonic() >= self._heads_checked_at:
                 await tx.repair_heads()
                 self._heads_checked_at = time.monotonic() + HEAD_REPAIR_SECONDS
-            rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, limit))
+            rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, now_s, limit))
         return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
 
     async def finish_outbox(

@@ -479,7 +479,7 @@ async def test_a_claim_walks_only_due_heads_without_sorting_them(tmp_path: Path)
     plan = " ".join(
         str(step[3])
         for step in store._raw()
-        .execute("EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, now, now, 50))
+        .execute("EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, now, now, now, 50))
         .fetchall()
     )
     assert "USING INDEX outbox_heads (next_attempt_at<?)" in plan
@@ -525,8 +525,11 @@ async def test_settling_a_head_passes_the_turn_to_the_persons_next_entry(
     assert await claim() == ["1"]
     assert await store.finish_outbox_many([(ids["1"], "delivered", "", None)]) == {ids["1"]}
     assert await claim() == ["2"]
-    # A replayed dead letter is claimable again.
+    # A dead letter replayed while the person's next entry is in flight waits for it (one
+    # entry of a person in flight at a time), then is claimable again.
     assert await store.requeue_outbox(ids["0"])
+    assert await claim() == []
+    assert await store.finish_outbox_many([(ids["2"], "delivered", "", None)]) == {ids["2"]}
     assert await claim() == ["0"]
 
 
@@ -610,7 +613,7 @@ async def test_a_claim_rewrites_the_entry_and_no_index(tmp_path: Path) -> None:
         return {names[step[3]] for step in program if step[1] == "OpenWrite"}
 
     now = "2026-01-01T00:00:00.000000+00:00"
-    assert written(store._claim_sql(), ("w", now, now, now, 50)) == {"outbox"}
+    assert written(store._claim_sql(), ("w", now, now, now, now, 50)) == {"outbox"}
     # Settling does move the entry in the indexes (the check can see an index written).
     settle = written("UPDATE outbox SET status='delivered' WHERE id=?", (1,))
     assert {"outbox", "outbox_due", "outbox_open_order"} <= settle
