@@ -8,13 +8,14 @@ the store.
 from __future__ import annotations
 
 import base64
-import hmac
+import hashlib
 import json
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -45,13 +46,28 @@ class KeyRing:
     signing_key_id: str
     data_keys: tuple[tuple[str, bytes], ...]
     active_data_key: str
+    _pads: tuple[Any, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_pads", _hmac_pads(self.index_key))
 
     def __repr__(self) -> str:
         return f"<KeyRing signing={self.signing_key_id} data={self.active_data_key}>"
 
     def blind(self, value: str) -> str:
-        """Blind index of a normalised value: HMAC-SHA256, hex, 128 bits kept."""
-        return hmac.digest(self.index_key, value.encode("utf-8"), "sha256").hex()[:32]
+        """Blind index of a normalised value: HMAC-SHA256, hex, 128 bits kept.
+
+        The HMAC is computed from SHA-256 states with the key's pads already hashed (RFC
+        2104), which gives ``hmac.digest(index_key, value, "sha256")`` at less than half
+        its cost: blinding runs five times per client record stored.
+        """
+        inner_pad, outer_pad = self._pads
+        inner = inner_pad.copy()
+        inner.update(value.encode("utf-8"))
+        outer = outer_pad.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest[:16].hex()
 
     def cipher(self) -> FieldCipher:
         """The field cipher over the ring's data keys (the active one encrypts)."""
@@ -112,6 +128,18 @@ class KeyRing:
         with os.fdopen(fd, "w") as fh:
             fh.write(self.to_json())
         os.chmod(path, 0o600)
+
+
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states that have hashed the HMAC inner and outer pads of ``key`` (RFC 2104)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in key)),
+    )
 
 
 def load_keyring(path: Path | None) -> KeyRing:

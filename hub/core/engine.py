@@ -43,7 +43,7 @@ from hub.core.records import (
     record_client,
 )
 from hub.core.routing import FeedSpec
-from hub.core.rows import record_to_row, row_to_record
+from hub.core.rows import record_to_row, row_to_record, stamp_text
 from hub.core.serialize import record_from_payload, record_payload
 
 log = logging.getLogger("hub.engine")
@@ -563,7 +563,7 @@ class Engine:
         )
         if disclosure.payload is None:
             return None
-        stamp = now.isoformat(timespec="microseconds")
+        stamp = stamp_text(now)
         return OutboxRow(
             id=0,
             feed=feed.name,

@@ -28,16 +28,22 @@ _NON_LETTERS = re.compile(r"[^A-Z]")
 _SSN_DIGITS = re.compile(r"\D")
 
 
+def _fold(s: str) -> str:
+    """The upper-case ASCII letters of a name part, accents folded."""
+    if s.isascii():  # NFKD leaves ASCII as it is
+        upper = s.upper()
+        return upper if upper.isalpha() else _NON_LETTERS.sub("", upper)
+    ascii_form = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
+    return _NON_LETTERS.sub("", ascii_form.upper())
+
+
+def _joined(family: str, first: str) -> str:
+    return f"{family}|{first}" if family and first else ""
+
+
 def normalise_name(family: str, given: Sequence[str]) -> str:
     """Upper-case ASCII letters of the first given name and the family name, accents folded."""
-    first = given[0] if given else ""
-
-    def fold(s: str) -> str:
-        ascii_form = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
-        return _NON_LETTERS.sub("", ascii_form.upper())
-
-    f, g = fold(family), fold(first)
-    return f"{f}|{g}" if f and g else ""
+    return _joined(_fold(family), _fold(given[0] if given else ""))
 
 
 def full_valid_ssn(ssn: str | None) -> str | None:
@@ -96,9 +102,11 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
             strong.append(blind(identifier_key(ident.system, ident.value)))
             values.append(blind(identifier_value_key(ident.value)))
     name = ""
+    family = ""  # the first name's family name, folded
     if client.names:
         n = client.names[0]
-        name = normalise_name(n.family, n.given)
+        family = _fold(n.family)
+        name = _joined(family, _fold(n.given[0] if n.given else ""))
     dob = client.birth_date.isoformat() if client.birth_date else ""
     ssn = full_valid_ssn(client.ssn) or ""
     if ssn:
@@ -114,7 +122,7 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
     if name:
         weak.append(blind(f"n:{name}"))
     if dob and client.names and client.names[0].family:
-        weak.append(blind(f"df:{dob}|{normalise_name(client.names[0].family, ['X'])}"))
+        weak.append(blind(f"df:{dob}|{_joined(family, 'X')}"))
     return MatchKeys(tuple(strong), tuple(pair), tuple(weak), tuple(values))
 
 
@@ -133,7 +141,9 @@ def decide_link(keys: MatchKeys, found: dict[str, set[str]]) -> LinkDecision:
     def persons(ks: Sequence[str]) -> set[str]:
         out: set[str] = set()
         for k in ks:
-            out |= found.get(k, set())
+            holders = found.get(k)
+            if holders:
+                out |= holders
         return out
 
     strong = persons(keys.strong)

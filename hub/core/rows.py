@@ -26,6 +26,7 @@ def record_to_row(
         data = record_payload(record)
     payload = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     client = record_client(record)
+    sensitivity, flags = meta.sensitivity, meta.flags
     return RecordRow(
         kind=meta.kind,
         source=meta.key.source,
@@ -35,15 +36,29 @@ def record_to_row(
         payload=payload,
         payload_hash=payload_hash(payload),
         source_system=meta.provenance.source_system,
-        received_at=(stored_at or meta.provenance.received_at).isoformat(timespec="microseconds"),
+        received_at=stamp_text(stored_at or meta.provenance.received_at),
         deleted=meta.deleted,
-        sensitivity=",".join(sorted(meta.sensitivity)),
+        sensitivity=",".join(sorted(sensitivity)) if sensitivity else "",
         restricted=meta.restricted,
         client_source_id=client.id if client is not None else None,
         client_source=client.source if client is not None else None,
         raw_hash=meta.provenance.payload_hash,
-        flags=",".join(sorted(meta.flags)),
+        flags=",".join(sorted(flags)) if flags else "",
     )
+
+
+_last_stamp: tuple[datetime | None, str] = (None, "")
+
+
+def stamp_text(at: datetime) -> str:
+    """``at`` as stored text (``isoformat`` to microseconds), formatted once for the many
+    rows and outbox entries of a batch, which share one clock reading."""
+    global _last_stamp
+    last_at, text = _last_stamp
+    if at is not last_at:
+        text = at.isoformat(timespec="microseconds")
+        _last_stamp = (at, text)
+    return text
 
 
 def row_to_record(row: RecordRow) -> Record:

@@ -136,9 +136,9 @@ def _name_from_fhir(name: Mapping[str, Any]) -> Json:
     for part in ("prefix", "suffix"):
         values = name.get(part)
         if values:
-            values = [str(v) for v in values]
-            if values:
-                out[part] = " ".join(values)
+            joined = " ".join([str(v) for v in values])
+            if joined:  # as the record keeps it: an empty part is no part
+                out[part] = joined
     use = _plain_code(name, "use")
     if use:
         out["use"] = use
