@@ -61,7 +61,7 @@ class HubContext:
                             f"consent {c.id}: field 'client.value' is ambiguous: it identifies "
                             f"persons {persons[0]} and {persons[1]}; add client.system"
                         )
-            await tx.put_consents(
+            generation = await tx.put_consents(
                 [
                     (
                         c.id,
@@ -76,7 +76,7 @@ class HubContext:
                     for c in records
                 ]
             )
-        self.gate.load_consents(records)
+        self.gate.consents_written(records, generation)
         return len(records)
 
     async def reload_consents(self) -> int:

@@ -213,6 +213,16 @@ class ConsentGate:
         self._generation = current
         return len(bodies)
 
+    def consents_written(self, consents: Sequence[ConsentRecord], generation: int) -> None:
+        """Use consents this process has just stored under ``generation`` (committed).
+
+        When the gate held every earlier generation, it now holds this one too, so the next
+        transaction does not read back and parse what it was handed here.
+        """
+        self.load_consents(consents)
+        if self._generation is not None and self._generation == generation - 1:
+            self._generation = generation
+
     async def _fresh(self, tx: Transaction) -> None:
         # Once per transaction: the first look at consents in a transaction checks for
         # changes (one small query), later ones in the same transaction do not.

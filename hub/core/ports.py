@@ -412,8 +412,11 @@ class Transaction(Protocol):
         ...
 
     # consents
-    async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> None:
-        """Store consents as (id, client system, client value key, JSON body); replace by id."""
+    async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> int:
+        """Store consents as (id, client system, client value key, JSON body); replace by id.
+
+        Returns the consent generation they were written under (the one this transaction
+        set; 0 when there was nothing to write)."""
         ...
 
     async def all_consents(self) -> list[bytes]:

@@ -537,10 +537,10 @@ class SqlTransaction:
 
     # ---- consents ------------------------------------------------------------------------
 
-    async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> None:
+    async def put_consents(self, consents: Sequence[tuple[str, str | None, str, bytes]]) -> int:
         """See :meth:`hub.core.ports.Transaction.put_consents`."""
         if not consents:
-            return
+            return 0
         at = now_iso()
         # Locks the generation row (PostgreSQL): consent writers take turns, so generations
         # are committed in order and a reader never skips one.
@@ -558,6 +558,7 @@ class SqlTransaction:
                 for cid, system, value, body in consents
             ],
         )
+        return int(bumped[0])
 
     async def all_consents(self) -> list[bytes]:
         """See :meth:`hub.core.ports.Transaction.all_consents`."""
