@@ -131,9 +131,10 @@ class _Reader:
         field: str,
         what: str,
         default: frozenset[str],
-        allowed: Mapping[str, object] | frozenset[str],
+        allowed: Mapping[str, object] | frozenset[str] | None,
     ) -> frozenset[str]:
-        """A list of strings, each one of (a key of) ``allowed``; ``what`` names one."""
+        """A list of strings, each one of (a key of) ``allowed`` (any string when None);
+        ``what`` names one."""
         value = self.data.get(field, default)
         if value is default:
             return default
@@ -142,7 +143,7 @@ class _Reader:
         for item in value:
             if not isinstance(item, str):
                 self.fail(field, f"must be a list of strings, found {_show(item)}")
-            if item not in allowed:
+            if allowed is not None and item not in allowed:
                 self.fail(field, f"unknown {what} {_show(item)}")
         return frozenset(value)
 
@@ -172,11 +173,15 @@ def parse_consent(
     agencies: Mapping[str, Agency],
     policy: ConsentPolicy,
     index: int = 0,
+    known_agencies: bool = True,
 ) -> ConsentRecord:
     """Validate one consent record (a decoded JSON object) against the known agencies.
 
     Missing fields take the CONSENT.md defaults; a null or missing ``expires_on`` becomes
-    ``signed_on + policy.default_term_days``.
+    ``signed_on + policy.default_term_days``. With ``known_agencies=False`` the agencies it
+    names need not be configured: a stored consent, checked when it was imported, still
+    stands after an agency it names has left the network (it recorded the consent, or
+    the client excluded it).
     """
     if not isinstance(data, Mapping):
         raise ConsentValidationError(index, None, "<record>", "must be a JSON object")
@@ -203,14 +208,15 @@ def parse_consent(
     method = r.choice("method", "written", METHODS)
     given_by = r.choice("given_by", "client", GIVEN_BY)
     networks = r.names("networks", "network", DEFAULT_NETWORKS, _NETWORKS)
-    exclude = r.names("exclude_agencies", "agency", frozenset(), agencies)
+    known = agencies if known_agencies else None
+    exclude = r.names("exclude_agencies", "agency", frozenset(), known)
     sensitive = r.names("sensitive", "sensitive category", frozenset(), SENSITIVE_CATEGORIES)
-    part2 = r.names("part2_recipients", "agency", frozenset(), agencies)
+    part2 = r.names("part2_recipients", "agency", frozenset(), known)
     purposes = r.names("purposes", "purpose", DEFAULT_PURPOSES, _PURPOSES)
     recorded_by = data.get("recorded_by")
     if recorded_by is None:
         recorded_by = ""
-    elif not isinstance(recorded_by, str) or recorded_by not in agencies:
+    elif not isinstance(recorded_by, str) or (known is not None and recorded_by not in known):
         r.fail("recorded_by", f"unknown agency {_show(recorded_by)}")
     return ConsentRecord(
         id=record_id,

@@ -206,7 +206,14 @@ class ConsentGate:
         )
         self.load_consents(
             [
-                parse_consent(orjson.loads(b), agencies=self.agencies, policy=self.policy)
+                # Checked against the agencies when imported; an agency that has left
+                # since does not undo the consent (nor stop every decision of the hub).
+                parse_consent(
+                    orjson.loads(b),
+                    agencies=self.agencies,
+                    policy=self.policy,
+                    known_agencies=False,
+                )
                 for b in bodies
             ]
         )

@@ -183,6 +183,21 @@ def test_bad_input_names_the_record_and_the_field(
     assert isinstance(err, ValueError)
 
 
+def test_a_stored_consent_may_name_agencies_that_have_left(agencies: dict[str, Agency]) -> None:
+    """Loading what was stored (``known_agencies=False``): agencies named need not be
+    configured any more; everything else is checked as on import."""
+    data = record(exclude_agencies=["ghost"], part2_recipients=["ghost"], recorded_by="ghost")
+    parsed = parse_consent(data, agencies=agencies, policy=POLICY, known_agencies=False)
+    assert parsed.exclude_agencies == parsed.part2_recipients == frozenset({"ghost"})
+    assert parsed.recorded_by == "ghost"
+    with pytest.raises(ConsentValidationError, match="exclude_agencies"):
+        parse_consent(
+            record(exclude_agencies=[3]), agencies=agencies, policy=POLICY, known_agencies=False
+        )
+    with pytest.raises(ConsentValidationError, match="recorded_by"):
+        parse_consent(record(recorded_by=7), agencies=agencies, policy=POLICY, known_agencies=False)
+
+
 def test_a_record_must_be_an_object(agencies: dict[str, Agency]) -> None:
     with pytest.raises(ConsentValidationError, match="record 0: field '<record>'"):
         parse_consent([], agencies=agencies, policy=POLICY)  # type: ignore[arg-type]
