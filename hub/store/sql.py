@@ -77,8 +77,12 @@ RECORD_UPSERT = (
 """How a record write meets a stored one: a newer or equal version replaces it, an older
 version is ignored (so a concurrent writer's newer version is never overwritten); the link
 to a person is kept."""
-OPEN_STATUSES = "('pending', 'retry')"
-"""Outbox entries not settled yet, as stored (the text the partial indexes of schema 6 use).
+OPEN_STORED = ("pending", "retry")
+"""The stored statuses of outbox entries not settled yet."""
+
+OPEN_STATUSES = "(" + ", ".join(f"'{s}'" for s in OPEN_STORED) + ")"
+""":data:`OPEN_STORED` as SQL, ``('pending', 'retry')``: the text the partial indexes of
+schema 6 use (a query must say it the same way for SQLite to use them).
 
 A claimed entry keeps its stored status and gets a lease (``lease_owner``, ``lease_until``):
 a claim then changes no indexed column, so it rewrites the row and nothing else. It is

@@ -661,6 +661,25 @@ async def test_the_same_data_under_another_owner_updates_the_owner(any_hub: HubC
     assert row is not None and row.owner == "hospital-x"
 
 
+async def test_postgresql_an_enqueue_notes_only_entries_behind_another_transactions_head(
+    hub_factory: Any,
+) -> None:
+    """After commit, only persons whose new entries wait behind a head this transaction did
+    not write are checked again (the rest cannot have lost their head to a settle)."""
+    require_pg()
+    async with hub_factory(store="postgresql") as ctx:
+        store = ctx.store
+        async with store.transaction() as tx:
+            await tx.enqueue_many([outbox_entry(0, "p1")])
+        async with store.transaction() as tx:
+            batch = [outbox_entry(1, "p1"), outbox_entry(2, "p2"), outbox_entry(3, "p2")]
+            await tx.enqueue_many([*batch, outbox_entry(4, "p3")])
+            assert tx.heads_behind == {("r", "p1")}
+        async with store._reader() as c:
+            heads = await c.fetch("SELECT record_source_id FROM outbox WHERE head=1 ORDER BY id")
+        assert [r[0] for r in heads] == ["0", "2", "4"]
+
+
 @pytest.mark.parametrize(
     "settle_commits_first", [True, False], ids=["settle-first", "enqueue-first"]
 )
