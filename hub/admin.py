@@ -31,10 +31,10 @@ from aiohttp import web
 
 from hub.auth import Caller
 from hub.context import HubContext
-from hub.core.ports import OutboxRow
+from hub.core.ports import OUTBOX_STATUSES, OutboxRow
 from hub.web import CONTEXT, caller_of, json_error, json_response, require_admin
 
-STATUSES = ("pending", "leased", "retry", "delivered", "withheld", "dead")
+STATUSES = OUTBOX_STATUSES
 RETRYABLE = frozenset({"retry", "failed"})
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -51,6 +51,14 @@ class KeyRing:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_pads", _hmac_pads(self.index_key))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Hash states cannot be pickled (nor deep-copied): they are rebuilt from the key.
+        return {k: v for k, v in self.__dict__.items() if k != "_pads"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
     def __repr__(self) -> str:
         return f"<KeyRing signing={self.signing_key_id} data={self.active_data_key}>"
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from hub.auth import Caller, KeyVerifier
 from hub.context import HubContext
+from hub.core.ports import OUTBOX_STATUSES
 from hub.tls import certificate_mapping
 
 log = logging.getLogger("hub.http")
@@ -177,8 +178,10 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition (admin callers)."""
     require_admin(request)
     ctx = request.app[CONTEXT]
-    for status, count in (await ctx.store.outbox_depth()).items():
-        ctx.metrics.queue_depth.labels(status).set(count)
+    depth = await ctx.store.outbox_depth()
+    # Every status, so one that has emptied reads 0 rather than its last count.
+    for status in dict.fromkeys((*OUTBOX_STATUSES, *depth)):
+        ctx.metrics.queue_depth.labels(status).set(depth.get(status, 0))
     return web.Response(body=ctx.metrics.render(), content_type="text/plain", charset="utf-8")
 
 

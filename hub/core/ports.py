@@ -119,6 +119,10 @@ class AuditRow:
     hash: str
 
 
+OUTBOX_STATUSES = ("pending", "leased", "retry", "delivered", "withheld", "dead")
+"""Every status an outbox entry is reported with (``leased``: a worker holds it now)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     """One pending or finished delivery to one recipient."""

@@ -3,7 +3,9 @@ store holds keys made by earlier releases, so a different key would miss every m
 
 from __future__ import annotations
 
+import copy
 import hmac
+import pickle
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -42,6 +44,14 @@ def test_blind_is_the_hmac_of_the_index_key(key: bytes, value: str) -> None:
     ring = KeyRing.generate()
     ring = KeyRing(key, ring.signing_key, ring.signing_key_id, ring.data_keys, ring.active_data_key)
     assert ring.blind(value) == plain_blind(key, value)
+
+
+def test_a_key_ring_survives_pickling_and_copying() -> None:
+    """A key ring handed to a worker process (pickled) or deep-copied blinds alike."""
+    ring = KeyRing.generate()
+    for again in (pickle.loads(pickle.dumps(ring)), copy.deepcopy(ring)):
+        assert again == ring
+        assert again.blind("n:DOE|JANE") == ring.blind("n:DOE|JANE")
 
 
 def test_a_key_ring_from_its_key_file_blinds_alike() -> None:

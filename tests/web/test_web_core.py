@@ -101,3 +101,27 @@ async def test_consult_names_missing_fields(web_hub, make_key) -> None:
         async with http.get(f"{url}/cds-services", headers=bearer(key)) as r:
             services = (await r.json())["services"]
             assert services[0]["id"] == "patient-consent-consult"
+
+
+async def test_outbox_depth_gauges_drop_to_zero_when_a_status_empties(web_hub, make_key) -> None:
+    from hub.core.ports import OutboxRow
+
+    def depth(text: str, status: str) -> float:
+        line = f'hub_outbox_depth{{status="{status}"}} '
+        return float(next(x for x in text.splitlines() if x.startswith(line)).split()[-1])
+
+    async with web_hub() as (ctx, url, http):
+        admin = await make_key(ctx, "shelter-a", "admin")
+        due = "2026-01-01T00:00:00.000000+00:00"
+        entry = OutboxRow(0, "f", "r", "p1", "client", "s", "1", "v", "k1", "pending", 0, due, due)
+        async with ctx.store.transaction() as tx:
+            await tx.enqueue_many([entry])
+        async with http.get(f"{url}/metrics", headers=bearer(admin)) as r:
+            text = await r.text()
+        assert (depth(text, "pending"), depth(text, "delivered")) == (1, 0)
+        [claimed] = await ctx.store.claim_outbox("w", 10, 60)
+        assert await ctx.store.finish_outbox(claimed.id, "delivered", worker="w")
+        async with http.get(f"{url}/metrics", headers=bearer(admin)) as r:
+            text = await r.text()
+        assert (depth(text, "pending"), depth(text, "leased")) == (0, 0)
+        assert depth(text, "delivered") == 1
