@@ -185,9 +185,11 @@ class SqlStore(ABC):
         # (schema 5): entries held back behind a failing one, and heads waiting for a retry,
         # are not walked at all, so a receiver that is down costs the other feeds nothing.
         # The NOT EXISTS check keeps the order even where two entries of one person are
-        # marked head (two enqueues racing on PostgreSQL), and keeps an entry back while
-        # another of its person is in flight (a dead letter replayed meanwhile is a head
-        # too). SQLite's planner would rather sort every due entry, hence ``INDEXED BY``.
+        # marked head (two enqueues racing on PostgreSQL). A replayed dead letter is a head
+        # while a later entry of its person may be in flight: it alone is also checked for
+        # that (reading the person's open entries; for every head, that cost grew with the
+        # person's backlog). SQLite's planner would rather sort every due entry, hence
+        # ``INDEXED BY``.
         postgresql = self.dialect == "postgresql"
         lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
         index = "" if postgresql else " INDEXED BY outbox_heads"
@@ -198,8 +200,10 @@ class SqlStore(ABC):
             f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND "
             "(o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS "
             "(SELECT 1 FROM outbox p WHERE p.recipient=o.recipient AND p.person_id=o.person_id "
-            f"AND p.status IN {OPEN_STATUSES} AND (p.id < o.id OR (p.id <> o.id AND "
-            "p.lease_owner IS NOT NULL AND p.lease_until >= ?))) "
+            f"AND p.id < o.id AND p.status IN {OPEN_STATUSES}) AND CASE WHEN o.replayed=0 "
+            "THEN TRUE ELSE NOT EXISTS (SELECT 1 FROM outbox q WHERE q.recipient=o.recipient "
+            f"AND q.person_id=o.person_id AND q.id <> o.id AND q.status IN {OPEN_STATUSES} "
+            "AND q.lease_owner IS NOT NULL AND q.lease_until >= ?) END "
             f"ORDER BY o.next_attempt_at, o.id LIMIT ?{lock}) RETURNING {OUTBOX_COLUMNS}"
         )
 
@@ -211,6 +215,7 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             if self.dialect == "postgresql" and time.monotonic() >= self._heads_checked_at:
                 await tx.repair_heads()
+                await tx.release_legacy_leases(now_s)
                 self._heads_checked_at = time.monotonic() + HEAD_REPAIR_SECONDS
             rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, now_s, limit))
         return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
@@ -290,12 +295,22 @@ class SqlStore(ABC):
     async def requeue_outbox(self, outbox_id: int) -> bool:
         """Replay a dead or retrying entry: back to pending, due now, attempts reset."""
         async with self.transaction() as tx:
+            if self.dialect == "postgresql":
+                # Wait for a claim of the person's other entries still in progress: a claim
+                # after this replay then sees their leases (one entry in flight at a time).
+                await tx._c.fetch(
+                    "SELECT p.id FROM outbox p JOIN outbox s ON p.recipient=s.recipient AND "
+                    "p.person_id=s.person_id WHERE s.id=? AND p.id <> s.id AND "
+                    f"p.status IN {OPEN_STATUSES} FOR UPDATE OF p",
+                    (outbox_id,),
+                )
             n = await tx._c.execute(
-                # Head again: if a later entry of the person is open, this one goes first.
-                # Not while a worker holds it (a claimed retry keeps its status).
+                # Head again: if a later entry of the person is open, this one goes first
+                # (once none is in flight: see the claim). Not while a worker holds it (a
+                # claimed retry keeps its status).
                 "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, "
-                "last_error='', head=1 WHERE id=? AND status IN ('dead','retry','failed') "
-                "AND lease_owner IS NULL",
+                "last_error='', head=1, replayed=1 WHERE id=? AND status IN "
+                "('dead','retry','failed') AND lease_owner IS NULL",
                 (now_iso(), outbox_id),
             )
         return n > 0
@@ -303,7 +318,8 @@ class SqlStore(ABC):
     async def release_leases(self) -> int:
         """Return every leased entry to the queue (only safe when no other worker runs)."""
         async with self.transaction() as tx:
-            return await tx._c.execute(
+            legacy = await tx.release_legacy_leases(None)
+            return legacy + await tx._c.execute(
                 "UPDATE outbox SET lease_owner=NULL, lease_until=NULL "
                 f"WHERE lease_owner IS NOT NULL AND status IN {OPEN_STATUSES}"
             )

@@ -160,6 +160,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "WHERE status IN ('pending', 'retry')",
         ],
     ),
+    (
+        7,
+        "replayed outbox entries: claimed only while nothing else of the person is in flight",
+        [
+            # A dead letter replayed is its person's head again, even while a later entry of
+            # the person is being delivered. Claims check such an entry (and only such an
+            # entry: the check reads every open entry of the person) for one in flight.
+            "ALTER TABLE outbox ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -772,6 +772,16 @@ class SqlTransaction:
             f"p.person_id=outbox.person_id AND p.id < outbox.id AND p.status IN {OPEN_STATUSES})"
         )
 
+    async def release_legacy_leases(self, expired_before: str | None) -> int:
+        """Give back entries claimed the schema-5 way (``status='leased'``, by a process of
+        an earlier release still running after the upgrade) whose lease ran out before
+        ``expired_before`` (every one when None); how many."""
+        sql = "UPDATE outbox SET status='pending', lease_owner=NULL, lease_until=NULL "
+        sql += "WHERE status='leased'"
+        if expired_before is None:
+            return await self._c.execute(sql)
+        return await self._c.execute(sql + " AND lease_until < ?", (expired_before,))
+
     async def promote_next(self, settled_ids: Sequence[int]) -> None:
         """Make the next open entry of each settled entry's recipient and person its head
         (claims take heads only)."""
