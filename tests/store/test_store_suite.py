@@ -434,19 +434,36 @@ async def test_engine_bulk_ingest_links_and_reimports_unchanged(any_hub: HubCont
     assert sorted((r.kind, r.source_id) for r in held) == [("client", "9"), ("enrollment", "E9")]
 
 
-async def test_a_store_at_an_older_schema_is_migrated_with_its_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def store_at_schema(path: Path, version: int) -> Any:
+    """An SQLite store migrated up to ``version`` only, as an earlier release left it."""
     from hub.store.sqlite import SqliteStore
 
-    store = SqliteStore(tmp_path / "old.db")
+    store = SqliteStore(path)
     await store.open()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+        assert await store.migrate() == list(range(1, version + 1))
+    return store
+
+
+def insert_entries(store: Any, rows: Sequence[tuple[Any, ...]], *extra: str) -> None:
+    """Outbox entries written as an earlier schema stores them, bypassing today's code:
+    each row is (person, record id, status, *values of the ``extra`` columns)."""
+    columns = ", ".join(("person_id", "record_source_id", "status", *extra))
+    marks = ", ".join(f"?{n}" for n in range(1, 4 + len(extra)))
+    store._raw().executemany(
+        f"INSERT INTO outbox (feed, recipient, record_kind, record_source, record_version, "
+        f"idempotency_key, next_attempt_at, created_at, payload, {columns}) VALUES ('f', 'r', "
+        f"'client', 's', 'v', 'k' || ?2, '2026-01-01', '2026-01-01', x'00', {marks})",
+        rows,
+    )
+
+
+async def test_a_store_at_an_older_schema_is_migrated_with_its_data(tmp_path: Path) -> None:
     # The store as the first release left it: migration 1 only.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
-    assert await store.migrate() == [1]
+    store = await store_at_schema(tmp_path / "old.db", 1)
     async with store.transaction() as tx:
         await tx.upsert_records([record_to_row(client("1"))])
-    monkeypatch.undo()
     with pytest.raises(StoreError, match="run 'hub migrate'"):
         await store.check_schema()
     assert await store.migrate() == [version for version, _, _ in schema.MIGRATIONS[1:]]
@@ -546,23 +563,11 @@ async def test_a_postgresql_claim_repairs_a_head_a_race_left_unmarked(hub_factor
         assert [c.record_source_id for c in await store.claim_outbox("w", 10, 60)] == ["0"]
 
 
-async def test_migration_5_marks_the_heads_of_open_entries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from hub.store.sqlite import SqliteStore
-
-    store = SqliteStore(tmp_path / "old.db")
-    await store.open()
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:4])
-    assert await store.migrate() == [1, 2, 3, 4]
-    store._raw().executemany(
-        "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
-        "record_source_id, record_version, idempotency_key, status, next_attempt_at, "
-        "created_at, payload) VALUES ('f', 'r', ?, 'client', 's', ?, 'v', ?, ?, "
-        "'2026-01-01', '2026-01-01', x'00')",
-        [(f"p{i % 2}", str(i), f"k{i}", "delivered" if i < 2 else "pending") for i in range(6)],
+async def test_migration_5_marks_the_heads_of_open_entries(tmp_path: Path) -> None:
+    store = await store_at_schema(tmp_path / "old.db", 4)
+    insert_entries(
+        store, [(f"p{i % 2}", str(i), "delivered" if i < 2 else "pending") for i in range(6)]
     )
-    monkeypatch.undo()
     assert await store.migrate() == [5, 6, 7]
     heads = store._raw().execute("SELECT record_source_id FROM outbox WHERE head=1 ORDER BY id")
     assert [r[0] for r in heads] == ["2", "3"]
@@ -714,27 +719,19 @@ async def test_entries_claimed_by_an_earlier_release_are_given_back(
         assert await store.outbox_depth() == {"pending": 2}
 
 
-async def test_migration_6_keeps_entries_claimed_under_schema_5_leased(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from hub.store.sqlite import SqliteStore
-
-    store = SqliteStore(tmp_path / "old.db")
-    await store.open()
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
-    assert await store.migrate() == [1, 2, 3, 4, 5]
-    store._raw().executemany(
-        "INSERT INTO outbox (feed, recipient, person_id, record_kind, record_source, "
-        "record_source_id, record_version, idempotency_key, status, next_attempt_at, "
-        "created_at, payload, head, lease_owner, lease_until) VALUES ('f', 'r', ?, 'client', "
-        "'s', ?, 'v', ?, ?, '2026-01-01', '2026-01-01', x'00', 1, ?, ?)",
+async def test_migration_6_keeps_entries_claimed_under_schema_5_leased(tmp_path: Path) -> None:
+    store = await store_at_schema(tmp_path / "old.db", 5)
+    insert_entries(
+        store,
         [
-            ("p0", "0", "k0", "leased", "old-worker", "2000-01-01T00:00:00"),  # lease expired
-            ("p1", "1", "k1", "leased", "old-worker", "2999-01-01T00:00:00"),
-            ("p2", "2", "k2", "pending", None, None),
+            ("p0", "0", "leased", 1, "old-worker", "2000-01-01T00:00:00"),  # lease expired
+            ("p1", "1", "leased", 1, "old-worker", "2999-01-01T00:00:00"),
+            ("p2", "2", "pending", 1, None, None),
         ],
+        "head",
+        "lease_owner",
+        "lease_until",
     )
-    monkeypatch.undo()
     assert await store.migrate() == [6, 7]
     assert await store.outbox_depth() == {"leased": 2, "pending": 1}
     # The expired lease is claimable again; the live one is not; the pending one is.
