@@ -13,6 +13,7 @@ from hub.core.ports import AuditRow, FeedCursor, OutboxRow, RecordRow
 from hub.crypto import FieldCipher
 from hub.store import schema
 from hub.store.sql import (
+    OPEN_REPORTED,
     OPEN_STATUSES,
     OUTBOX_COLUMNS,
     RECORD_COLUMNS,
@@ -246,7 +247,7 @@ class SqlStore(ABC):
             args.append(worker)
         async with self.transaction() as tx:
             n = await tx._c.execute(sql, args)
-            if n and status not in ("pending", "retry", "leased"):
+            if n and status not in OPEN_REPORTED:
                 await tx.promote_next([outbox_id])
         return n > 0
 

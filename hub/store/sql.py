@@ -88,7 +88,7 @@ A claimed entry keeps its stored status and gets a lease (``lease_owner``, ``lea
 a claim then changes no indexed column, so it rewrites the row and nothing else. It is
 *reported* as ``leased`` (:data:`OUTBOX_STATUS`)."""
 
-_OPEN_SET = frozenset({"pending", "retry", "leased"})
+OPEN_REPORTED = frozenset({*OPEN_STORED, "leased"})
 """Statuses, as reported, of entries not settled yet."""
 
 OUTBOX_STATUS = (
@@ -758,7 +758,7 @@ class SqlTransaction:
                     args.append(worker)
                 for r in await self._c.fetch(sql + " RETURNING id", args):
                     settled.add(int(r[0]))
-        closed = [i for i, status, _, _ in entries if i in settled and status not in _OPEN_SET]
+        closed = [i for i, status, _, _ in entries if i in settled and status not in OPEN_REPORTED]
         await self.promote_next(closed)
         return settled
 
