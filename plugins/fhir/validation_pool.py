@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from hub.heap import tune_collector
 from plugins.fhir.outcome import FhirError, Issue
 from plugins.fhir.validation import parse_json, validate_bundle
 
@@ -59,9 +60,11 @@ def check_bundle_bytes(body: bytes) -> tuple[int, list[IssueTuple]] | None:
     return None
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: leave when the hub's process is gone (killed, crashed). A pool's
+def _start_worker(parent: int) -> None:
+    """Worker initializer: the hub's collector settings (validation allocates a model tree
+    per Bundle), and leave when the hub's process is gone (killed, crashed). A pool's
     worker holds both ends of its own task pipe, so it would never see the hub leave."""
+    tune_collector()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -164,7 +167,7 @@ class ValidationPool:
         return ProcessPoolExecutor(
             self._workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent,
+            initializer=_start_worker,
             initargs=(os.getpid(),),
         )
 
