@@ -3,7 +3,8 @@
 Statements run on the event loop thread: with WAL and ``synchronous=NORMAL`` a statement
 takes microseconds, less than a hop to a worker thread would. An asyncio lock keeps units
 of work from interleaving on the one connection, so a transaction must do store work only
-(no network I/O inside it).
+(no network I/O inside it). Checkpoints, which copy megabytes, run in a thread of their
+own (:mod:`hub.store.checkpoints`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from hub.store.base import SqlStore, StoreError
+from hub.store.checkpoints import WalCheckpointer
 from hub.store.sql import Row, SqlTransaction
+
+SAFETY_NET_CHECKPOINT_PAGES = 20_000
+"""WAL pages (about 80 MB) past which a commit checkpoints on the event loop: reached only
+when the checkpointer's thread has fallen far behind."""
 
 
 class SqliteConnection:
@@ -52,6 +58,7 @@ class SqliteStore(SqlStore):
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self.checkpointer = WalCheckpointer(self.path)
 
     @classmethod
     def from_url(cls, url: str, base_dir: Path | None = None) -> SqliteStore:
@@ -68,17 +75,24 @@ class SqliteStore(SqlStore):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints fsync on the event loop: fewer, larger ones (WAL up to ~40 MB).
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            # The checkpointer's thread keeps the WAL small; a commit checkpoints on the
+            # event loop only when that thread has fallen far behind (WAL over ~80 MB).
+            conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_CHECKPOINT_PAGES}")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from None
+        try:
+            self.checkpointer.start()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from None
         self._conn = conn
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Stop the checkpoints and close the connection."""
+        await asyncio.to_thread(self.checkpointer.stop)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
