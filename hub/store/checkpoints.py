@@ -4,7 +4,7 @@ In WAL mode every commit appends the pages it changed to the ``-wal`` file, and 
 checkpoint copies them back into the database file. SQLite's automatic checkpoint runs
 inside the commit that crosses ``wal_autocheckpoint`` pages: on the event loop, where it
 copies tens of megabytes and syncs the file while every listener, API request and delivery
-of the process waits (30–40 ms every few hundred HL7 messages, measured). Here a thread
+of the process waits (35–48 ms every few hundred HL7 messages, measured). Here a thread
 with its own connection runs a ``PASSIVE`` checkpoint every :data:`CHECKPOINT_INTERVAL`
 seconds instead: it never blocks a writer, and ``sqlite3`` releases the GIL while it
 copies, so the event loop carries on. Once the thread has copied everything, the next
