@@ -29,6 +29,21 @@ GIVEN = ["Ana", "Ben", "Cara", "Dan", "Eve", "Fay", "Gus", "Hana", "Ivo", "June"
 FAMILY = ["Alvarez", "Brooks", "Chen", "Diaz", "Evans", "Flores", "Garcia", "Huang", "Ito"]
 
 
+def name_tag(i: int) -> str:
+    """Letters that make invented person ``i``'s family name unique, e.g. 0 → ``"baa"``.
+
+    Letters, not digits: identity matching compares the letters of names only, so
+    ``"Brooks12"`` and ``"Brooks7"`` would be one name to it and send the invented people to
+    the review list; with a tag each is a distinct person, as in a real roster.
+    """
+    out = ""
+    i += 26 * 26
+    while i:
+        i, r = divmod(i, 26)
+        out = "abcdefghijklmnopqrstuvwxyz"[r] + out
+    return out
+
+
 def meta(
     kind: str,
     source: str,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hub.core.records import Client
 from hub.synthetic import client as synthetic_client
+from hub.synthetic import name_tag
 
 GIVEN = (
     "Ada", "Bram", "Cleo", "Dario", "Esme", "Fenn", "Gala", "Hollis", "Ines", "Jory",
@@ -59,7 +60,7 @@ def people(count: int, seed: int) -> Iterator[Person]:
             mrn=f"MRN{i:08d}",
             given=rng.choice(GIVEN),
             middle=rng.choice(GIVEN)[0],
-            family=rng.choice(FAMILY) + str(i),
+            family=rng.choice(FAMILY) + name_tag(i),
             birth_date=date(1945, 1, 1) + timedelta(days=rng.randrange(20_000)),
             sex=rng.choice("FM"),
             street=f"{rng.randrange(100, 9999)} {rng.choice(STREETS)} St",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from hub.synthetic import name_tag
 from plugins.clarity.csvio import format_row, header_line
 from plugins.clarity.spec import CSV_VERSION_LABEL, FILES, FY2024, FY2026, columns
 
@@ -27,17 +28,6 @@ FIRST_PERSON = 100000
 FIRST_ENROLLMENT = 500000
 FAMILY_EVERY = 20
 """Every 20th person starts a household of three (head + two members)."""
-
-
-def _tag(i: int) -> str:
-    """Letters that make person ``i``'s family name unique (invented people do not collide,
-    so identity matching sees distinct persons, as in a real HMIS)."""
-    out = ""
-    i += 26 * 26
-    while i:
-        i, r = divmod(i, 26)
-        out = "abcdefghijklmnopqrstuvwxyz"[r] + out
-    return out
 
 
 def _stamp(day: date, seconds: int) -> str:
@@ -228,7 +218,7 @@ class _Generator:
                 "PersonalID": str(FIRST_PERSON + i),
                 "FirstName": rng.choice(GIVEN),
                 "MiddleName": rng.choice(("", "", "J", "Lee")),
-                "LastName": rng.choice(FAMILY) + _tag(i),
+                "LastName": rng.choice(FAMILY) + name_tag(i),
                 "NameDataQuality": "1",
                 "SSN": ssn if full_ssn else "xxxxx" + ssn[-4:],
                 "SSNDataQuality": "1" if full_ssn else "2",

@@ -15,21 +15,12 @@ from typing import Any
 import orjson
 from fhir.resources.R4B.bundle import Bundle
 
+from hub.synthetic import name_tag
 from plugins.fhir.ingest import ingest_bundle
 from plugins.fhir.mapping import client_to_patient
 
 _GIVEN = ("Ada", "Ben", "Cleo", "Dev", "Eun", "Fay", "Gus", "Hal")
 _FAMILY = ("Testperson", "Sample", "Example", "Demo", "Mock", "Trial")
-
-
-def _letters(i: int) -> str:
-    """``i`` spelt in letters (names are compared on letters only), e.g. 27 → "bb"."""
-    out = ""
-    while True:
-        out += "abcdefghijklmnopqrstuvwxyz"[i % 26]
-        i //= 26
-        if not i:
-            return out
 
 
 def synthetic_patient(i: int) -> dict[str, Any]:
@@ -48,7 +39,7 @@ def synthetic_patient(i: int) -> dict[str, Any]:
             }
         ],
         "name": [
-            {"family": _FAMILY[i % len(_FAMILY)] + _letters(i), "given": [_GIVEN[i % len(_GIVEN)]]}
+            {"family": _FAMILY[i % len(_FAMILY)] + name_tag(i), "given": [_GIVEN[i % len(_GIVEN)]]}
         ],
         "gender": ("female", "male", "other", "unknown")[i % 4],
         "birthDate": f"{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d}",
