@@ -26,6 +26,7 @@ from hub.bench.hubs import (
     SHELTER,
     add_consents,
     open_bench_hub,
+    settled,
     wait_delivered,
 )
 from hub.bench.model import Measured, Params
@@ -48,6 +49,8 @@ def delivery_toml(url: str) -> str:
 [delivery]
 batch_size = 200
 poll_seconds = 0.01
+backoff_base_seconds = 0.05
+backoff_max_seconds = 0.5
 
 [[feeds]]
 name = "bench-webhook"
@@ -134,7 +137,9 @@ class DeliveryPath:
             stop.set()
             await task
         depth = await ctx.store.outbox_depth()
-        return Measured(depth.get("delivered", 0), notes=dict(depth))
+        # Retries stay in the round (its time includes them); the notes say how many.
+        retried = int(settled(ctx).get("retry", 0))
+        return Measured(depth.get("delivered", 0), notes={**depth, "retried": retried})
 
     async def close(self) -> None:
         """Close the hub and stop the receiver."""

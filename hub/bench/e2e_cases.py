@@ -47,6 +47,8 @@ agency = "{HOSPITAL}"
 [delivery]
 batch_size = 200
 poll_seconds = 0.05
+backoff_base_seconds = 0.05
+backoff_max_seconds = 0.5
 
 [[feeds]]
 name = "bench-fhir-push"

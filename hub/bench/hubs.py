@@ -180,6 +180,10 @@ def settled(ctx: HubContext) -> dict[str, float]:
     return totals
 
 
+FINAL_FAILURES = ("dead", "withheld")
+"""Outbox statuses an entry does not leave by itself: a round that meets one cannot end."""
+
+
 async def wait_delivered(
     ctx: HubContext,
     count: Callable[[], Awaitable[int]],
@@ -189,12 +193,14 @@ async def wait_delivered(
 ) -> int:
     """Wait until ``count()`` (what the receiver holds) reaches ``expected``; that count.
 
-    Fails at once — naming the outbox state and the first error — when an entry went to
-    ``retry``, ``dead`` or ``withheld``: the round would never complete. Progress is read
-    from the delivery workers' counters in memory (:func:`settled`), so the waiting costs
-    the measured process next to nothing; the receiver (another process) is asked only once
-    ``expected`` entries were settled as delivered. With ``workers`` (the task running the
-    delivery workers), a worker that stopped fails the wait at once with its error.
+    An entry settled ``retry`` is waited for: the workers send it again once its backoff
+    has passed (the benchmark hubs use a short one), as they would for a partner. Fails at
+    once — naming the outbox state and the first error — when an entry went to ``dead`` or
+    ``withheld``: the round would never complete. Progress is read from the delivery
+    workers' counters in memory (:func:`settled`), so the waiting costs the measured process
+    next to nothing; the receiver (another process) is asked only once ``expected`` entries
+    were settled as delivered. With ``workers`` (the task running the delivery workers), a
+    worker that stopped fails the wait at once with its error.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -203,9 +209,9 @@ async def wait_delivered(
             workers.result()
             raise RuntimeError("the delivery workers stopped early")
         done = settled(ctx)
-        if any(done.get(s) for s in ("retry", "dead", "withheld")):
+        if any(done.get(s) for s in FINAL_FAILURES):
             depth = await ctx.store.outbox_depth()
-            stuck = [s for s in ("retry", "dead", "withheld") if depth.get(s)]
+            stuck = [s for s in FINAL_FAILURES if depth.get(s)]
             rows = await ctx.store.list_outbox(status=stuck[0], limit=1) if stuck else []
             error = rows[0].last_error if rows else ""
             raise RuntimeError(
