@@ -169,6 +169,12 @@ class AuditWriter:
             self._pending, self._persons = [], []
 
 
+PERSON_CACHE_LIMIT = 100_000
+"""Persons whose consents the gate remembers at most (about 20 MB). The memory is emptied
+whenever consents change; a hub that sees a million persons between two consent changes
+would otherwise keep a million look-ups (hundreds of megabytes) for good."""
+
+
 class ConsentGate:
     """Decides and records every disclosure; holds consents in memory for the hot path."""
 
@@ -178,6 +184,8 @@ class ConsentGate:
         policy: ConsentPolicy,
         blind: BlindIndex,
         on_decision: Callable[[str], None] | None = None,
+        *,
+        person_cache_limit: int = PERSON_CACHE_LIMIT,
     ) -> None:
         self.agencies = dict(agencies)
         self.policy = policy
@@ -185,6 +193,8 @@ class ConsentGate:
         self._on_decision = on_decision
         self._by_ref: dict[str, list[ConsentRecord]] = {}
         self._person_consents: dict[str, tuple[ConsentRecord, ...]] = {}
+        self.person_cache_limit = max(1, person_cache_limit)
+        """Persons whose consent look-ups are kept in memory at most."""
         self._generation: int | None = None
         self._checked: Transaction | None = None
         self._shapes: dict[tuple[object, ...], Shape] = {}
@@ -276,8 +286,21 @@ class ConsentGate:
         if not wanted:
             return
         keys_of = await tx.keys_of_persons(wanted)
+        self._make_room(len(wanted))
         for person in wanted:
             self._person_consents[person] = self._consents_of(keys_of.get(person, ()))
+
+    def _make_room(self, count: int) -> None:
+        """Forget every remembered person when ``count`` more would pass the limit (the
+        cheapest bound on the hot path). A batch larger than the limit is still kept whole
+        until the next look-up: its persons are decided on together."""
+        if len(self._person_consents) + count > self.person_cache_limit:
+            self._person_consents.clear()
+
+    @property
+    def remembered_persons(self) -> int:
+        """How many persons' consent look-ups the gate holds in memory."""
+        return len(self._person_consents)
 
     def _consents_of(self, keys: Iterable[str]) -> tuple[ConsentRecord, ...]:
         """The consents whose client reference resolves through one of ``keys`` (each once)."""
@@ -301,6 +324,7 @@ class ConsentGate:
         found: tuple[ConsentRecord, ...] = ()
         if self._by_ref:
             found = self._consents_of(await tx.person_keys(person_id))
+        self._make_room(1)
         self._person_consents[person_id] = found
         return found
 

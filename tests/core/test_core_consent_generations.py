@@ -105,3 +105,26 @@ async def test_a_consent_naming_an_agency_that_left_still_stands(tmp_path: Path)
             at=datetime(2025, 1, 1, tzinfo=UTC),
         )
         assert decision.permitted
+
+
+async def test_the_gate_remembers_a_bounded_number_of_persons(tmp_path: Path) -> None:
+    """Consent look-ups are kept in memory for the hot path, but no more than the limit:
+    past it the gate forgets and looks persons up again, with the same answers."""
+    cfg = load_config(write_hub(tmp_path, ""))
+    async with open_context(cfg, make_plugins(cfg), migrate=True) as ctx:
+        result = await ctx.engine.ingest([client(str(i)) for i in range(25)])
+        persons = {i: result.persons[f"hmis:demo/{i}"] for i in range(25)}
+        for i in range(0, 25, 2):  # every other client signed an MPA
+            await ctx.import_consents(consent(f"m{i}", str(i), cfg))
+        ctx.gate.person_cache_limit = 10
+        seen: list[int] = []
+        for _ in range(2):  # the second pass looks up persons already forgotten
+            async with ctx.store.transaction() as tx:
+                await ctx.gate.load_people(tx, [persons[i] for i in range(0, 8)])
+                seen.append(ctx.gate.remembered_persons)
+                for i, person in persons.items():
+                    found = await ctx.gate.consents_for(tx, person)
+                    seen.append(ctx.gate.remembered_persons)
+                    assert [c.id for c in found] == ([f"m{i}"] if i % 2 == 0 else [])
+        assert max(seen) == 10
+        assert min(seen) < 10  # it did forget
