@@ -170,9 +170,9 @@ class AuditWriter:
 
 
 PERSON_CACHE_LIMIT = 100_000
-"""Persons whose consents the gate remembers at most (about 20 MB). The memory is emptied
+"""Persons whose consents the gate remembers at most (about 17 MB). The memory is emptied
 whenever consents change; a hub that sees a million persons between two consent changes
-would otherwise keep a million look-ups (hundreds of megabytes) for good."""
+would otherwise keep a million look-ups (about 165 MB) until the next change."""
 
 
 class ConsentGate:
