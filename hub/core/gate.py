@@ -184,8 +184,6 @@ class ConsentGate:
         policy: ConsentPolicy,
         blind: BlindIndex,
         on_decision: Callable[[str], None] | None = None,
-        *,
-        person_cache_limit: int = PERSON_CACHE_LIMIT,
     ) -> None:
         self.agencies = dict(agencies)
         self.policy = policy
@@ -193,7 +191,7 @@ class ConsentGate:
         self._on_decision = on_decision
         self._by_ref: dict[str, list[ConsentRecord]] = {}
         self._person_consents: dict[str, tuple[ConsentRecord, ...]] = {}
-        self.person_cache_limit = max(1, person_cache_limit)
+        self.person_cache_limit = PERSON_CACHE_LIMIT
         """Persons whose consent look-ups are kept in memory at most."""
         self._generation: int | None = None
         self._checked: Transaction | None = None
