@@ -47,7 +47,7 @@ def delivery_toml(url: str) -> str:
     """``[delivery]`` tuned for throughput and a webhook feed to ``url``."""
     return f"""
 [delivery]
-batch_size = 200
+batch_size = 500
 poll_seconds = 0.01
 backoff_base_seconds = 0.05
 backoff_max_seconds = 0.5
@@ -58,7 +58,7 @@ recipient = "{PARTNER}"
 kinds = ["client"]
 purpose = "coordination"
 connector = "webhook"
-batch_size = 200
+batch_size = 500
 [feeds.options]
 url = "{url}"
 secret_envs = ["{SECRET_ENV}"]

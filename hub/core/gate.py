@@ -144,21 +144,40 @@ class AuditWriter:
     def __init__(self, tx: Transaction, *, batch: bool = False) -> None:
         self._tx = tx
         self._head: tuple[int, str] | None = None
-        self._loaded = False
-        self._batch = batch
+        self.loaded = False
+        """Whether the chain's head has been read (:meth:`load`)."""
+        self.batch = batch
+        """Whether entries wait for :meth:`flush` (else each is written when appended)."""
         self._pending: list[AuditRow] = []
         self._persons: list[str] = []
 
-    async def append(self, person_id: str, build: Any) -> AuditEntry:
-        """Chain the entry ``build(prev)`` returns and store it (now, or at flush)."""
-        if not self._loaded:
+    async def load(self) -> None:
+        """Read the chain's head (once: later calls do nothing)."""
+        if not self.loaded:
             self._head = await self._tx.audit_head()
-            self._loaded = True
-        entry: AuditEntry = build(self._head)
+            self.loaded = True
+
+    def add(
+        self, person_id: str, build: Callable[[tuple[int, str] | None], AuditEntry]
+    ) -> AuditEntry:
+        """Chain the entry ``build(prev)`` returns, to be written at the next :meth:`flush`.
+
+        The head must have been read (:meth:`load`); raises ``RuntimeError`` otherwise."""
+        if not self.loaded:
+            raise RuntimeError("AuditWriter.add before load(): the chain's head is not known")
+        entry = build(self._head)
         self._head = (entry.seq, entry.hash)
         self._pending.append(audit_row(entry))
         self._persons.append(person_id)
-        if not self._batch:
+        return entry
+
+    async def append(
+        self, person_id: str, build: Callable[[tuple[int, str] | None], AuditEntry]
+    ) -> AuditEntry:
+        """Chain the entry ``build(prev)`` returns and store it (now, or at flush)."""
+        await self.load()
+        entry = self.add(person_id, build)
+        if not self.batch:
             await self.flush()
         return entry
 
@@ -505,29 +524,37 @@ class ConsentGate:
     ) -> Disclosure:
         """One gate pass: decide, ``release`` what the decision lets go (given the field
         categories to redact with), audit."""
-        decision = await self._decide(tx, meta, shape, person_id, recipient, purpose, at, facts)
+        # Awaits only what is not known yet: a batch whose persons were looked up together
+        # (``load_people``) passes here without suspending, once per record.
+        if facts is None:
+            facts = await self.facts(tx, person_id)
+        consents = self._person_consents.get(person_id) if tx is self._checked else None
+        if consents is None:
+            consents = await self.consents_for(tx, person_id)
+        decision = self._decision(meta, shape, consents, facts, recipient, purpose, at)
         payload: dict[str, Any] | None = None
         if decision.permitted:
             payload = release(shape.redaction(decision), decision) or None
-        return await self._audited(
+        if not audit.loaded:
+            await audit.load()
+        disclosure = self._audited(
             audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref
         )
+        if not audit.batch:
+            await audit.flush()
+        return disclosure
 
-    async def _decide(
+    def _decision(
         self,
-        tx: Transaction,
         meta: RecordMeta,
         shape: Shape,
-        person_id: str,
+        consents: Sequence[ConsentRecord],
+        facts: ClientFacts,
         recipient: str,
         purpose: str,
         at: datetime,
-        facts: ClientFacts | None,
     ) -> Decision:
         """The decision on a record of this meta and shape (a restriction denies it)."""
-        if facts is None:
-            facts = await self.facts(tx, person_id)
-        consents = await self.consents_for(tx, person_id)
         decision = self.decide(
             consents=consents,
             facts=facts,
@@ -543,7 +570,7 @@ class ConsentGate:
             decision = Decision("deny", frozenset(), shape.asked, (reason,), decision.consent_id)
         return decision
 
-    async def _audited(
+    def _audited(
         self,
         audit: AuditWriter,
         meta: RecordMeta,
@@ -555,13 +582,14 @@ class ConsentGate:
         at: datetime,
         record_ref: str,
     ) -> Disclosure:
-        """Append a decision's audit entry (with the hash of what it releases)."""
+        """Chain a decision's audit entry (with the hash of what it releases) in ``audit``,
+        whose head is loaded."""
         if self._on_decision is not None:
             self._on_decision(decision.outcome)
         released_hash = None
         if payload is not None:
             released_hash = payload_hash(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
-        entry = await audit.append(
+        entry = audit.add(
             person_id,
             lambda prev: make_entry(
                 prev,

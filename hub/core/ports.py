@@ -41,12 +41,14 @@ class RecordRow:
         return f"<RecordRow {self.kind} {self.source}/{self.source_id} v{self.version}>"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordHead:
     """The meta columns of a stored record as they are now: no version, no data.
 
     What a send-time re-check needs of the stored record (it brings the version and the
-    data it queued). ``sensitivity`` and ``flags`` are comma-separated, as stored.
+    data it queued). ``sensitivity`` and ``flags`` are comma-separated, as stored. Not
+    frozen: one is made per entry on the delivery path, where a frozen dataclass's
+    constructor costs about four times a plain one's.
     """
 
     owner: str
@@ -123,9 +125,13 @@ OUTBOX_STATUSES = ("pending", "leased", "retry", "delivered", "withheld", "dead"
 """Every status an outbox entry is reported with (``leased``: a worker holds it now)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutboxRow:
-    """One pending or finished delivery to one recipient."""
+    """One pending or finished delivery to one recipient.
+
+    Not frozen, as :class:`RecordHead`: every claimed entry is one (17 fields: 1.7 µs to
+    make frozen, 0.5 plain). Nothing changes one after it is read.
+    """
 
     id: int
     feed: str

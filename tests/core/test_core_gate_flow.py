@@ -224,3 +224,47 @@ async def test_audit_verify_streams_batch_by_batch(hub_factory) -> None:
             await tx._c.execute("DELETE FROM audit_log WHERE seq=4")
         report = await verify_store(store, ctx.keys)
         assert report.problem is not None and report.problem.seq == 4
+
+
+async def test_a_batched_audit_writer_chains_entries_and_writes_them_at_flush(
+    any_hub: HubContext,
+) -> None:
+    from consent.audit import make_entry
+    from consent.decision import Decision
+    from hub.core.gate import AuditWriter
+
+    ctx = any_hub
+    decision = Decision("permit", frozenset({"identity"}), frozenset(), ("OK",), "m1")
+    at = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+    def build(prev: tuple[int, str] | None):
+        return make_entry(
+            prev,
+            at=at,
+            client="person-1",
+            owner="shelter-a",
+            recipient="hospital-x",
+            purpose="treatment",
+            decision=decision,
+            payload_hash=None,
+            record="client/hmis:demo/1",
+        )
+
+    async with ctx.store.transaction() as tx:
+        audit = AuditWriter(tx, batch=True)
+        try:
+            audit.add("person-1", build)
+        except RuntimeError as exc:
+            assert "load()" in str(exc)
+        else:
+            raise AssertionError("add() before load() must refuse: the head is unknown")
+        await audit.load()
+        first = audit.add("person-1", build)
+        second = await audit.append("person-1", build)
+        assert await tx.audit_head() is None  # batched: nothing written before flush
+        await audit.flush()
+    assert (first.seq, second.seq) == (1, 2)
+    assert second.prev_hash == first.hash
+    stored = await audit_entries(ctx)
+    assert [(e.seq, e.hash) for e in stored] == [(1, first.hash), (2, second.hash)]
+    assert (await verify_store(ctx.store, ctx.keys)).ok
