@@ -134,11 +134,11 @@ def released_payload(
 
 
 class AuditWriter:
-    """Appends chained entries inside one transaction (the head is read once, locked).
+    """Chains audit entries inside one transaction (the head is read once, locked):
+    :meth:`load` the head, :meth:`add` entries, :meth:`flush` them in one statement.
 
-    With ``batch=True`` entries are written by :meth:`flush` in one statement; the caller
-    must flush before the transaction ends (the engine does). Otherwise each is written at
-    once.
+    With ``batch=True`` the caller flushes before the transaction ends (the engine does);
+    otherwise the gate flushes after each pass, so every entry is written at once.
     """
 
     def __init__(self, tx: Transaction, *, batch: bool = False) -> None:
@@ -169,16 +169,6 @@ class AuditWriter:
         self._head = (entry.seq, entry.hash)
         self._pending.append(audit_row(entry))
         self._persons.append(person_id)
-        return entry
-
-    async def append(
-        self, person_id: str, build: Callable[[tuple[int, str] | None], AuditEntry]
-    ) -> AuditEntry:
-        """Chain the entry ``build(prev)`` returns and store it (now, or at flush)."""
-        await self.load()
-        entry = self.add(person_id, build)
-        if not self.batch:
-            await self.flush()
         return entry
 
     async def flush(self) -> None:

@@ -260,7 +260,7 @@ async def test_a_batched_audit_writer_chains_entries_and_writes_them_at_flush(
             raise AssertionError("add() before load() must refuse: the head is unknown")
         await audit.load()
         first = audit.add("person-1", build)
-        second = await audit.append("person-1", build)
+        second = audit.add("person-1", build)
         assert await tx.audit_head() is None  # batched: nothing written before flush
         await audit.flush()
     assert (first.seq, second.seq) == (1, 2)
