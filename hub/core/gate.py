@@ -147,7 +147,8 @@ class AuditWriter:
         self.loaded = False
         """Whether the chain's head has been read (:meth:`load`)."""
         self.batch = batch
-        """Whether entries wait for :meth:`flush` (else each is written when appended)."""
+        """Whether entries wait for the caller's :meth:`flush` (else the gate flushes after
+        each pass)."""
         self._pending: list[AuditRow] = []
         self._persons: list[str] = []
 
