@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,19 +18,55 @@ from typing import Any
 ROLES = ("partner", "admin")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
+FULL_SCOPE = "system/*.read system/*.write"
+"""What a SMART access token is granted when its request names no scope."""
+_SCOPE = re.compile(r"system/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*)")
+
+
+class ScopeError(ValueError):
+    """A requested scope this hub does not grant (the message names it)."""
+
+
+def parse_scopes(text: str) -> frozenset[str]:
+    """The SMART v1 system scopes of a space-separated request (``FULL_SCOPE`` when empty).
+
+    Each must read ``system/<Type or *>.<read, write or *>``; anything else raises
+    :class:`ScopeError` naming it, so a client never believes it holds what it does not.
+    """
+    items = text.split() or FULL_SCOPE.split()
+    for item in items:
+        if not _SCOPE.fullmatch(item):
+            raise ScopeError(
+                f"scope {item[:80]!r} is not supported (system/<Type|*>.<read|write|*>)"
+            )
+    return frozenset(items)
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the agency it acts as, its role and the key id used."""
+    """Who is calling: the agency it acts as, its role and the key id used; for a SMART access
+    token, the scopes it was granted (None: not limited by scopes, as API keys are not)."""
 
     agency: str
     role: str
     key_id: str
+    scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:
         """Whether the caller may use admin endpoints."""
         return self.role == "admin"
+
+    def allows(self, resource_type: str, write: bool) -> bool:
+        """Whether the caller's scopes cover reading (or writing) resources of a FHIR type."""
+        if self.scopes is None:
+            return True
+        wanted = "write" if write else "read"
+        return any(
+            f"system/{kind}.{access}" in self.scopes
+            for kind in (resource_type, "*")
+            for access in (wanted, "*")
+        )
 
 
 def new_key() -> tuple[str, str, bytes, bytes]:

@@ -100,6 +100,9 @@ class AuthConfig:
     certificates: tuple[ClientCertificate, ...] = ()
     token_lifetime_seconds: int = 300
     requests_per_minute: int = 1200
+    token_url: str = ""
+    """The token endpoint's public URL, the audience partners' assertions must name (behind a
+    proxy or a DNS name, set it); empty: the address the request arrived on."""
 
 
 @dataclass(frozen=True)
@@ -386,7 +389,14 @@ def tls_config(c: _Checker, raw: Any, key: str, base_dir: Path) -> TlsConfig | N
 
 def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path) -> AuthConfig:
     t = c.table(raw, "auth")
-    c.known(t, "auth", {"clients", "certificates", "token_lifetime_seconds", "requests_per_minute"})
+    c.known(
+        t,
+        "auth",
+        {"clients", "certificates", "token_lifetime_seconds", "requests_per_minute", "token_url"},
+    )
+    token_url = c.typed(t, "auth", "token_url", str, "")
+    if token_url and not token_url.startswith(("https://", "http://")):
+        raise c.fail("auth.token_url", "expected an https:// (or http://) URL")
     clients: list[SmartClient] = []
     for i, item in enumerate(t.get("clients", [])):
         key = f"auth.clients[{i}]"
@@ -428,6 +438,7 @@ def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path)
         certificates=tuple(certs),
         token_lifetime_seconds=c.typed(t, "auth", "token_lifetime_seconds", int, 300),
         requests_per_minute=c.typed(t, "auth", "requests_per_minute", int, 1200),
+        token_url=token_url,
     )
 
 

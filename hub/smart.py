@@ -3,8 +3,10 @@
 A registered partner system (``[[auth.clients]]``: client id, agency, public key) posts a
 JWT signed with its private key to ``/auth/token``; the hub checks signature, issuer,
 subject, audience, expiry (at most five minutes ahead) and that the ``jti`` was never used,
-then answers a short-lived opaque access token. The token is stored only as a hash.
-JWT handling is PyJWT's, not ours.
+then answers a short-lived opaque access token. The token is stored only as a hash, with the
+scopes it was granted: the ones requested (SMART v1 ``system/<Type|*>.<read|write|*>``; an
+unsupported one is refused with ``invalid_scope``), or ``system/*.read system/*.write`` when
+none is. The FHIR API holds a token to its scopes. JWT handling is PyJWT's, not ours.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from hub.auth import Caller
+from hub.auth import Caller, ScopeError, parse_scopes
 from hub.config import SmartClient
 from hub.context import HubContext
 from hub.web import CONTEXT, json_response
@@ -45,8 +47,24 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _token_url(request: web.Request) -> str:
-    return str(request.url.with_query(None))
+def token_url(request: web.Request, ctx: HubContext) -> str:
+    """The token endpoint's URL: the audience an assertion must name.
+
+    ``[auth] token_url`` when set; otherwise the scheme and the local address of the
+    connection the request came in on. Never the request's ``Host`` header: a caller chooses
+    that, and an assertion signed for another server would pass as signed for this one.
+    """
+    if ctx.config.auth.token_url:
+        return ctx.config.auth.token_url
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        host, port = ctx.config.http_host, ctx.config.http_port
+    else:
+        host, port = str(sockname[0]), int(sockname[1])
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if request.secure else "http"
+    return f"{scheme}://{host}:{port}/auth/token"
 
 
 async def check_assertion(
@@ -103,7 +121,12 @@ async def token_endpoint(request: web.Request) -> web.Response:
         assertion = form.get("client_assertion")
         if not isinstance(assertion, str) or not assertion:
             raise TokenError("invalid_request", "client_assertion is required", "missing")
-        client = await check_assertion(ctx, assertion, _token_url(request))
+        requested = form.get("scope")
+        try:
+            granted = parse_scopes(requested if isinstance(requested, str) else "")
+        except ScopeError as exc:
+            raise TokenError("invalid_scope", str(exc), "scope") from None
+        client = await check_assertion(ctx, assertion, token_url(request, ctx))
     except TokenError as exc:
         ctx.metrics.auth_failures.labels(f"token_{exc.reason}").inc()
         log.info("token request refused", extra={"reason": exc.reason})
@@ -115,14 +138,15 @@ async def token_endpoint(request: web.Request) -> web.Response:
     lifetime = ctx.config.auth.token_lifetime_seconds
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(seconds=lifetime)
+    scope = " ".join(sorted(granted))
     await ctx.store.add_access_token(
         token_hash(token),
         client.agency,
         client.role,
         client.client_id,
         expires.isoformat(timespec="microseconds"),
+        scope,
     )
-    scope = str(form.get("scope") or "system/*.read system/*.write")
     resp = json_response(
         {"access_token": token, "token_type": "bearer", "expires_in": lifetime, "scope": scope}
     )
@@ -132,14 +156,13 @@ async def token_endpoint(request: web.Request) -> web.Response:
 
 async def smart_configuration(request: web.Request) -> web.Response:
     """``/.well-known/smart-configuration`` for backend services."""
-    base = str(request.url.with_path("").with_query(None)).rstrip("/")
     return json_response(
         {
-            "token_endpoint": f"{base}/auth/token",
+            "token_endpoint": token_url(request, request.app[CONTEXT]),
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ALGORITHMS,
             "grant_types_supported": ["client_credentials"],
-            "scopes_supported": ["system/*.read", "system/*.write"],
+            "scopes_supported": ["system/*.read", "system/*.write", "system/*.*"],
             "capabilities": ["client-confidential-asymmetric"],
         }
     )
@@ -152,8 +175,8 @@ def token_verifier(ctx: HubContext) -> Any:
         found = await ctx.store.find_access_token(token_hash(token))
         if found is None:
             return None
-        agency, role, client_id = found
-        return Caller(agency, role, f"smart:{client_id}")
+        agency, role, client_id, scope = found
+        return Caller(agency, role, f"smart:{client_id}", frozenset(scope.split()))
 
     return verify
 

@@ -503,26 +503,32 @@ class SqlStore(ABC):
         return got is not None
 
     async def add_access_token(
-        self, token_hash: str, agency: str, role: str, client_id: str, expires_at: str
+        self,
+        token_hash: str,
+        agency: str,
+        role: str,
+        client_id: str,
+        expires_at: str,
+        scope: str,
     ) -> None:
-        """Store an issued access token (its hash only)."""
+        """Store an issued access token (its hash only) with the scopes it was granted."""
         async with self.transaction() as tx:
             await tx._c.execute("DELETE FROM access_tokens WHERE expires_at < ?", (now_iso(),))
             await tx._c.execute(
-                "INSERT INTO access_tokens (token_hash, agency, role, client_id, expires_at) "
-                "VALUES (?,?,?,?,?)",
-                (token_hash, agency, role, client_id, expires_at),
+                "INSERT INTO access_tokens (token_hash, agency, role, client_id, expires_at, "
+                "scope) VALUES (?,?,?,?,?,?)",
+                (token_hash, agency, role, client_id, expires_at, scope),
             )
 
-    async def find_access_token(self, token_hash: str) -> tuple[str, str, str] | None:
-        """(agency, role, client id) of a live access token."""
+    async def find_access_token(self, token_hash: str) -> tuple[str, str, str, str] | None:
+        """(agency, role, client id, granted scopes) of a live access token."""
         async with self._reader() as c:
             r = await c.fetchrow(
-                "SELECT agency, role, client_id FROM access_tokens "
+                "SELECT agency, role, client_id, scope FROM access_tokens "
                 "WHERE token_hash=? AND expires_at > ?",
                 (token_hash, now_iso()),
             )
-        return None if r is None else (r[0], r[1], r[2])
+        return None if r is None else (r[0], r[1], r[2], r[3])
 
     # ---- scheduled feeds -----------------------------------------------------------------
 

@@ -170,6 +170,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE outbox ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0",
         ],
     ),
+    (
+        8,
+        "SMART access tokens keep the scopes they were granted",
+        [
+            # Tokens issued before this (five-minute ones) keep what they were: unlimited.
+            "ALTER TABLE access_tokens ADD COLUMN scope TEXT NOT NULL "
+            "DEFAULT 'system/*.read system/*.write'",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -25,11 +25,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from consent.categories import PURPOSES
-from hub.web import CONTEXT, DEFAULT_MAX_BODY, caller_of
+from hub.auth import Caller
+from hub.web import CALLER, CONTEXT, DEFAULT_MAX_BODY, caller_of
 from plugins.fhir import codes
 from plugins.fhir.access import Viewer
 from plugins.fhir.capability import capability_statement
-from plugins.fhir.ingest import apply_bundle, write_lock
+from plugins.fhir.ingest import READ_METHODS, apply_bundle, write_lock
 from plugins.fhir.outcome import (
     FhirError,
     Issue,
@@ -82,6 +83,7 @@ def fhir_endpoint(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         """The handler, with failures as OperationOutcomes."""
         try:
+            _check_scopes(request)
             return await handler(request)
         except FhirError as exc:
             return error_response(exc)
@@ -96,6 +98,24 @@ def fhir_endpoint(handler: Handler) -> Handler:
             )
 
     return wrapped
+
+
+def _check_scopes(request: web.Request) -> None:
+    """A SMART access token reads and writes only the resource types its scopes name (an API
+    key or a client certificate is not limited by scopes). A transaction Bundle's entries
+    are checked one by one (:func:`plugins.fhir.ingest.check_entry_scopes`)."""
+    caller = request.get(CALLER)
+    if not isinstance(caller, Caller) or caller.scopes is None:
+        return
+    parts = request.path.strip("/").split("/")
+    if len(parts) < 2 or not is_resource_type(parts[1]):
+        return
+    write = request.method not in READ_METHODS
+    if not caller.allows(parts[1], write):
+        access = "write" if write else "read"
+        raise FhirError.of(
+            403, "forbidden", f"the access token's scopes do not allow {access} of {parts[1]}"
+        )
 
 
 # ---- request helpers --------------------------------------------------------------------
@@ -328,7 +348,9 @@ async def update(request: web.Request) -> web.StreamResponse:
 async def transaction(request: web.Request) -> web.StreamResponse:
     """``POST /fhir/``: a transaction Bundle, all or nothing."""
     body = await read_body(request)
-    return fhir_response(await apply_bundle(viewer_of(request), body))
+    caller = caller_of(request)
+    allows = caller.allows if caller.scopes is not None else None
+    return fhir_response(await apply_bundle(viewer_of(request), body, allows=allows))
 
 
 def organization(agency: Any) -> dict[str, Any]:

@@ -10,9 +10,11 @@ transaction. It returns the transaction-response Bundle (a dict).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from plugins.fhir.access import Viewer
+from plugins.fhir.outcome import FhirError
 from plugins.fhir.transaction import run_transaction
 from plugins.fhir.validation import parse_json, validate_bundle
 from plugins.fhir.validation_pool import OFFLOAD_MIN_ENTRIES, running_pool
@@ -44,10 +46,48 @@ async def ingest_bundle(
     return await apply_bundle(Viewer(ctx, agency, purpose), bundle_bytes)
 
 
-async def apply_bundle(viewer: Viewer, bundle_bytes: bytes) -> dict[str, Any]:
-    """:func:`ingest_bundle` for a caller's view (``POST /fhir/`` calls this)."""
+ScopeCheck = Callable[[str, bool], bool]
+"""Whether the caller may read (False) or write (True) resources of a FHIR type."""
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def check_entry_scopes(data: Any, allows: ScopeCheck) -> None:
+    """Raise a 403 :class:`FhirError` naming the first entry the caller's scopes do not cover
+    (its type from its resource, else from its request URL; a GET entry reads, any other
+    method writes). Malformed entries are left to the Bundle's validation."""
+    entries = data.get("entry") if isinstance(data, dict) else None
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        request = entry.get("request")
+        method = request.get("method") if isinstance(request, dict) else None
+        resource = entry.get("resource")
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        if not isinstance(rtype, str) and isinstance(request, dict):
+            url = request.get("url")
+            rtype = url.split("?")[0].split("/")[0] if isinstance(url, str) else None
+        if not isinstance(rtype, str) or not rtype:
+            continue
+        write = str(method).upper() not in READ_METHODS
+        if not allows(rtype, write):
+            access = "write" if write else "read"
+            raise FhirError.of(
+                403,
+                "forbidden",
+                f"entry {index}: the access token's scopes do not allow {access} of {rtype}",
+            )
+
+
+async def apply_bundle(
+    viewer: Viewer, bundle_bytes: bytes, *, allows: ScopeCheck | None = None
+) -> dict[str, Any]:
+    """:func:`ingest_bundle` for a caller's view (``POST /fhir/`` calls this); with
+    ``allows`` (a SMART token's scopes), every entry must be within them."""
     ctx = viewer.ctx
     data = parse_json(bundle_bytes, "Bundle")
+    if allows is not None:
+        check_entry_scopes(data, allows)
     pool = running_pool(ctx)
     if pool is None or _entry_count(data) < OFFLOAD_MIN_ENTRIES:
         validate_bundle(data)

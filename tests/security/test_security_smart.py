@@ -133,3 +133,99 @@ async def test_oversized_body_is_refused_as_json(web_hub, make_key) -> None:
         ) as r:
             assert r.status == 413
             assert (await r.json())["error"] == "request_entity_too_large"
+
+
+async def test_the_audience_is_not_taken_from_the_host_header(web_hub, tmp_path: Path) -> None:
+    # An assertion signed for another server's token endpoint must not buy a token here,
+    # whatever Host header comes with it.
+    private, public_path = rsa_pair(tmp_path, "mercy")
+    async with web_hub(auth_toml(public_path)) as (_ctx, url, http):
+        foreign = assertion(private, "http://other-hub.example/auth/token")
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": foreign,
+        }
+        headers = {"Host": "other-hub.example"}
+        async with http.post(f"{url}/auth/token", data=form, headers=headers) as r:
+            assert r.status == 401
+            assert "audience" in (await r.json())["error_description"]
+        async with http.get(f"{url}/.well-known/smart-configuration", headers=headers) as r:
+            assert (await r.json())["token_endpoint"] == f"{url}/auth/token"
+
+
+async def test_a_configured_token_url_is_the_audience(web_hub, tmp_path: Path) -> None:
+    private, public_path = rsa_pair(tmp_path, "mercy")
+    public = "https://hub.cie.example/auth/token"
+    toml = auth_toml(public_path).replace("[auth]\n", f'[auth]\ntoken_url = "{public}"\n')
+    async with web_hub(toml) as (_ctx, url, http):
+        async with http.get(f"{url}/.well-known/smart-configuration") as r:
+            assert (await r.json())["token_endpoint"] == public
+        async with await token_request(http, url, assertion(private, f"{url}/auth/token")) as r:
+            assert r.status == 401  # the address it arrived on is not the public name
+        async with await token_request(http, url, assertion(private, public)) as r:
+            assert r.status == 200, await r.text()
+
+
+async def _token(http, url: str, private: bytes, scope: str | None) -> tuple[int, dict]:
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion(private, f"{url}/auth/token"),
+    }
+    if scope is not None:
+        form["scope"] = scope
+    async with http.post(f"{url}/auth/token", data=form) as r:
+        return r.status, await r.json()
+
+
+async def test_a_token_is_held_to_the_scopes_it_was_granted(web_hub, tmp_path: Path) -> None:
+    import orjson
+
+    from tests.fhir.conftest import patient_json
+
+    private, public_path = rsa_pair(tmp_path, "mercy")
+    async with web_hub(auth_toml(public_path)) as (_ctx, url, http):
+        status, body = await _token(http, url, private, "patient/*.read")
+        assert status == 400 and body["error"] == "invalid_scope"
+        assert "patient/*.read" in body["error_description"]
+
+        status, body = await _token(http, url, private, None)
+        assert status == 200 and body["scope"] == "system/*.read system/*.write"
+
+        status, body = await _token(http, url, private, "system/Patient.read")
+        assert status == 200 and body["scope"] == "system/Patient.read"
+        headers = {
+            "Authorization": f"Bearer {body['access_token']}",
+            "Content-Type": "application/fhir+json",
+        }
+        async with http.get(f"{url}/fhir/Patient", headers=headers) as r:
+            assert r.status == 200
+        async with http.get(f"{url}/fhir/Encounter", headers=headers) as r:
+            assert r.status == 403
+        patient = orjson.dumps(patient_json("MRN-SCOPE-1"))
+        async with http.post(f"{url}/fhir/Patient", data=patient, headers=headers) as r:
+            assert r.status == 403
+            outcome = await r.json()
+            assert outcome["resourceType"] == "OperationOutcome"
+            assert "do not allow write of Patient" in outcome["issue"][0]["diagnostics"]
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": patient_json("MRN-SCOPE-2"),
+                    "request": {"method": "POST", "url": "Patient"},
+                }
+            ],
+        }
+        async with http.post(f"{url}/fhir", data=orjson.dumps(bundle), headers=headers) as r:
+            assert r.status == 403
+            assert "entry 0" in (await r.json())["issue"][0]["diagnostics"]
+
+        status, body = await _token(http, url, private, "system/Patient.*")
+        headers["Authorization"] = f"Bearer {body['access_token']}"
+        async with http.post(f"{url}/fhir", data=orjson.dumps(bundle), headers=headers) as r:
+            assert r.status == 200, await r.text()
+        async with http.post(f"{url}/fhir/Patient", data=patient, headers=headers) as r:
+            assert r.status == 201, await r.text()

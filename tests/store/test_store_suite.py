@@ -568,7 +568,7 @@ async def test_migration_5_marks_the_heads_of_open_entries(tmp_path: Path) -> No
     insert_entries(
         store, [(f"p{i % 2}", str(i), "delivered" if i < 2 else "pending") for i in range(6)]
     )
-    assert await store.migrate() == [5, 6, 7]
+    assert await store.migrate() == list(range(5, schema.LATEST_VERSION + 1))
     heads = store._raw().execute("SELECT record_source_id FROM outbox WHERE head=1 ORDER BY id")
     assert [r[0] for r in heads] == ["2", "3"]
     await store.close()
@@ -732,7 +732,7 @@ async def test_migration_6_keeps_entries_claimed_under_schema_5_leased(tmp_path:
         "lease_owner",
         "lease_until",
     )
-    assert await store.migrate() == [6, 7]
+    assert await store.migrate() == list(range(6, schema.LATEST_VERSION + 1))
     assert await store.outbox_depth() == {"leased": 2, "pending": 1}
     # The expired lease is claimable again; the live one is not; the pending one is.
     claimed = await store.claim_outbox("new-worker", 10, 600)
@@ -796,3 +796,19 @@ async def test_postgresql_an_enqueue_racing_a_settle_still_leaves_a_head(
         for side in (settle, enqueue) if settle_commits_first else (enqueue, settle):
             await side.__aexit__(None, None, None)
         assert [c.record_source_id for c in await store.claim_outbox("w", 10, 600)] == ["1"]
+
+
+async def test_migration_8_keeps_tokens_issued_before_it_unlimited(tmp_path: Path) -> None:
+    store = await store_at_schema(tmp_path / "old.db", 7)
+    store._raw().execute(
+        "INSERT INTO access_tokens (token_hash, agency, role, client_id, expires_at) "
+        "VALUES ('h1', 'hospital-x', 'partner', 'mercy', '2999-01-01T00:00:00+00:00')"
+    )
+    assert await store.migrate() == [8]
+    assert await store.find_access_token("h1") == (
+        "hospital-x",
+        "partner",
+        "mercy",
+        "system/*.read system/*.write",
+    )
+    await store.close()
