@@ -31,6 +31,7 @@ from aiohttp import web
 
 from hub.auth import Caller
 from hub.context import HubContext
+from hub.core.numbers import whole_number
 from hub.core.ports import OUTBOX_STATUSES, OutboxRow
 from hub.web import CONTEXT, caller_of, json_error, json_response, require_admin
 
@@ -168,19 +169,19 @@ async def replay_dead(ctx: HubContext, feed: str | None = None) -> list[int]:
 
 
 def _limit(request: web.Request) -> int:
-    text = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    limit = whole_number(request.query.get("limit", str(DEFAULT_LIMIT)))
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise OutboxOpError(
             400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIMIT}"
         )
-    return int(text)
+    return limit
 
 
 def _id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit():
+    outbox_id = whole_number(request.match_info["id"])
+    if outbox_id is None:
         raise OutboxOpError(404, "not_found", "no such outbox entry")
-    return int(text)
+    return outbox_id
 
 
 def _wants_payload(request: web.Request) -> bool:

@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from yarl import URL
 
+from hub.core.numbers import whole_number
 from hub.core.ports import DeliveryOutcome
 
 SIGNATURE_HEADER = "X-Hub-Signature"
@@ -103,8 +104,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = whole_number(value)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from hub.core.numbers import whole_number
 from hub.plugin_api import Delivery, DeliveryOutcome
 from plugins.fhir.outbound import Entry, NotRenderable, render_record
 from plugins.fhir.smart import SmartTokenSource, TokenError, load_private_key
@@ -47,8 +48,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
+    seconds = whole_number(value)
+    if seconds is not None:
+        return min(float(seconds), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):

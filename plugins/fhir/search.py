@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from hub.core.numbers import whole_number
 from plugins.fhir.access import references
 from plugins.fhir.outcome import FhirError
 from plugins.fhir.systems import canonical_system
@@ -80,9 +81,10 @@ def parse_query(
 
 
 def _int(value: str, name: str, low: int, high: int) -> int:
-    if not value.isdigit():
+    number = whole_number(value)
+    if number is None:
         raise FhirError.of(400, "invalid", f"{name}: expected a whole number")
-    return min(max(int(value), low), high)
+    return min(max(number, low), high)
 
 
 # ---- value matching ------------------------------------------------------------------------

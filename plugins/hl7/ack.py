@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from hub.core.numbers import whole_number
 from plugins.hl7.dtm import format_dtm
 from plugins.hl7.escaping import DEFAULT_ENCODING, Encoding, escape
 from plugins.hl7.framing import encode_frame
@@ -107,9 +108,10 @@ def new_control_id() -> str:
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts: list[int] = []
     for p in version.split("."):
-        if not p.isdigit():
+        number = whole_number(p, 4)
+        if number is None:
             break
-        parts.append(int(p))
+        parts.append(number)
     return tuple(parts)
 
 
@@ -160,7 +162,7 @@ def build_ack(
         processing, version_field, charset = raw(11), raw(12), raw(18)
         version = header.version or "2.5"
         event = header.trigger_event
-        echoed = escape(header.control_id, enc)
+        echoed = raw(10)  # MSA-2 echoes MSH-10 exactly as sent (padding, components)
     else:
         enc = DEFAULT_ENCODING
         sending_app = sending_fac = receiving_app = receiving_fac = charset = ""

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from hub.core.numbers import whole_number
+
+MAX_LINE_SKIP = 100
+"""The most line breaks one ``\\.sp N\\`` formatting command becomes."""
+
 _CONTROL_CHARS = frozenset(chr(c) for c in range(0x20)) | {"\x7f"}
 
 
@@ -86,8 +91,9 @@ def _formatting(seq: str) -> str | None:
     if command in ("br", "ce"):
         return "\n"
     if command == "sp":
-        count = int(arg) if arg.strip().isdigit() else 1
-        return "\n" * max(count, 1)
+        # A sender's count is bounded: ``\.sp 300000000\`` must not become 300 MB of text.
+        count = whole_number(arg.strip()) or 1
+        return "\n" * min(count, MAX_LINE_SKIP)
     if command in ("fi", "nf", "in", "ti", "sk") or command.startswith(("in", "ti", "sk")):
         return ""
     return None

@@ -191,6 +191,16 @@ class MllpListener:
             self.intake.count_error(exc.reason)
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("hl7 connection lost", extra={"peer": peer, "error_type": type(exc).__name__})
+        except Exception as exc:  # a bug closes this connection, never the listener
+            log.error(
+                "hl7 connection failed", extra={"peer": peer, "error_type": type(exc).__name__}
+            )
+            self.intake.count_error("internal")
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # stop() ended the connection: end normally, because asyncio's stream callback
+            # asks the task for its exception and a cancelled task raises there instead.
         finally:
             self._connections.pop(task, None)
             writer.close()

@@ -338,5 +338,8 @@ def parse_header(data: bytes | str) -> Header | None:
         _enc, msh = parse_msh(text)
     except Hl7ParseError:
         return None
-    header = header_of(msh)
+    try:
+        header = header_of(msh)
+    except Exception:  # the answer to a message that broke the parser must not break too
+        return None
     return header if header.control_id else None

@@ -94,6 +94,12 @@ def test_delivery_retry_after_http_date() -> None:
     assert got is not None and 28 <= got <= 31
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+    assert parse_retry_after("²") is None  # a digit to isdigit(), not to int()
+    assert parse_retry_after("99999999999999999999999") is None
+
+
+def test_a_signature_header_with_a_non_ascii_timestamp_is_invalid_not_an_error() -> None:
+    assert not verify_signature("t=²,v1=00", BODY, [b"secret-a"], now=1_700_000_000)
 
 
 def test_delivery_url_policy() -> None:

@@ -173,6 +173,7 @@ async def test_fhir_push_retries_on_429_and_500(receiver: Receiver) -> None:
     assert (failed.ok, failed.retry) == (False, True)
     assert ok.ok
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 60) == 60.0
+    assert parse_retry_after("²") is None
 
 
 async def test_fhir_push_4xx_isolates_the_bad_record(receiver: Receiver) -> None:

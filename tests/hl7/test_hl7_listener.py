@@ -263,3 +263,55 @@ async def test_a_50_mb_frame_is_refused_without_being_buffered(
     assert msa(ack)[1:3] == ["AR", "HUGE"]
     assert msa(await client.request(adt("A01", "NEXT")))[1] == "AA"
     await client.close()
+
+
+@pytest.mark.parametrize("count", ["²", "99999999999999999", "300000000"])
+async def test_a_hostile_line_skip_count_costs_neither_the_connection_nor_memory(
+    listener: MllpListener, hl7_hub: HubContext, mllp: Open, count: str
+) -> None:
+    # ``\.sp N\`` is HL7's "skip N lines": in MSH-3 it once broke the header read (no answer
+    # for this message or the one behind it); in a name it once became N line breaks (the
+    # bound is tested with ``unescape`` in test_hl7_parser).
+    from plugins.hl7.framing import encode_frame
+
+    pid = f"PID|1||MRN9^^^MERCY^MR||Doe\\.sp {count}\\^Jane||19800102|F"
+    bad_header = adt("A01", "BAD1", application=f"EPIC\\.sp {count}\\")
+    bad_name = adt("A01", "BAD2", pid=pid)
+    good = adt("A01", "GOOD3")
+    client: MllpTestClient = await mllp(listener.port)
+    await client.send_raw(b"".join(encode_frame(m.encode()) for m in (bad_header, bad_name, good)))
+    acks = [msa(a.decode())[1:3] for a in await client.receive(3, 5.0)]
+    await client.close()
+    assert acks == [["AA", "BAD1"], ["AA", "BAD2"], ["AA", "GOOD3"]]
+    assert [r.source_id for r in await stored(hl7_hub, "client")].count("MRN9") == 1
+
+
+@pytest.mark.parametrize("control_id", ["00042     ", "  42", "42^A", "4\\X32\\"])
+async def test_msa_2_echoes_msh_10_exactly_as_sent(
+    listener: MllpListener, mllp: Open, control_id: str
+) -> None:
+    client: MllpTestClient = await mllp(listener.port)
+    ack = await client.request(adt("A08", control_id))
+    await client.close()
+    assert msa(ack)[1:3] == ["AA", control_id]
+
+
+async def test_stopping_with_idle_senders_connected_reports_no_error(
+    hl7_hub: HubContext, mllp: Open
+) -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        listener = MllpListener(hl7_hub, "127.0.0.1", 0)
+        await listener.start()
+        clients = [await mllp(listener.port) for _ in range(3)]
+        assert msa(await clients[0].request(adt("A01", "S1")))[1] == "AA"
+        await listener.stop()
+        await asyncio.sleep(0.05)
+        for client in clients:
+            await client.close()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == []

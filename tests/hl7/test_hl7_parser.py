@@ -78,6 +78,9 @@ def test_escape_sequences_are_decoded_in_values() -> None:
         ("\\XC3A9\\", "é"),
         ("\\Xzz\\", "\\Xzz\\"),
         ("a\\.sp 2\\b", "a\n\nb"),
+        ("a\\.sp 300000000\\b", "a" + "\n" * 100 + "b"),  # bounded, not 300 MB
+        ("a\\.sp ²\\b", "a\nb"),  # a digit int() cannot read is no count
+        ("a\\.sp 99999999999999999999\\b", "a\nb"),
         ("\\.in+4\\x", "x"),
         ("\\C2842\\x", "x"),
     ],

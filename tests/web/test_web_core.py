@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from consent.parsing import parse_consent_file
 from hub.synthetic import client
@@ -125,3 +126,26 @@ async def test_outbox_depth_gauges_drop_to_zero_when_a_status_empties(web_hub, m
             text = await r.text()
         assert (depth(text, "pending"), depth(text, "leased")) == (0, 0)
         assert depth(text, "delivered") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/admin/outbox/%C2%B2", 404),  # "²": isdigit() says yes, int() says no
+        ("/admin/outbox/99999999999999999999999", 404),  # beyond any stored id
+        ("/admin/outbox/%D9%A1", 404),  # an Arabic-Indic one is not entry 1
+        ("/admin/outbox?limit=%C2%B2", 400),
+        ("/fhir/Patient?_count=%C2%B2", 400),
+        ("/fhir/Task?_offset=%C2%B2", 400),
+        ("/fhir/Task?_offset=99999999999999999999999", 400),
+    ],
+)
+async def test_numbers_in_urls_are_ascii_digits_or_a_clear_refusal(
+    web_hub, make_key, path: str, status: int
+) -> None:
+    async with web_hub() as (ctx, url, http):
+        for role in ("partner", "admin"):
+            headers = {"Authorization": f"Bearer {await make_key(ctx, 'cie-211', role)}"}
+            async with http.get(url + path, headers=headers) as r:
+                assert r.status == status, (role, await r.text())
+                assert "Traceback" not in await r.text()
