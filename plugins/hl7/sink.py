@@ -96,6 +96,11 @@ class MllpClient:
             self._pending += [e.data for e in self.decoder.feed(data) if isinstance(e, Frame)]
         return self._pending.pop(0)
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the partner may still read from this connection (it has not closed it)."""
+        return not self.reader.at_eof() and not self.writer.is_closing()
+
     async def send(self, message: bytes, control_id: str, seconds: float) -> Ack:
         """Send one message and wait up to ``seconds`` for its ACK (ACKs answering other
         control ids, e.g. late ones, are skipped)."""
@@ -194,6 +199,11 @@ class MllpSink:
     ) -> DeliveryOutcome:
         key, host, port = target.key, target.host, target.port
         client = self._clients.get(key)
+        if client is not None and not client.is_open:
+            # Partners close idle connections (the hub's own listener after 30 s): connect
+            # again rather than fail this delivery on a socket the partner has left.
+            await self._drop(key)
+            client = None
         try:
             if client is None:
                 client = await MllpClient.connect(

@@ -22,6 +22,13 @@ _KINDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+MAX_DIGIT_RUN = 64
+"""Digits in a row a strictly validated message may hold. No HL7 number or date comes near
+it, and hl7apy's date-time parsing takes time quadratic in such a run while holding the
+GIL (30,000 digits: 9 s of a frozen event loop), so a longer run is refused unread."""
+_DIGIT_RUN = re.compile(f"[0-9]{{{MAX_DIGIT_RUN + 1}}}")
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """Why a message failed strict validation: table 0357 code and a text free of values."""
@@ -86,6 +93,10 @@ def with_structure(text: str, structure: str) -> str:
 
 def validate_strict(text: str, structure: str) -> Finding | None:
     """Parse and validate a message strictly with hl7apy; None when it conforms."""
+    if _DIGIT_RUN.search(text):
+        return Finding(
+            "102", f"strict validation: a value has more than {MAX_DIGIT_RUN} digits in a row"
+        )
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message as hl7apy_parse
 

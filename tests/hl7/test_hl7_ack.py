@@ -3,6 +3,7 @@ answers for each kind of bad message (over a fake engine, no sockets)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -286,6 +287,22 @@ async def test_strict_sender_invalid_message_is_rejected_with_the_finding(
     assert msa(ack)[1] == "AR"
     assert err is not None and err[5] == "VALIDATION^^L"
     assert "EVN" in err[8]
+    assert engine.stored == []
+
+
+async def test_a_long_digit_run_is_refused_before_strict_validation_reads_it(
+    intake: Hl7Intake, engine: FakeEngine
+) -> None:
+    # hl7apy's date-time parsing is quadratic in a run of digits and holds the GIL: 30,000
+    # of them froze the event loop for 9 s. The run is refused before hl7apy sees it.
+    pid = "PID|1||M1^^^X^MR||Doe^Jane||" + "1" * 30_000 + "|F"
+    started = time.perf_counter()
+    (ack,) = await answer(intake, adt(facility="STRICTFAC", pid=pid))
+    assert time.perf_counter() - started < 1.0
+    err = segment(ack, "ERR")
+    assert msa(ack)[1] == "AR"
+    assert err is not None and err[5] == "VALIDATION^^L"
+    assert "more than 64 digits in a row" in err[8]
     assert engine.stored == []
 
 

@@ -173,3 +173,30 @@ async def test_hub_to_hub_delivery_is_accepted_by_the_listener(
 async def test_sink_is_registered_by_the_plugin(hl7_hub: HubContext) -> None:
     sinks = [s for group in hl7_hub.plugins.hook.hub_sinks(ctx=hl7_hub) for s in group]
     assert "hl7-mllp" in [s.name for s in sinks]
+
+
+async def test_a_connection_the_partner_closed_while_idle_is_not_reused() -> None:
+    async def closes_when_idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = MllpDecoder()
+        try:
+            while data := await asyncio.wait_for(reader.read(65536), 0.2):
+                for event in decoder.feed(data):
+                    if isinstance(event, Frame):
+                        control = parse_message(event.data.decode()).header.control_id
+                        writer.write(encode_frame(Partner.ack("AA", control)))
+        except TimeoutError:
+            pass  # 0.2 s without a message: the partner hangs up, as many do
+        writer.close()
+
+    server = await asyncio.start_server(closes_when_idle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = MllpSink()
+    try:
+        assert [o.ok for o in await sink.deliver([delivery(port, 1)])] == [True]
+        await asyncio.sleep(0.5)
+        again = await sink.deliver([delivery(port, 2)])
+        assert [(o.ok, o.error) for o in again] == [(True, "")]
+    finally:
+        await sink.close()
+        server.close()
+        await server.wait_closed()
