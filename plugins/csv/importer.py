@@ -6,8 +6,9 @@ routed through the consent gate). A consent mapping (``kind = "consent"``) turns
 into an MPA consent record, validated like ``hub consent import``, and stores the valid ones.
 
 A bad row is reported (file, line, column, what is wrong — never the cell's value) and left
-out; the other rows are imported. A file whose header lacks a mapped column, or that is not
-UTF-8 text, is refused as a whole.
+out; the other rows are imported. A row whose quote is never closed swallows the lines below
+it into one row: that row is reported and the lines after its first are read again. A file
+whose header lacks a mapped column, or that is not UTF-8 text, is refused as a whole.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,7 +129,10 @@ def read_rows(
 
     Raises :class:`CsvFileError` when the text is not CSV or lacks a mapped column.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
+    # The physical lines as csv counts them, so that reading can start again after a row
+    # whose unterminated quote swallowed the lines below it.
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, delimiter=mapping.delimiter)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -142,6 +147,7 @@ def read_rows(
             f"that mapping {mapping.name!r} needs"
         )
     name = str(path)
+    base = 0  # lines before the current reader's first
     end = reader.line_num
     while True:
         start = end + 1
@@ -150,9 +156,24 @@ def read_rows(
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CsvFileError(f"{path} line {reader.line_num}: not valid CSV: {exc}") from None
-        end = reader.line_num
+            line = base + reader.line_num
+            raise CsvFileError(f"{path} line {line}: not valid CSV: {exc}") from None
+        end = base + reader.line_num
         if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header) and end > start and '"' in lines[start - 1]:
+            yield (
+                start,
+                RowError(
+                    name,
+                    start,
+                    None,
+                    f"unterminated quote: lines {start} to {end} read as one row of "
+                    f"{len(values)} cells; the lines after line {start} are read again",
+                ),
+            )
+            reader = csv.reader(lines[start:], delimiter=mapping.delimiter)
+            base = end = start
             continue
         if len(values) != len(header):
             yield (
@@ -243,7 +264,46 @@ def build_record(
     try:
         return record_from_payload(meta, payload)
     except (TypeError, ValueError):
-        raise _RowProblem(None, f"cannot build a {mapping.kind} record from this row") from None
+        raise _unbuildable(mapping, meta, payload) from None
+
+
+def _column_of(mapping: CsvMapping, path: tuple[str, ...]) -> str | None:
+    return next((c.column for c in mapping.columns if c.path == path), None)
+
+
+_MISSING_ARGUMENT = re.compile(r"missing \d+ required [a-z -]*arguments?: '(\w+)'")
+
+
+def _unbuildable(mapping: CsvMapping, meta: RecordMeta, payload: Mapping[str, Any]) -> _RowProblem:
+    """Why a row's payload makes no record, naming the element and its columns.
+
+    Each top-level field (each item of a list) is built alone to find the first that fails.
+    The builder's message is not passed on (a value could be in it): only the name of a
+    missing field is taken from it.
+    """
+    for key, value in payload.items():
+        items: list[tuple[int | None, Any]] = (
+            list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        )
+        for index, item in items:
+            try:
+                record_from_payload(meta, {key: [item] if index is not None else item})
+            except (TypeError, ValueError) as exc:
+                element = (key,) if index is None else (key, str(index))
+                columns = [c.column for c in mapping.columns if c.path[: len(element)] == element]
+                where = ".".join(element)
+                found = _MISSING_ARGUMENT.search(str(exc))
+                if found is None:
+                    why = f"{where} is not a valid {key} value"
+                else:
+                    missing = (*element, found.group(1))
+                    why = f"{'.'.join(missing)} is required when {where} has any other field"
+                    # The column of the missing field, when one is mapped, is the one to fill.
+                    columns.sort(key=lambda c: c != _column_of(mapping, missing))
+                if columns:
+                    why += f" (columns {', '.join(repr(c) for c in columns)})"
+                return _RowProblem(columns[0] if columns else None, why)
+    return _RowProblem(None, f"cannot build a {mapping.kind} record from this row")
 
 
 async def import_records(

@@ -215,6 +215,68 @@ def test_delivery_csv_import_reports_bad_rows_and_imports_the_rest(
     )
 
 
+def test_delivery_csv_an_unterminated_quote_loses_one_row_not_the_rest(
+    hub_dir, hub_cli, tmp_path
+) -> None:
+    hub_dir(MAPPINGS)
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "Client ID,First Name,Last Name,DOB,Gender\n"
+        'R1,"Ada,Lovelace,12/10/1815,F\n'  # line 2: the quote is never closed
+        "R2,Grace,Hopper,12/09/1906,F\n"
+        "R3,Emmy,Noether,03/23/1882,F\n",
+        encoding="utf-8",
+    )
+    result = hub_cli("import", "csv", str(roster), "--mapping", "roster", "--agency", "shelter-a")
+    summary = json.loads(result.stdout)
+    assert (summary["rows"], summary["imported"], summary["rejected"]) == (3, 2, 1)
+    [error] = summary["errors"]
+    assert error["line"] == 2 and error["message"].startswith("unterminated quote: lines 2 to 4")
+    assert "Lovelace" not in result.output + result.stderr
+
+
+def test_delivery_csv_a_row_that_makes_no_record_names_the_column_to_fill(
+    hub_dir, hub_cli, tmp_path
+) -> None:
+    roster_id = '  { column = "Client ID", field = "identifiers.0.value", required = true },\n'
+    assert MAPPINGS.count(roster_id) == 1
+    hub_dir(
+        MAPPINGS.replace(
+            roster_id,
+            roster_id
+            + '  { column = "Other System", field = "identifiers.1.system" },\n'
+            + '  { column = "Other ID", field = "identifiers.1.value" },\n',
+        )
+    )
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "Client ID,First Name,Last Name,DOB,Gender,Other System,Other ID\n"
+        "R1,Ada,Lovelace,12/10/1815,F,,MRN-9\n"
+        "R2,Grace,Hopper,12/09/1906,F,urn:mercy,\n"
+        "R3,Emmy,Noether,03/23/1882,F,urn:mercy,MRN-3\n",
+        encoding="utf-8",
+    )
+    result = hub_cli("import", "csv", str(roster), "--mapping", "roster", "--agency", "shelter-a")
+    summary = json.loads(result.stdout)
+    assert summary["imported"] == 1
+    errors = [(e["line"], e["column"], e["message"]) for e in summary["errors"]]
+    assert errors == [
+        (
+            2,
+            "Other System",
+            "identifiers.1.system is required when identifiers.1 has any other field "
+            "(columns 'Other System', 'Other ID')",
+        ),
+        (
+            3,
+            "Other ID",
+            "identifiers.1.value is required when identifiers.1 has any other field "
+            "(columns 'Other ID', 'Other System')",
+        ),
+    ]
+    assert "MRN-9" not in result.output + result.stderr
+
+
 async def test_delivery_csv_import_referrals_and_consents_route_through_the_gate(hub, h) -> None:
     referral_feed = h.webhook_feed(
         "referrals", "partner", "http://127.0.0.1:9/", kinds=["referral"]
