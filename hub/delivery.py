@@ -61,6 +61,7 @@ from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
 from hub.core.serialize import record_from_payload
 from hub.plugin_api import ScheduledJob
+from hub.sinks.signing import MAX_RETRY_AFTER
 
 log = logging.getLogger("hub.delivery")
 
@@ -75,7 +76,6 @@ the lease of a process that died frees the feed after this long."""
 FEED_BATCH = 500
 FEED_SCAN = 10_000
 RECORD_GONE = "RECORD_GONE"
-RETRY_AFTER_CEILING = 86_400.0
 RECHECK_BATCH = 250
 """Entries re-checked per transaction: enough to spread its fixed cost (the audit head,
 the consent generation, a commit) thin, few enough that an intake transaction waiting for
@@ -109,12 +109,12 @@ def backoff_seconds(
     Exponential (``base * 2**(attempts-1)``, at most ``cap``) with "equal jitter": half of
     it fixed, half random (``rand`` in [0, 1)), so retries of many entries spread out but
     never come back at once. A partner's ``Retry-After`` is honoured even beyond ``cap``
-    (up to :data:`RETRY_AFTER_CEILING`).
+    (up to :data:`MAX_RETRY_AFTER`).
     """
     exp = min(cap, base * 2.0 ** max(0, attempts - 1))
     delay = exp / 2 + exp / 2 * rand
     if retry_after is not None and retry_after > 0:
-        delay = max(delay, min(retry_after, RETRY_AFTER_CEILING))
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return delay
 
 

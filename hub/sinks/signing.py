@@ -99,14 +99,19 @@ def check_url(url: object, allow_insecure_http: bool = False) -> str | None:
     return "feed option 'url' must be an https:// URL"
 
 
+MAX_RETRY_AFTER = 86_400.0
+"""The longest wait a partner's ``Retry-After`` can ask for (a day)."""
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), at most
+    :data:`MAX_RETRY_AFTER`; None when the header is absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     seconds = whole_number(value)
     if seconds is not None:
-        return float(seconds)
+        return min(float(seconds), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -114,7 +119,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when.tzinfo is None:
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER)
 
 
 DELIVERED = DeliveryOutcome(ok=True)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,31 +30,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from hub.core.numbers import whole_number
-from hub.plugin_api import Delivery, DeliveryOutcome
+from hub.plugin_api import Delivery, DeliveryOutcome, parse_retry_after
 from plugins.fhir.outbound import Entry, NotRenderable, render_record
 from plugins.fhir.smart import SmartTokenSource, TokenError, load_private_key
 
 DEFAULT_TIMEOUT = 30.0
-MAX_RETRY_AFTER = 86_400.0
 MAX_ERROR = 300
 FHIR_JSON = "application/fhir+json"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    seconds = whole_number(value)
-    if seconds is not None:
-        return min(float(seconds), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return min(max(when - current, 0.0), MAX_RETRY_AFTER)
 
 
 def _leaves(value: Any) -> Iterable[str]:
