@@ -5,7 +5,7 @@ HTTP (every route needs a bearer key):
 =====================================  ==========================================================
 ``GET  /admin/outbox``                 entries, newest first (``status``, ``recipient``,
                                        ``feed``, ``limit``); a partner sees only its own
-``GET  /admin/outbox/{id}``            one entry (``?payload=1`` adds the released payload)
+``GET  /admin/outbox/{id}``            one entry (``?payload=1`` adds the payload; admin)
 ``POST /admin/outbox/{id}/retry``      an entry waiting to retry: send it now (admin)
 ``POST /admin/outbox/{id}/replay``     a dead letter: queue it again (admin)
 ``GET  /admin/dead-letters``           dead entries (``feed``, ``limit``; admin)
@@ -16,9 +16,11 @@ Who sees what: an admin sees every entry with its record key and internal person
 partner (non-admin key) sees only entries addressed to its own agency, without record keys
 or person ids, and never a ``withheld`` entry (that would reveal a consent decision about a
 client it may not see: it gets a 404, as for an entry that does not exist). A payload is
-returned only on request (``?payload=1``), only to an admin or to the recipient, and only
-for an entry that was ``delivered``: the consent gate released exactly that data to that
-recipient at send time. A replayed entry passes the gate again before it is sent.
+returned only on request (``?payload=1``), only to an admin, and only for an entry that was
+``delivered``. Not to the recipient: the payload kept is the one queued, and the gate may
+have released less of it at send time (a revocation, a client now fleeing DV), so a
+recipient reading it here would get what the gate withheld, unaudited. What the recipient
+may have, it got in the delivery. A replayed entry passes the gate again before it is sent.
 """
 
 from __future__ import annotations
@@ -216,9 +218,12 @@ async def get_outbox_entry(request: web.Request) -> web.Response:
     row = await get_entry(ctx, _id(request))
     if not visible_to(row, caller):
         raise OutboxOpError(404, "not_found", "no such outbox entry")
-    return json_response(
-        entry_json(row, admin=caller.is_admin, with_payload=_wants_payload(request))
-    )
+    with_payload = _wants_payload(request)
+    if with_payload and not caller.is_admin:
+        raise OutboxOpError(
+            403, "forbidden", "payloads are shown to admins only (the recipient got the delivery)"
+        )
+    return json_response(entry_json(row, admin=caller.is_admin, with_payload=with_payload))
 
 
 async def post_retry(request: web.Request) -> web.Response:

@@ -91,9 +91,13 @@ async def test_delivery_admin_api_scopes_partners_and_operates(web_hub, make_key
         assert status == 404, "another agency's entry does not exist for this partner"
         status, _ = await get(f"/admin/outbox/{ids['cie-211:A4']}?payload=1", partner)
         assert status == 404, "a withheld entry reveals nothing"
+        # The payload kept is the queued one; the send-time gate may have released less.
         status, body = await get(f"/admin/outbox/{ids['cie-211:A1']}?payload=1", partner)
+        assert (status, body["error"]) == (403, "forbidden")
+        assert "payload" not in body and "A1" not in json.dumps(body)
+        status, body = await get(f"/admin/outbox/{ids['cie-211:A1']}?payload=1", admin)
         assert status == 200 and body["payload"]["identifiers"][0]["value"] == "A1"
-        status, body = await get(f"/admin/outbox/{ids['cie-211:A5']}?payload=1", partner)
+        status, body = await get(f"/admin/outbox/{ids['cie-211:A5']}?payload=1", admin)
         assert status == 200 and "payload" not in body, "not delivered: no payload"
         status, body = await get(f"/admin/outbox/{ids['cie-211:A1']}", partner)
         assert "payload" not in body, "payloads only on request"
