@@ -76,6 +76,9 @@ the lease of a process that died frees the feed after this long."""
 FEED_BATCH = 500
 FEED_SCAN = 10_000
 RECORD_GONE = "RECORD_GONE"
+FEED_RECIPIENT_CHANGED = "FEED_RECIPIENT_CHANGED"
+"""Why an entry queued for one recipient is not sent after its feed was pointed at another:
+the feed's endpoint is the new recipient's, and the gate decided for the old one."""
 RECHECK_BATCH = 250
 """Entries re-checked per transaction: enough to spread its fixed cost (the audit head,
 the consent generation, a commit) thin, few enough that an intake transaction waiting for
@@ -637,6 +640,14 @@ class DeliveryWorker:
             )
             await self._settle_all(name, feed, rows, missing)
             return
+        moved = [r for r in rows if r.recipient != feed.recipient]
+        if moved:
+            log.warning(
+                "entries queued for another recipient than the feed's now are withheld",
+                extra={"feed": name, "entries": len(moved)},
+            )
+            await self._finish(name, [(r, "withheld", FEED_RECIPIENT_CHANGED, None) for r in moved])
+            rows = [r for r in rows if r.recipient == feed.recipient]
         size = max(1, feed.batch_size)
         lane = self._lane(feed)
         await asyncio.gather(

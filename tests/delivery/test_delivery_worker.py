@@ -182,6 +182,39 @@ async def test_delivery_revocation_between_queue_and_send_withholds(hub, receive
         assert records_out(ctx, "partner-clients", "withheld") == 1
 
 
+async def test_delivery_a_feed_pointed_at_another_recipient_sends_nothing_queued_before(
+    hub, receiver, h
+) -> None:
+    # Queued for "partner" (the gate decided for it); the operator then points the feed at
+    # "clinic", whom the client's consent excludes. The entry must not go to the clinic.
+    hub.write(h.webhook_feed("f", "partner", receiver.url + "/partner"))
+    async with hub.open() as ctx:
+        from consent.parsing import parse_consent_file
+
+        await ctx.import_consents(
+            parse_consent_file(
+                json.dumps([h.consent_json("P1", exclude_agencies=["clinic"])]),
+                agencies=ctx.config.agencies,
+                policy=ctx.config.consent_policy,
+            )
+        )
+        await ctx.engine.ingest([h.client("P1")])
+        assert len(await ctx.store.list_outbox(status="pending")) == 1
+    hub.write(h.webhook_feed("f", "clinic", receiver.url + "/clinic"))
+    async with hub.open() as ctx:
+        worker, stop, task = await run_worker(ctx)
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"withheld": 1}))
+        finally:
+            await stop_worker(stop, task)
+            for s in worker.sinks.values():
+                await s.close()
+        (withheld,) = await ctx.store.list_outbox(status="withheld")
+        assert withheld.recipient == "partner"
+        assert withheld.last_error == "FEED_RECIPIENT_CHANGED"
+        assert receiver.requests == []
+
+
 class SlowSink:
     """A sink that takes its time (a slow partner), recording when it finished."""
 
