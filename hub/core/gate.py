@@ -10,6 +10,7 @@ only way to get another agency's data out of the core is through it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -35,6 +36,8 @@ from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.ports import AuditRow, Transaction
 from hub.core.records import RECORD_TYPES, Record, RecordMeta, SourceRow, payload_hash
 from hub.core.serialize import record_from_payload, record_payload
+
+log = logging.getLogger("hub.gate")
 
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 _WITHHELD = "__withheld__"
@@ -206,6 +209,7 @@ class ConsentGate:
         self._generation: int | None = None
         self._checked: Transaction | None = None
         self._shapes: dict[tuple[object, ...], Shape] = {}
+        self._ambiguous_reported: set[str] = set()
 
     # ---- consents written by other processes ----------------------------------------------
 
@@ -294,9 +298,10 @@ class ConsentGate:
         if not wanted:
             return
         keys_of = await tx.keys_of_persons(wanted)
+        found = {person: self._consents_of(keys_of.get(person, ())) for person in wanted}
+        found = await self._unambiguous(tx, found)
         self._make_room(len(wanted))
-        for person in wanted:
-            self._person_consents[person] = self._consents_of(keys_of.get(person, ()))
+        self._person_consents.update(found)
 
     def _make_room(self, count: int) -> None:
         """Forget every remembered person when ``count`` more would pass the limit (the
@@ -309,6 +314,44 @@ class ConsentGate:
     def remembered_persons(self) -> int:
         """How many persons' consent look-ups the gate holds in memory."""
         return len(self._person_consents)
+
+    async def _unambiguous(
+        self, tx: Transaction, found: dict[str, tuple[ConsentRecord, ...]]
+    ) -> dict[str, tuple[ConsentRecord, ...]]:
+        """``found`` without the consents that name their client by value alone (no system)
+        when that value is now carried by more than one person.
+
+        Such a consent matched one person when it was imported, but an identifier value
+        can recur in another system (an MRN equal to an HMIS id): it cannot tell which
+        person signed, so it applies to none of them (fail closed) until it is re-imported
+        with ``client.system``. One query, only when such a consent matched.
+        """
+        value_keys = {
+            self.ref_key(c): c.id
+            for consents in found.values()
+            for c in consents
+            if c.client.system is None
+        }
+        if not value_keys:
+            return found
+        holders = await tx.persons_with_keys(list(value_keys))
+        shared = {key for key, persons in holders.items() if len(persons) > 1}
+        if not shared:
+            return found
+        for key in shared:
+            if value_keys[key] not in self._ambiguous_reported:
+                self._ambiguous_reported.add(value_keys[key])
+                log.warning(
+                    "a consent naming its client by value alone matches several persons; "
+                    "it is not applied until it names client.system",
+                    extra={"consent_id": value_keys[key]},
+                )
+        return {
+            person: tuple(
+                c for c in consents if c.client.system is not None or self.ref_key(c) not in shared
+            )
+            for person, consents in found.items()
+        }
 
     def _consents_of(self, keys: Iterable[str]) -> tuple[ConsentRecord, ...]:
         """The consents whose client reference resolves through one of ``keys`` (each once)."""
@@ -332,6 +375,7 @@ class ConsentGate:
         found: tuple[ConsentRecord, ...] = ()
         if self._by_ref:
             found = self._consents_of(await tx.person_keys(person_id))
+            found = (await self._unambiguous(tx, {person_id: found}))[person_id]
         self._make_room(1)
         self._person_consents[person_id] = found
         return found
