@@ -31,7 +31,7 @@ from consent import (
 )
 from consent.audit import AuditEntry, canonical_json, make_entry
 from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
-from consent.decision import VSP_RECORD
+from consent.decision import NOTHING_LEFT, VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.ports import AuditRow, Transaction
 from hub.core.records import RECORD_TYPES, Record, RecordMeta, SourceRow, payload_hash
@@ -444,15 +444,21 @@ class ConsentGate:
         meta: RecordMeta,
         categories: frozenset[str] | None,
     ) -> Shape:
-        """Work a :class:`Shape` out (see :meth:`shape`)."""
+        """Work a :class:`Shape` out (see :meth:`shape`).
+
+        Anything from a Part 2 program is ``substance_use`` (CONSENT.md), its identity too:
+        that a person is its patient is what 42 CFR Part 2 protects. So while
+        ``substance_use`` is not released, none of such a record's fields are; other
+        sensitive records keep their identity and demographic fields."""
         extra = set(meta.sensitivity)
-        if self._part2(meta):
+        part2 = self._part2(meta)
+        if part2:
             extra.add("substance_use")
         sensitive = frozenset(extra & SENSITIVE_CATEGORIES)
         wanted = DEFAULT_CATEGORIES if categories is None else categories
         present = frozenset(fields.values()) | sensitive
         guarded = (
-            {f: c if c in _NON_CLINICAL else _WITHHELD for f, c in fields.items()}
+            {f: c if c in _NON_CLINICAL and not part2 else _WITHHELD for f, c in fields.items()}
             if sensitive
             else fields
         )
@@ -570,6 +576,16 @@ class ConsentGate:
         payload: dict[str, Any] | None = None
         if decision.permitted:
             payload = release(shape.redaction(decision), decision) or None
+            if payload is None:
+                # Rule 11 on what the record holds: the categories released name none of
+                # its fields (a sensitive record's guarded ones), so nothing is disclosed.
+                decision = Decision(
+                    "deny",
+                    frozenset(),
+                    decision.released | decision.redacted,
+                    (*decision.reasons, NOTHING_LEFT),
+                    decision.consent_id,
+                )
         if not audit.loaded:
             await audit.load()
         disclosure = self._audited(
