@@ -589,25 +589,34 @@ class DeliveryWorker:
     async def _claim(self, limit: int) -> _Claimed:
         lease = self.settings.lease_seconds
         started = time.monotonic()
-        rows = await self.ctx.store.claim_outbox(self.worker_id, limit, lease)
+        # A feed whose lanes are all busy (a slow or hanging partner) gets no more entries
+        # until one frees: claimed, they would only wait for the lane while taking up the
+        # in-flight room every other feed shares.
+        busy = [name for name, lane in self._lanes.items() if lane.locked()]
+        rows = await self.ctx.store.claim_outbox(self.worker_id, limit, lease, busy)
         return _Claimed(rows, started + lease)
 
     async def _process(self, claimed: _Claimed) -> None:
+        groups: dict[str, list[OutboxRow]] = {}
+        for row in claimed.rows:
+            groups.setdefault(row.feed, []).append(row)
+        await asyncio.gather(
+            *(self._process_feed(n, rows, claimed.lease_deadline) for n, rows in groups.items())
+        )
+
+    async def _process_feed(self, name: str, rows: list[OutboxRow], deadline: float) -> None:
+        """One feed's share of a claimed batch; its entries leave the in-flight count as soon
+        as they are settled, whatever the batch's other feeds are still waiting for."""
         try:
-            groups: dict[str, list[OutboxRow]] = {}
-            for row in claimed.rows:
-                groups.setdefault(row.feed, []).append(row)
-            await asyncio.gather(
-                *(self._deliver_feed(n, rows, claimed.lease_deadline) for n, rows in groups.items())
-            )
+            await self._deliver_feed(name, rows, deadline)
         except Exception as exc:
             self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
             log.error(
                 "delivery batch failed; leases will expire",
-                extra={"worker": self.worker_id, "error_type": type(exc).__name__},
+                extra={"worker": self.worker_id, "feed": name, "error_type": type(exc).__name__},
             )
         finally:
-            self._in_flight -= len(claimed.rows)
+            self._in_flight -= len(rows)
             self._room.set()
 
     # ---- one feed ----------------------------------------------------------------------

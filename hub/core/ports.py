@@ -574,8 +574,11 @@ class Store(Protocol):
         """Stored checkpoints: (seq, head hash, signature, key id)."""
         ...
 
-    async def claim_outbox(self, worker: str, limit: int, lease_seconds: float) -> list[OutboxRow]:
-        """Claim due deliveries under a lease (SKIP LOCKED on PostgreSQL)."""
+    async def claim_outbox(
+        self, worker: str, limit: int, lease_seconds: float, skip_feeds: Sequence[str] = ()
+    ) -> list[OutboxRow]:
+        """Claim due deliveries under a lease (SKIP LOCKED on PostgreSQL), none of the feeds
+        in ``skip_feeds``."""
         ...
 
     async def finish_outbox(

@@ -180,7 +180,7 @@ class SqlStore(ABC):
 
     # ---- outbox --------------------------------------------------------------------------
 
-    def _claim_sql(self) -> str:
+    def _claim_sql(self, skipped: int = 0) -> str:
         # The earliest open entry per (recipient, person) only: order is kept per person.
         # The claim walks the heads that are due, in due order, through their partial index
         # (schema 5): entries held back behind a failing one, and heads waiting for a retry,
@@ -194,11 +194,12 @@ class SqlStore(ABC):
         postgresql = self.dialect == "postgresql"
         lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
         index = "" if postgresql else " INDEXED BY outbox_heads"
+        skip = f"o.feed NOT IN ({','.join('?' * skipped)}) AND " if skipped else ""
         return (
             # The status stays: the lease marks the entry claimed (see OPEN_STATUSES).
             "UPDATE outbox SET lease_owner=?, lease_until=?, "
             f"attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o{index} WHERE "
-            f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND "
+            f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND {skip}"
             "(o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS "
             "(SELECT 1 FROM outbox p WHERE p.recipient=o.recipient AND p.person_id=o.person_id "
             f"AND p.id < o.id AND p.status IN {OPEN_STATUSES}) AND CASE WHEN o.replayed=0 "
@@ -208,8 +209,11 @@ class SqlStore(ABC):
             f"ORDER BY o.next_attempt_at, o.id LIMIT ?{lock}) RETURNING {OUTBOX_COLUMNS}"
         )
 
-    async def claim_outbox(self, worker: str, limit: int, lease_seconds: float) -> list[OutboxRow]:
-        """Claim up to ``limit`` due deliveries under a lease that expires if the worker dies."""
+    async def claim_outbox(
+        self, worker: str, limit: int, lease_seconds: float, skip_feeds: Sequence[str] = ()
+    ) -> list[OutboxRow]:
+        """Claim up to ``limit`` due deliveries under a lease that expires if the worker dies,
+        none of the feeds in ``skip_feeds`` (those whose partner is busy)."""
         now = datetime.now(UTC)
         until = (now + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
         now_s = now.isoformat(timespec="microseconds")
@@ -218,7 +222,11 @@ class SqlStore(ABC):
                 await tx.repair_heads()
                 await tx.release_legacy_leases(now_s)
                 self._heads_checked_at = time.monotonic() + HEAD_REPAIR_SECONDS
-            rows = await tx._c.fetch(self._claim_sql(), (worker, until, now_s, now_s, now_s, limit))
+            skipped = list(dict.fromkeys(skip_feeds))
+            rows = await tx._c.fetch(
+                self._claim_sql(len(skipped)),
+                (worker, until, now_s, *skipped, now_s, now_s, limit),
+            )
         return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
 
     async def finish_outbox(

@@ -285,6 +285,32 @@ async def test_delivery_sink_timeout_is_retried(hub, h) -> None:
         assert row.last_error == "sink timed out after 0.2s"
 
 
+async def test_delivery_a_hanging_partner_does_not_hold_the_others_back(hub, receiver, h) -> None:
+    # The hanging feed's entries must not fill the worker's in-flight budget while they
+    # wait for its one lane: the other feed goes on at its own pace.
+    hub.write(
+        h.webhook_feed(
+            "hang",
+            "clinic",
+            "http://127.0.0.1:9/",
+            connector="hang",
+            batch_size=10,
+            options={"concurrency": 1, "send_timeout_seconds": 5},
+        )
+        + h.webhook_feed("fast", "partner", receiver.url, batch_size=10),
+        batch_size=10,
+    )
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, [f"P{i}" for i in range(60)])
+        sinks = {**collect_sinks(ctx), "hang": TimeoutSink(30)}
+        _worker, stop, task = await run_worker(ctx, sinks, max_in_flight=40, stop_grace_seconds=0.5)
+        try:
+            await h.wait_until(lambda: len(set(receiver.delivered_keys())) == 60, within=3)
+        finally:
+            await stop_worker(stop, task)
+            await sinks["webhook"].close()
+
+
 class CountingSink(SlowSink):
     """A slow sink that counts how often it saw each key."""
 
