@@ -120,6 +120,12 @@ def register(cli: click.Group) -> None:
     def consent_revoke(state: CliState, consent_id: str, on: str) -> None:
         """Record that consent ID was revoked on a date (queued data stops at delivery).
 
+        A revocation only stands or moves earlier, never later: when the consent is
+        already revoked on or before the date given, the earlier date is kept, the
+        command says so (the JSON shows the date in force and "unchanged": true) and
+        exits 0. A date before the consent was signed is an error (exit 2). A
+        revocation entered in error is not undone here: record a new consent instead.
+
         \b
         Example:
           hub consent revoke mpa-0001 --on 2025-06-30
@@ -129,18 +135,32 @@ def register(cli: click.Group) -> None:
         except ValueError:
             fail(f"--on: not a date (YYYY-MM-DD): {on!r}")
 
-        async def work(ctx: HubContext) -> bool:
+        async def work(ctx: HubContext) -> tuple[date, bool] | None:
+            """The revocation date in force afterwards, and whether this run recorded it."""
             found = [c for c in ctx.gate.all_consents() if c.id == consent_id]
             if not found:
-                return False
-            if day < found[0].signed_on:
+                return None
+            current = found[0]
+            if current.revoked_on is not None and current.revoked_on <= day:
+                return current.revoked_on, False  # revoked by then already: that date stands
+            if day < current.signed_on:
                 fail(f"consent {consent_id}: --on {on} is before it was signed")
-            await ctx.import_consents([dataclasses.replace(found[0], revoked_on=day)])
-            return True
+            await ctx.import_consents([dataclasses.replace(current, revoked_on=day)])
+            return day, True
 
-        if not run_with_context(state, work):
+        outcome = run_with_context(state, work)
+        if outcome is None:
             fail(f"no consent with id {consent_id!r}")
-        echo_json({"revoked": consent_id, "on": on})
+        in_force, recorded = outcome
+        if not recorded:
+            click.echo(
+                f"note: consent {consent_id} is already revoked on {in_force.isoformat()}; "
+                f"that date stands (--on {day.isoformat()} not recorded)",
+                err=True,
+            )
+            echo_json({"revoked": consent_id, "on": in_force.isoformat(), "unchanged": True})
+            return
+        echo_json({"revoked": consent_id, "on": in_force.isoformat()})
 
     @consent.command("show")
     @click.option("--client", "value", required=True, help="Client identifier value.")
