@@ -10,6 +10,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 
 from consent.audit import GENESIS_HASH, AuditEntry, ChainProblem, verify_chain
+from hub.core.gate import QUEUED_FOR_DELIVERY
 from hub.core.ports import AuditRow
 from hub.keys import KeyRing
 
@@ -56,7 +57,12 @@ def _entry_at(row: AuditRow, moved: dict[int, int]) -> AuditEntry:
 
 async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
     """Walk the chain once, batch by batch (memory stays flat however long the log is),
-    then check every signed checkpoint against the hashes it names."""
+    checking too that each entry is filed under the person its hashed body names; then
+    check every signed checkpoint against the hashes it names.
+
+    The stored person column is outside the hash, yet the accounting of disclosures selects
+    by it: an entry moved to another person would vanish from its client's accounting. The
+    problem reported is the one at the earliest entry."""
     checkpoints = await store.checkpoints()
     wanted = {seq for seq, _h, _s, _k in checkpoints}
     heads: dict[int, str] = {}
@@ -64,12 +70,22 @@ async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
     count = 0
     problem: ChainProblem | None = None
     head: tuple[int, str] | None = None
+    misfiled: int | None = None
     async for batch in store.iter_audit():
         entries = [_entry_at(row, moved) for row in batch]
         if problem is None:
             start_seq, start_prev = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
             problem = verify_chain(entries, start_prev_hash=start_prev, start_seq=start_seq)
         heads.update((e.seq, e.hash) for e in entries if e.seq in wanted)
+        if misfiled is None:
+            misfiled = next(
+                (
+                    e.seq
+                    for row, e in zip(batch, entries, strict=True)
+                    if e.client and row.person_id is not None and row.person_id != e.client
+                ),
+                None,
+            )
         count += len(entries)
         head = (entries[-1].seq, entries[-1].hash)
     if problem is not None and problem.seq in moved:
@@ -89,6 +105,13 @@ async def verify_store(store: Any, keys: KeyRing) -> VerifyReport:
             "missing",
             f"the log ends at entry {last} but its head is entry {stored_head[0]}: "
             "entries were removed from the end",
+        )
+    if misfiled is not None and (problem is None or misfiled < problem.seq):
+        problem = ChainProblem(
+            misfiled,
+            "altered",
+            f"entry {misfiled} is filed under another client than the one it records: "
+            "its stored person id was changed",
         )
     cp_problem: str | None = None
     verifier = keys.verifier()
@@ -125,11 +148,21 @@ async def write_checkpoint(store: Any, keys: KeyRing) -> tuple[int, str] | None:
 
 
 async def disclosures(store: Any, person_id: str) -> list[dict[str, Any]]:
-    """HIPAA-style accounting: every release of the person's data to another agency."""
+    """HIPAA-style accounting: every release of the person's data to another agency.
+
+    Lists the permits to an agency other than the owner among the entries about the person
+    (an entry filed under the person but about another is left out; ``hub audit verify``
+    names it). A feed's record is audited when queued and again when re-checked at send
+    time; only the send-time decision is a disclosure, so entries marked
+    ``QUEUED_FOR_DELIVERY`` are left out. Each send attempt is listed (a partner that
+    failed may still have received the data); API reads and exports are listed as made.
+    """
     out: list[dict[str, Any]] = []
     for row in await store.audit_for_client(person_id):
         e = entry_from_row(row)
-        if e.recipient == e.owner or e.decision == "deny":
+        if e.client != person_id:
+            continue  # filed under this person, but about another (``hub audit verify``)
+        if e.recipient == e.owner or e.decision == "deny" or QUEUED_FOR_DELIVERY in e.reasons:
             continue
         out.append(
             {

@@ -560,6 +560,7 @@ class Engine:
             record_ref=record_ref(record),
             facts=facts,
             data=data,
+            queued=True,
         )
         if disclosure.payload is None:
             return None

@@ -39,6 +39,11 @@ from hub.core.serialize import record_from_payload, record_payload
 
 log = logging.getLogger("hub.gate")
 
+QUEUED_FOR_DELIVERY = "QUEUED_FOR_DELIVERY"
+"""A reason the audit entry of a permit given when a record is queued for a feed carries:
+nothing has left the hub then. The send-time re-check's entry is the disclosure, so the
+accounting of disclosures (``hub audit disclosures``) leaves queue-time permits out."""
+
 _NON_CLINICAL = frozenset({"identity", "demographics"})
 _WITHHELD = "__withheld__"
 """The category the clinical fields of a sensitive record get while its sensitive
@@ -478,11 +483,13 @@ class ConsentGate:
         record_ref: str,
         facts: ClientFacts | None = None,
         data: Mapping[str, Any] | None = None,
+        queued: bool = False,
     ) -> Disclosure:
         """Decide, redact and audit one record for one recipient, in the caller's transaction.
 
         ``data`` is ``record_payload(record)`` when the caller has it already (the engine
-        does: it encoded the record to store it).
+        does: it encoded the record to store it). ``queued``: the record is being queued
+        for a feed, not sent (its audit entry says so: :data:`QUEUED_FOR_DELIVERY`).
         """
         return await self._pass(
             tx,
@@ -496,6 +503,7 @@ class ConsentGate:
             at,
             record_ref,
             facts,
+            queued,
         )
 
     async def disclose_data(
@@ -562,6 +570,7 @@ class ConsentGate:
         at: datetime,
         record_ref: str,
         facts: ClientFacts | None,
+        queued: bool = False,
     ) -> Disclosure:
         """One gate pass: decide, ``release`` what the decision lets go (given the field
         categories to redact with), audit."""
@@ -589,7 +598,7 @@ class ConsentGate:
         if not audit.loaded:
             await audit.load()
         disclosure = self._audited(
-            audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref
+            audit, meta, decision, payload, person_id, recipient, purpose, at, record_ref, queued
         )
         if not audit.batch:
             await audit.flush()
@@ -632,14 +641,27 @@ class ConsentGate:
         purpose: str,
         at: datetime,
         record_ref: str,
+        queued: bool = False,
     ) -> Disclosure:
         """Chain a decision's audit entry (with the hash of what it releases) in ``audit``,
-        whose head is loaded."""
+        whose head is loaded; a ``queued`` decision's entry says so."""
         if self._on_decision is not None:
             self._on_decision(decision.outcome)
         released_hash = None
         if payload is not None:
             released_hash = payload_hash(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+        audited = (
+            Decision(
+                decision.outcome,
+                decision.released,
+                decision.redacted,
+                (*decision.reasons, QUEUED_FOR_DELIVERY),
+                decision.consent_id,
+                decision.location_withheld,
+            )
+            if queued and payload is not None
+            else decision
+        )
         entry = audit.add(
             person_id,
             lambda prev: make_entry(
@@ -649,7 +671,7 @@ class ConsentGate:
                 owner=meta.owner,
                 recipient=recipient,
                 purpose=purpose,
-                decision=decision,
+                decision=audited,
                 payload_hash=released_hash,
                 record=record_ref,
                 encode=fast_canonical_json,

@@ -113,12 +113,17 @@ def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
-    """One stored audit entry (see ``consent.audit``); ``body`` is its canonical JSON."""
+    """One stored audit entry (see ``consent.audit``); ``body`` is its canonical JSON.
+
+    ``person_id`` is the person the store files the entry under, as read back (None on a
+    row being written): it is outside the hash, so ``hub audit verify`` checks it against
+    the body's ``client``."""
 
     seq: int
     body: bytes
     prev_hash: str
     hash: str
+    person_id: str | None = None
 
 
 OUTBOX_STATUSES = ("pending", "leased", "retry", "delivered", "withheld", "dead")

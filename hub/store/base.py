@@ -142,13 +142,13 @@ class SqlStore(ABC):
         while True:
             async with self._reader() as c:
                 rows = await c.fetch(
-                    "SELECT seq, body, prev_hash, hash FROM audit_log WHERE seq > ? "
+                    "SELECT seq, body, prev_hash, hash, person_id FROM audit_log WHERE seq > ? "
                     "ORDER BY seq LIMIT ?",
                     (last, batch),
                 )
             if not rows:
                 return
-            out = [AuditRow(int(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]
+            out = [AuditRow(int(r[0]), bytes(r[1]), r[2], r[3], r[4]) for r in rows]
             yield out
             last = out[-1].seq
 

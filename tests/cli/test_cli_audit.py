@@ -127,3 +127,101 @@ def test_disclosures_account_for_releases_only(hub_dir, hub_cli) -> None:
     assert len(rows) == 2
     assert rows[0]["recipient"] == "hospital-x" and rows[0]["purpose"] == "treatment"
     assert "identity" in rows[0]["what"]
+
+
+def person_of(config: Path, seq: int) -> str:
+    with db(config) as conn:
+        row = conn.execute("SELECT person_id FROM audit_log WHERE seq=?", (seq,)).fetchone()
+    return str(row[0])
+
+
+def disclosed(hub_cli, pid: str) -> list[dict]:
+    result = hub_cli("audit", "disclosures", "--client", pid, "--client-system", "hmis:demo")
+    assert result.exit_code == 0, result.output
+    rows: list[dict] = orjson.loads(result.stdout)
+    return rows
+
+
+def test_entry_moved_to_another_client_is_named(hub_dir, hub_cli) -> None:
+    # The person column is outside the hash; the accounting selects by it.
+    config = hub_dir()
+    make_log(config, reads=3, pid="1")  # entries 1-3
+    make_log(config, reads=3, pid="2")  # entries 4-6
+    other = person_of(config, 4)
+    with db(config) as conn:
+        conn.execute("UPDATE audit_log SET person_id=? WHERE seq=2", (other,))
+    result = hub_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert "entry 2 (altered)" in result.output
+    assert other not in result.output  # internal ids are not printed
+
+
+def test_disclosures_list_only_entries_about_the_client(hub_dir, hub_cli) -> None:
+    config = hub_dir()
+    make_log(config, reads=3, pid="1")  # entries 1-3
+    make_log(config, reads=3, pid="2")  # entries 4-6
+    with db(config) as conn:
+        conn.execute("UPDATE audit_log SET person_id=? WHERE seq=2", (person_of(config, 4),))
+    # Client 1's entry 2, filed under client 2, is not listed as a disclosure of client 2.
+    assert [r["audit_seq"] for r in disclosed(hub_cli, "2")] == [4, 5, 6]
+
+
+def test_entry_filed_under_an_unknown_id_is_named(hub_dir, hub_cli) -> None:
+    config = hub_dir()
+    make_log(config, reads=4)
+    with db(config) as conn:
+        conn.execute("UPDATE audit_log SET person_id='someone-else' WHERE seq=3")
+    result = hub_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert "entry 3 (altered)" in result.output
+    assert "filed under another client" in result.output
+
+
+def test_first_of_several_moved_entries_is_named(hub_dir, hub_cli) -> None:
+    config = hub_dir()
+    make_log(config, reads=3, pid="1")
+    make_log(config, reads=3, pid="2")
+    with db(config) as conn:
+        conn.execute("UPDATE audit_log SET person_id='someone-else' WHERE seq=5")
+        conn.execute("UPDATE audit_log SET person_id=? WHERE seq=6", (person_of(config, 1),))
+    result = hub_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert "entry 5 (altered)" in result.output
+
+
+def test_entries_of_several_clients_verify_intact(hub_dir, hub_cli) -> None:
+    config = hub_dir()
+    make_log(config, reads=2, pid="1")
+    make_log(config, reads=3, pid="2")
+    result = hub_cli("audit", "verify")
+    assert result.exit_code == 0, result.output
+    assert "intact: 5 entries" in result.output
+    assert len(disclosed(hub_cli, "1")) == 2 and len(disclosed(hub_cli, "2")) == 3
+
+
+UNSENT_FEED = """
+[[feeds]]
+name = "to-211"
+recipient = "cie-211"
+kinds = ["client"]
+purpose = "coordination"
+connector = "webhook"
+options = {url = "http://127.0.0.1:9/never-sent"}
+"""
+
+
+def test_a_record_only_queued_is_not_a_disclosure(tmp_path, hub_dir, hub_cli) -> None:
+    config = hub_dir(UNSENT_FEED)
+    path = tmp_path / "consent.json"
+    path.write_text(consent_for("1"), encoding="utf-8")
+    assert hub_cli("consent", "import", str(path)).exit_code == 0
+
+    async def ingest() -> None:
+        cfg = load_config(config)
+        async with open_context(cfg, make_plugins(cfg), migrate=True) as ctx:
+            await ctx.engine.ingest([client("1")])
+            assert [r.status for r in await ctx.store.list_outbox()] == ["pending"]
+
+    asyncio.run(ingest())
+    # Queued for the feed, no worker has run: nothing has reached cie-211 yet.
+    assert disclosed(hub_cli, "1") == []

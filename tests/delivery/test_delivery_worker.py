@@ -366,3 +366,40 @@ async def test_delivery_entry_of_a_removed_feed_is_dead_lettered(hub, h) -> None
         assert await worker.run_once() == 1
         (row,) = await ctx.store.list_outbox()
         assert (row.status, row.last_error) == ("dead", "feed 'old-feed' is not configured")
+
+
+async def test_delivery_the_accounting_lists_what_was_sent_not_what_was_queued(
+    hub, receiver, h
+) -> None:
+    import dataclasses
+    from datetime import date
+
+    from consent.parsing import parse_consent_file
+    from hub.audit import disclosures
+
+    hub.write(h.webhook_feed("partner-clients", "partner", receiver.url))
+    async with hub.open() as ctx:
+        await ctx.import_consents(
+            parse_consent_file(
+                json.dumps([h.consent_json("P1"), h.consent_json("P2")]),
+                agencies=ctx.config.agencies,
+                policy=ctx.config.consent_policy,
+            )
+        )
+        await ctx.engine.ingest([h.client("P1"), h.client("P2")])
+        rows = {r.person_id: r for r in await ctx.store.list_outbox()}
+        for person in rows:
+            assert await disclosures(ctx.store, person) == [], "queued is not disclosed"
+        [first] = [c for c in ctx.gate.all_consents() if c.id == "mpa-P1"]
+        await ctx.import_consents([dataclasses.replace(first, revoked_on=date(2025, 2, 1))])
+        worker = DeliveryWorker(ctx, {"webhook": collect_sinks(ctx)["webhook"]}, "w")
+        try:
+            await worker.run_once()
+        finally:
+            await worker.sinks["webhook"].close()
+        status = {r.person_id: r.status for r in await ctx.store.list_outbox()}
+        assert sorted(status.values()) == ["delivered", "withheld"]
+        for person, state in status.items():
+            listed = await disclosures(ctx.store, person)
+            assert len(listed) == (1 if state == "delivered" else 0), state
+            assert all(d["recipient"] == "partner" for d in listed)
