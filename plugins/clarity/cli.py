@@ -67,7 +67,9 @@ def import_clarity(
 
     Prints a JSON summary (rows read, inserted, updated, unchanged, deleted, warnings,
     errors, the report path). Row findings do not fail the import; an export that cannot
-    be read at all (no Export.csv, unknown CSVVersion, unreadable zip) exits non-zero.
+    be read at all (no Export.csv, unknown CSVVersion, unreadable zip) exits non-zero. So does
+    a file found damaged midway (a bad CRC in the zip): the summary of what was already
+    stored is printed (its "stopped" says why), then the one-line error.
 
     \b
     Examples:
@@ -92,6 +94,8 @@ def import_clarity(
     try:
         result = run_with_context(state, work, migrate=True)
     except ImportRefused as exc:
+        if exc.summary is not None:  # stopped midway: what it had done, then why
+            echo_json(exc.summary)
         fail(str(exc))
     echo_json(result)
 

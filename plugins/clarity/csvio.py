@@ -3,7 +3,9 @@
 Reading tolerates what real exports do — a UTF-8 BOM, CRLF or bare CR line ends, quoted or
 unquoted headers, header names in the wrong case or with stray spaces, blank rows, bytes that
 are not UTF-8 — and reports each deviation once per file (line 1 for header matters).
-Rows stream: a file is never held in memory.
+Rows stream: a file is never held in memory. A quote that is never closed costs one row, not
+the rest of the file: the record is skipped and the lines after its first are read again
+(see :func:`iter_rows`). A member of a damaged zip raises :class:`DamagedFile`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,39 @@ csv.field_size_limit(1 << 24)
 
 
 class ImportRefused(Exception):
-    """The export cannot be imported at all (the message is one line, without client data)."""
+    """The export cannot be imported at all (the message is one line, without client data).
+
+    ``summary`` is the JSON summary of what an import stopped midway had already done (None
+    when it stopped before storing anything).
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class DamagedFile(ImportRefused):
+    """A file of the export cannot be read to its end (a bad CRC, corrupt compressed data,
+    a truncated member, an I/O error); ``file`` is its name (``Client.csv``)."""
+
+    def __init__(self, message: str, file: str) -> None:
+        super().__init__(message)
+        self.file = file
+
+
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+"""What reading a member of a damaged zip (or a failing disk) raises."""
+
+
+def _damaged(origin: str, file: str, exc: BaseException) -> DamagedFile:
+    """The refusal for a file whose bytes cannot be read (the reason names no value)."""
+    name = f"{file}.csv"
+    if isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError):
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        strerror = getattr(exc, "strerror", None)
+        reason = type(exc).__name__ + (f": {strerror}" if strerror else "")
+    return DamagedFile(f"{origin}: {name} is damaged and cannot be read ({reason})", name)
 
 
 # ---- bytes that are not UTF-8 -------------------------------------------------------------
@@ -117,13 +153,64 @@ class ExportSource:
 # ---- one file -----------------------------------------------------------------------------
 
 
+MAX_RECORD_LINES = 100
+"""A row may span at most this many physical lines (a quoted value with line breaks in it
+stays far below). A record that grows past it holds a quote that is never closed."""
+
+
+class _RecordTooLong(Exception):
+    """The record being read has run past :data:`MAX_RECORD_LINES` physical lines."""
+
+
+class _Feed:
+    """The physical lines ``csv.reader`` reads, remembering those of the record being read.
+
+    ``held`` holds the lines of the current record (the caller clears it before each
+    record); :meth:`restart` hands back every held line but the first and returns a fresh
+    reader that reads them again, then the rest of the file.
+    """
+
+    __slots__ = ("held", "limit", "replay", "text")
+
+    def __init__(self, text: Iterator[str], limit: int = MAX_RECORD_LINES) -> None:
+        self.text = text
+        self.held: list[str] = []
+        self.replay: Iterator[str] = iter(())
+        self.limit = limit
+
+    def lines(self) -> Iterator[str]:
+        """The lines to read: those handed back first, then the file's."""
+        held = self.held
+        append = held.append
+        limit = self.limit
+        for line in itertools.chain(self.replay, self.text):
+            append(line)
+            if len(held) > limit:
+                raise _RecordTooLong
+            yield line
+
+    def reader(self) -> Any:
+        """A ``csv.reader`` over :meth:`lines`."""
+        return csv.reader(self.lines())
+
+    def restart(self) -> Any:
+        """Drop the current record's first line, hand back the others (ahead of any still
+        waiting to be read again) and return a fresh reader."""
+        again = self.held[1:]
+        again.extend(self.replay)
+        self.replay = iter(again)
+        self.held.clear()
+        return self.reader()
+
+
 @dataclass
 class Table:
     """An open file: its header mapping and a row iterator.
 
     ``index`` maps each spec column to its position in the file (-1 when missing);
     ``identity`` is True when the file's columns are exactly the spec's, in order, so rows
-    can be used as they are.
+    can be used as they are. ``unread`` counts the rows refused because they could not be
+    read (wrong field count, unreadable, an unclosed quote): their ids are unknown.
     """
 
     file: str
@@ -134,8 +221,11 @@ class Table:
     missing: list[str] = field(default_factory=list)
     _raw: IO[bytes] | None = None
     _rows: Iterator[list[str]] | None = None
-    _reader: object = None
+    _reader: Any = None
     _bad: list[int] = field(default_factory=lambda: [0])
+    _feed: _Feed | None = None
+    origin: str = ""
+    unread: int = 0
 
     def position(self) -> int:
         """Bytes read so far (for progress)."""
@@ -178,60 +268,97 @@ def open_table(
 ) -> Table | None:
     """Open one file, check its header against the spec and report header repairs.
 
-    Returns None (after an error finding) when the file has no header or lacks its key.
+    Returns None (after an error finding) when the file has no header (it is empty, or its
+    first line is mostly not column names of the file: data, most likely) or lacks its key.
+    Header cells that are not column names are reported by position, never by their text
+    (a first line of data would put client data in the report). Raises
+    :class:`DamagedFile` when the file's bytes cannot be read.
     """
-    name = f"{file}.csv"
+    origin = source.path.name
     raw = source.open(file)
+    try:
+        table = _open_table(raw, file, columns, report, origin)
+    except _DAMAGE as exc:
+        raw.close()
+        raise _damaged(origin, file, exc) from None
+    if table is None:
+        raw.close()
+    return table
+
+
+def _open_table(
+    raw: IO[bytes], file: str, columns: tuple[Column, ...], report: Report, origin: str
+) -> Table | None:
+    name = f"{file}.csv"
     buffered: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
     head = buffered.peek(65536)[:65536]
     _sniff(head, file, report)
     bad = [0]
     _ACTIVE[0] = bad
     text = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="clarity_cp1252", newline="")
-    reader = csv.reader(text)
+    feed = _Feed(text)
+    reader = feed.reader()
     try:
         header = next(reader)
     except StopIteration:
         report.error(name, 1, "", "no-header", "file is empty (no header row)")
-        buffered.close()
         return None
-    except csv.Error as exc:
-        report.error(name, 1, "", "unreadable-header", f"header cannot be read as CSV ({exc})")
-        buffered.close()
+    except (csv.Error, _RecordTooLong) as exc:
+        why = exc if isinstance(exc, csv.Error) else "a quote is never closed"
+        report.error(name, 1, "", "unreadable-header", f"header cannot be read as CSV ({why})")
         return None
     first_line = head.split(b"\n", 1)[0].lstrip(codecs.BOM_UTF8)
-    if first_line.startswith(b'"'):
-        report.warn(name, 1, "", "quoted-header", "header names were quoted")
     spec_names = [c.name for c in columns]
     by_lower = {n.lower(): i for i, n in enumerate(spec_names)}
+    names = [raw_name.strip().strip('"').strip() for raw_name in header]
+    unknown = sum(1 for n in names if n.lower() not in by_lower)
+    if unknown * 2 > len(names):
+        report.error(
+            name,
+            1,
+            "",
+            "no-header",
+            f"line 1 is not a header: {unknown} of its {len(names)} cells are not column "
+            "names of this file; file skipped",
+        )
+        return None
+    if first_line.startswith(b'"'):
+        report.warn(name, 1, "", "quoted-header", "header names were quoted")
     index = [-1] * len(columns)
-    for pos, raw_name in enumerate(header):
-        cleaned = raw_name.strip().strip('"').strip()
-        if cleaned != raw_name:
-            report.warn(name, 1, cleaned, "header-whitespace", f"{cleaned}: header name trimmed")
+    for pos, (raw_name, cleaned) in enumerate(zip(header, names, strict=True)):
         at = by_lower.get(cleaned.lower())
         if at is None:
+            # Never the cell's text: it may be data (client data) rather than a name.
             if cleaned:
                 report.warn(
                     name,
                     1,
-                    cleaned,
+                    "",
                     "unknown-column",
-                    f"{cleaned}: not a column of this file; ignored",
+                    f"column {pos + 1}: not a column of this file; ignored",
+                )
+            elif raw_name:
+                report.warn(
+                    name, 1, "", "header-whitespace", f"column {pos + 1}: header name trimmed"
                 )
             continue
-        if index[at] >= 0:
+        spec_name = spec_names[at]
+        if cleaned != raw_name:
             report.warn(
-                name, 1, cleaned, "duplicate-column", f"{cleaned}: column given twice; first kept"
+                name, 1, spec_name, "header-whitespace", f"{spec_name}: header name trimmed"
             )
-            continue
-        if cleaned != spec_names[at]:
+        if index[at] >= 0:
             report.warn(
                 name,
                 1,
-                spec_names[at],
-                "header-case",
-                f"{spec_names[at]}: header matched ignoring case",
+                spec_name,
+                "duplicate-column",
+                f"{spec_name}: column given twice (column {pos + 1}); first kept",
+            )
+            continue
+        if cleaned != spec_name:
+            report.warn(
+                name, 1, spec_name, "header-case", f"{spec_name}: header matched ignoring case"
             )
         index[at] = pos
     missing = [spec_names[i] for i, p in enumerate(index) if p < 0]
@@ -243,40 +370,84 @@ def open_table(
             "missing-key-column",
             f"{spec_names[0]}: key column missing; file skipped",
         )
-        buffered.close()
         return None
     for m in missing:
         report.warn(name, 1, m, "missing-column", f"{m}: column missing; read as blank")
     identity = index == list(range(len(columns))) and len(header) == len(columns)
-    return Table(file, columns, index, identity, len(header), missing, buffered, None, reader, bad)
+    return Table(
+        file,
+        columns,
+        index,
+        identity,
+        len(header),
+        missing,
+        buffered,
+        None,
+        reader,
+        bad,
+        feed,
+        origin,
+    )
+
+
+_UNCLOSED = (
+    "a quote opened on this line is never closed; row skipped, the lines after it read again"
+)
 
 
 def iter_rows(table: Table, report: Report) -> Iterator[tuple[int, list[str]]]:
-    """(line, values in spec column order) for each data row; blank and malformed rows are
-    reported (blank: warning, skipped; wrong column count: error, skipped)."""
+    """(line, values in spec column order) for each data row; ``line`` is the row's first
+    physical line. Blank rows are reported (warning) and skipped; rows that cannot be read
+    are reported (error), skipped and counted in ``table.unread``:
+
+    - ``column-count``: a one-line row of the wrong number of fields;
+    - ``unterminated-quote``: a row over several lines that comes out with the wrong number
+      of fields, or runs past :data:`MAX_RECORD_LINES` lines — a quote opened on its first
+      line is never closed; the lines after the first are read again, so only that row is
+      lost;
+    - ``unreadable-row``: what ``csv`` refuses (a cell over the size limit, …).
+
+    Raises :class:`DamagedFile` when the file's bytes cannot be read.
+    """
+    feed = table._feed
+    assert feed is not None
     reader = table._reader
-    assert isinstance(reader, _ReaderType)
     name = f"{table.file}.csv"
     width = table.width
     identity = table.identity
     index = table.index
+    held = feed.held
+    clear = held.clear
+    base = 0  # lines before the current reader's first line
     _ACTIVE[0] = table._bad
     while True:
+        clear()
+        line = base + reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             break
+        except _RecordTooLong:
+            report.error(name, line, "", "unterminated-quote", _UNCLOSED)
+            table.unread += 1
+            reader, base = feed.restart(), line
+            continue
         except csv.Error as exc:
             report.error(
-                name,
-                reader.line_num,
-                "",
-                "unreadable-row",
-                f"row cannot be read as CSV ({exc}); skipped",
+                name, line, "", "unreadable-row", f"row cannot be read as CSV ({exc}); skipped"
             )
+            table.unread += 1
+            if len(held) > 1:
+                reader, base = feed.restart(), line
             continue
-        line = reader.line_num
+        except _DAMAGE as exc:
+            raise _damaged(table.origin, table.file, exc) from None
         if len(row) != width:
+            if len(held) > 1:
+                report.error(name, line, "", "unterminated-quote", _UNCLOSED)
+                table.unread += 1
+                reader, base = feed.restart(), line
+                continue
             if not row or not any(x.strip() for x in row):
                 report.warn(name, line, "", "blank-row", "blank row skipped")
                 continue
@@ -287,6 +458,7 @@ def iter_rows(table: Table, report: Report) -> Iterator[tuple[int, list[str]]]:
                 "column-count",
                 f"row has {len(row)} fields, header has {width}; row skipped",
             )
+            table.unread += 1
             continue
         if identity:
             yield line, row
@@ -300,9 +472,6 @@ def iter_rows(table: Table, report: Report) -> Iterator[tuple[int, list[str]]]:
             "encoding-bytes",
             f"{table._bad[0]} bytes were not UTF-8 and were read as Windows-1252",
         )
-
-
-_ReaderType = type(csv.reader(io.StringIO("")))
 
 
 # ---- writing ------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 A scheduled job (``[clarity] drop_folder``, every ``drop_interval_seconds``) imports each
 entry that has not changed for ``drop_settle_seconds`` (so a copy in progress is left
 alone), then moves it to ``done/`` with its report (``<name>.report.jsonl``) and summary
-(``<name>.summary.json``), or — when the export cannot be imported at all — to ``failed/``
-with ``<name>.error.txt``. A crash mid-import leaves the entry in place; the next run imports
-it again, which is safe (an import is idempotent).
+(``<name>.summary.json``), or — when the export cannot be imported (refused, a damaged file
+midway, or any other failure) — to ``failed/`` with ``<name>.error.txt`` (and the report and
+partial summary when the import had begun). Either way the scan goes on to the next entry:
+one bad entry is never retried forever, nor blocks the others. Importing a moved entry again
+is safe (an import is idempotent).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import asyncio
 import logging
 import shutil
 import time
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,31 +73,83 @@ async def scan_drop_folder(ctx: Any) -> list[dict[str, Any]]:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
         for entry in _candidates(folder):
-            if not _settled(entry, settings.drop_settle_seconds, now):
+            try:
+                if not _settled(entry, settings.drop_settle_seconds, now):
+                    continue
+            except OSError:  # removed or replaced while we looked: the next scan sees it
                 continue
-            outcomes.append(await _import_one(ctx, folder, entry))
+            outcome = await _import_one(ctx, folder, entry)
+            if outcome is not None:
+                outcomes.append(outcome)
     return outcomes
 
 
-async def _import_one(ctx: Any, folder: Path, entry: Path) -> dict[str, Any]:
+def _report_path(ctx: Any, entry: Path) -> Path:
+    """Where the entry's findings go (known before the import, so a failure keeps them)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in entry.name)[:60]
+    return settings_of(ctx.config).report_dir(ctx.config) / f"clarity-drop-{stamp}-{safe}.jsonl"
+
+
+def _where(exc: BaseException) -> str:
+    """Where an unexpected exception came from: its type and innermost frame (never its
+    message, which might quote a value)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {Path(last.filename).name}:{last.lineno} ({last.name})"
+
+
+async def _import_one(ctx: Any, folder: Path, entry: Path) -> dict[str, Any] | None:
+    """Import one entry and move it to done/ or failed/; None when it could not be moved
+    (it stays, and is logged)."""
+    report = _report_path(ctx, entry)
     try:
-        summary = await import_export(ctx, entry)
+        summary = await import_export(ctx, entry, report_path=report)
     except ImportRefused as exc:
-        _file_failed(folder, entry, str(exc))
+        error, partial = str(exc), exc.summary
         log.warning("clarity drop folder: %s refused", entry.name)
-        return {"entry": entry.name, "status": "failed", "error": str(exc)}
-    data = summary.to_json()
-    _file_done(folder, entry, Path(summary.report), data)
-    log.info("clarity drop folder: %s imported (%d rows)", entry.name, data["rows_read"])
-    return {"entry": entry.name, "status": "done", "summary": data}
+    except Exception as exc:  # any failure: file it and go on with the next entry
+        error = f"import failed: {_where(exc)}; see the hub log"
+        partial = None
+        log.error("clarity drop folder: %s failed (%s)", entry.name, _where(exc))
+    else:
+        data = summary.to_json()
+        try:
+            _file_done(folder, entry, Path(summary.report), data)
+        except OSError as exc:
+            log.error(
+                "clarity drop folder: %s imported but not moved (%s)", entry.name, _where(exc)
+            )
+            return None
+        log.info("clarity drop folder: %s imported (%d rows)", entry.name, data["rows_read"])
+        return {"entry": entry.name, "status": "done", "summary": data}
+    try:
+        _file_failed(folder, entry, error, report, partial)
+    except OSError as exc:
+        log.error("clarity drop folder: %s failed and not moved (%s)", entry.name, _where(exc))
+        return None
+    out: dict[str, Any] = {"entry": entry.name, "status": "failed", "error": error}
+    if partial is not None:
+        out["summary"] = partial
+    return out
 
 
-def _file_failed(folder: Path, entry: Path, error: str) -> None:
+def _file_failed(
+    folder: Path, entry: Path, error: str, report: Path, summary: dict[str, Any] | None
+) -> None:
     failed = folder / FAILED
     failed.mkdir(exist_ok=True)
     target = _free_name(failed, entry.name)
     shutil.move(str(entry), target)
     target.with_name(target.name + ".error.txt").write_text(error + "\n", encoding="utf-8")
+    if report.exists():
+        shutil.copyfile(report, target.with_name(target.name + ".report.jsonl"))
+    if summary is not None:
+        target.with_name(target.name + ".summary.json").write_bytes(
+            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        )
 
 
 def _file_done(folder: Path, entry: Path, report: Path, data: dict[str, Any]) -> None:

@@ -17,7 +17,13 @@ belong to the default owner. Victim service providers' data is ``restricted``.
 
 Sync: a delta export (ExportDirective 1) upserts (the store keeps the newer DateUpdated); a
 full refresh (2) also marks deleted, per file present in the export, this source's records
-that the export no longer carries. ``DateDeleted`` marks a record deleted.
+that the export no longer carries — unless a row of that file could not be read (its id is
+unknown, so the record it carries cannot be told apart from one the export dropped): then
+none of that file's records is marked deleted, and a ``deletions-skipped`` warning says so.
+``DateDeleted`` marks a record deleted.
+
+A file that cannot be read to its end (a damaged zip member) stops the import with an
+:class:`ImportRefused` that says what was already stored (and carries the partial summary).
 """
 
 from __future__ import annotations
@@ -106,6 +112,8 @@ class ImportSummary:
     default_owner: str = ""
     report: str = ""
     seconds: float = 0.0
+    stopped: str = ""
+    """Why the import stopped midway (a damaged file), and what it had stored; else ""."""
 
     def total(self, name: str) -> int:
         """A count summed over the files."""
@@ -140,6 +148,7 @@ class ImportSummary:
             "warnings": self.total("warnings"),
             "errors": self.total("errors"),
             "report": self.report,
+            "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(rows / self.seconds) if self.seconds > 0 else 0,
         }
@@ -201,7 +210,9 @@ async def import_export(
 ) -> ImportSummary:
     """Import one export; returns its summary. Raises :class:`ImportRefused` (one line, no
     client data) when the export cannot be imported at all: missing path, unreadable zip,
-    no Export.csv, blank or unknown ``CSVVersion``, blank ``ImplementationID``.
+    no Export.csv, blank or unknown ``CSVVersion``, blank ``ImplementationID``; and when a
+    file turns out to be damaged midway (a bad CRC, corrupt data in a zip member): then the
+    message says what was already stored and ``exc.summary`` is the partial summary.
 
     ``directive`` overrides Export.csv's ExportDirective: ``"full"`` or ``"delta"``.
     """
@@ -249,6 +260,7 @@ class _Import:
         self.past_limit = ""
         self.bytes_total = 0
         self.bytes_done = 0
+        self.unknown_ids = 0  # rows of the current file refused before their id was known
         self.bc = BuildContext("", "", datetime.now(UTC), "hmis-csv", "1")
 
     # ---- orchestration -------------------------------------------------------------------
@@ -266,6 +278,9 @@ class _Import:
             early.replay(self.report)
             try:
                 await self._run_files(src, meta)
+            except ImportRefused as exc:
+                self.summary.seconds = time.perf_counter() - started
+                raise self._stopped(exc) from None
             finally:
                 self.report.close()
         finally:
@@ -376,9 +391,36 @@ class _Import:
         for file in FILES[FILES.index("Client") :]:
             await self._file(src, file)
         await self._store_export_row(meta)
-        for file, stats in s.files.items():
+        self._count_findings()
+
+    def _count_findings(self) -> None:
+        for file, stats in self.summary.files.items():
             stats.warnings = self.report.count(file, "warning")
             stats.errors = self.report.count(file, "error")
+
+    def _stopped(self, exc: ImportRefused) -> ImportRefused:
+        """The refusal of an import stopped midway: what it had stored, and its summary."""
+        s = self.summary
+        self._count_findings()
+        damaged = getattr(exc, "file", "")
+        if self.dry_run:
+            done = "nothing was stored (dry run)"
+        else:
+            stored = [
+                f"{name} {st.accepted}"
+                + (" (stored before the damage was found)" if name == damaged else "")
+                for name, st in s.files.items()
+                if st.accepted
+            ]
+            done = ("already stored (rows): " + ", ".join(stored)) if stored else "nothing stored"
+            deleted = s.total("deleted")
+            if deleted:
+                done += f"; {deleted} records marked deleted"
+        s.stopped = (
+            f"{exc}; import stopped: {done}; nothing else was imported "
+            "(importing a good copy again is safe)"
+        )
+        return ImportRefused(s.stopped, s.to_json())
 
     def _export_date(self, meta: dict[str, str]) -> str:
         raw = meta.get("ExportDate", "")
@@ -465,6 +507,7 @@ class _Import:
             return
         handler = _handler(file)
         had_records = await self._source_has(RECORD_KINDS[file])
+        self.unknown_ids = 0
         keep: IdMap[bool] = IdMap()  # the file's ids (a full refresh keeps these)
         batch: list[tuple[int, list[str]]] = []
         size = src.size(file)
@@ -486,7 +529,8 @@ class _Import:
             table.close()
         self.bytes_done += size
         self._progress(name, 0)
-        await self._after_file(src, lay, keep, stats, had_records)
+        unread = table.unread + self.unknown_ids
+        await self._after_file(src, lay, keep, stats, had_records, unread)
 
     def _progress(self, name: str, position: int) -> None:
         if self.progress is not None:
@@ -546,6 +590,7 @@ class _Import:
                     report.error(
                         name, line, key_name, "missing-key", f"{key_name}: blank; row skipped"
                     )
+                    self.unknown_ids += 1
                 else:
                     report.warn(name, line, "", "blank-row", "blank row skipped")
                 continue
@@ -572,8 +617,9 @@ class _Import:
         records: list[Record] = []
         for k, (line, v, rid, key) in enumerate(rows):
             digest = raw_hash(v)
-            if k in suspects:
-                check(v, line, rid, report)
+            if k in suspects and not check(v, line, rid, report):
+                self._errored(file, key)  # refused: the record stays as stored
+                continue
             updated = v[updated_at] if updated_at >= 0 else ""
             if updated and updated[:10] <= past_limit:
                 version: str | None = version_of(updated)
@@ -659,6 +705,7 @@ class _Import:
         keep: IdMap[bool],
         stats: FileStats,
         had_records: bool,
+        unread: int,
     ) -> None:
         file = lay.file
         scope: Iterable[int | str] = keep
@@ -670,7 +717,21 @@ class _Import:
         elif file == "Enrollment":
             await self._households(src, lay)
             scope = self.enrollments
-        if self.summary.directive != "full" or self.dry_run or not had_records:
+        if self.summary.directive != "full" or not had_records:
+            return
+        if unread:
+            # A row whose id is unknown may carry any stored record: deleting "the others"
+            # could delete it.
+            self.report.warn(
+                f"{file}.csv",
+                0,
+                "",
+                "deletions-skipped",
+                f"{file}.csv: {unread} rows could not be read, so their ids are unknown; "
+                "full refresh deletions skipped for this file (its stored records stay)",
+            )
+            return
+        if self.dry_run:
             return
         async with self.ctx.store.transaction() as tx:
             stats.deleted += await tx.mark_deleted_except(

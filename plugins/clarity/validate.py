@@ -2,7 +2,9 @@
 
 The checker repairs in place what reads one way (a date in another format, an integer with
 spaces or leading zeros, money with a currency sign) and reports every repair; values it
-cannot read are blanked (integers, money, dates) and reported.
+cannot read are blanked (integers, money, dates) and reported — except ``DateDeleted``: a
+value there says the record is deleted, so one that cannot be read refuses the row (an
+error; the record stays as stored) rather than being blanked into a live record.
 
 Most rows of a real export need neither a repair nor a finding, so a batch is first screened
 column by column (:meth:`RowChecker.suspects`): C-level set and length tests over a whole
@@ -27,6 +29,9 @@ from plugins.clarity.spec import DATE_OPEN_ENDED, EXPORT_ID_COLUMN, Column
 
 LOWEST_DATE = "1900-01-01"
 """Dates before this are reported as out of range."""
+
+DELETED_COLUMN = "DateDeleted"
+"""A value here marks the record deleted: one that cannot be read refuses the row."""
 
 _MONEY = re.compile(r"^\d+\.\d{2}$")
 _MONEY_LOOSE = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?$")
@@ -109,18 +114,25 @@ class RowChecker:
         self._money: set[str] = set()
         self._days: dict[str, set[str]] = {}
         self._probe = _Count()
+        self._refused = False
         self._screens = [self._screen(c) for c in checks]
         self._known = [self._known_values(c) for c in checks]
 
     # ---- the rules, one cell at a time ----------------------------------------------------
 
-    def check(self, v: list[str], line: int, rid: str, report: Report) -> None:
-        """Check (and repair in place) the cells of one row, reporting each finding."""
+    def check(self, v: list[str], line: int, rid: str, report: Report) -> bool:
+        """Check (and repair in place) the cells of one row, reporting each finding.
+
+        Returns False when the row must be skipped (an error was reported: a ``DateDeleted``
+        that cannot be read), else True.
+        """
         cell = self._cell
+        self._refused = False
         for c in self._checks:
             fixed = cell(c, v[c[0]], line, rid, report)
             if fixed is not None:
                 v[c[0]] = fixed
+        return not self._refused
 
     def _cell(self, c: Check, x: str, line: int, rid: str, report: Report) -> str | None:
         """Check one cell, reporting each finding; the value to write back (a repair, or ""
@@ -177,6 +189,18 @@ class RowChecker:
         if typ == "T" or typ == "D":
             timed = typ == "T"
             got = normalise_datetime(x) if timed else normalise_date(x)
+            if got is None and name == DELETED_COLUMN:
+                # Blanking it would turn a record its source deleted into a live one.
+                self._refused = True
+                report.error(
+                    file,
+                    line,
+                    name,
+                    "date-deleted",
+                    f"{name}: not a date and time; row skipped (the record stays as stored)",
+                    rid,
+                )
+                return None
             if got is None:
                 rule, what = ("datetime", "a date and time") if timed else ("date", "a date")
                 report.warn(file, line, name, rule, f"{name}: not {what}; blanked", rid)
