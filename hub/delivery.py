@@ -674,6 +674,21 @@ class DeliveryWorker:
         rows: list[OutboxRow],
         deadline: float,
     ) -> None:
+        try:
+            await self._deliver_in_lane(feed, sink, lane, rows, deadline)
+        finally:
+            # A lane is free again: a claim that skipped this feed (every lane busy) may
+            # take its entries now rather than at the next poll.
+            self._wake.set()
+
+    async def _deliver_in_lane(
+        self,
+        feed: FeedSpec,
+        sink: Sink,
+        lane: asyncio.Semaphore,
+        rows: list[OutboxRow],
+        deadline: float,
+    ) -> None:
         async with lane:
             timeout = self._send_timeout(feed)
             if time.monotonic() + timeout + self.settings.lease_seconds * 0.05 > deadline:

@@ -311,6 +311,34 @@ async def test_delivery_a_hanging_partner_does_not_hold_the_others_back(hub, rec
             await sinks["webhook"].close()
 
 
+async def test_delivery_a_busy_feed_is_claimed_again_as_soon_as_a_lane_frees(hub, h) -> None:
+    # Claims skip a feed whose lanes are all busy; the lane that frees must wake the
+    # claiming, not leave the feed idle until the next poll (two seconds here).
+    hub.write(
+        h.webhook_feed(
+            "busy",
+            "partner",
+            "http://127.0.0.1:9/",
+            connector="slow",
+            batch_size=5,
+            options={"concurrency": 1},
+        ),
+        batch_size=5,
+        poll_seconds=2.0,
+    )
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, [f"P{i}" for i in range(40)])
+        sink = SlowSink(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        _worker, stop, task = await run_worker(ctx, {"slow": sink}, max_in_flight=10)
+        try:
+            await h.wait_until(lambda: len(sink.sent) == 40, within=10)
+        finally:
+            await stop_worker(stop, task)
+        assert loop.time() - started < 1.5, "eight batches of 50 ms, not a poll between them"
+
+
 class CountingSink(SlowSink):
     """A slow sink that counts how often it saw each key."""
 
