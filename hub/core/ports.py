@@ -96,17 +96,28 @@ def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
 
     The same version with different data counts as an update (senders re-send corrected
     messages under the same timestamp), and so does the same data under another owner (the
-    source's organisation mapping changed); an older version never replaces a newer one.
+    source's organisation mapping changed), and so does the same data with a restriction or
+    a sensitive category the stored record does not carry yet (its organisation became a
+    victim service provider: the mark must reach the store, or the record would leave as
+    before); an older version never replaces a newer one. A row that carries less
+    restriction than the stored record is not an update for that alone: restrictions are
+    only lifted by an administrator (see ``hub.core.engine.keep_restrictions``).
     """
     if state is None:
         return "inserted"
     if row.version < state.version:
         return "stale"
-    if (row.version, row.payload_hash, row.deleted) == (
-        state.version,
-        state.payload_hash,
-        state.deleted,
-    ) and (state.owner is None or state.owner == row.owner):
+    if (
+        (row.version, row.payload_hash, row.deleted)
+        == (state.version, state.payload_hash, state.deleted)
+        and (state.owner is None or state.owner == row.owner)
+        and (state.restricted or not row.restricted)
+        and (
+            row.sensitivity == state.sensitivity
+            or not row.sensitivity
+            or set(row.sensitivity.split(",")) <= set(state.sensitivity.split(","))
+        )
+    ):
         return "unchanged"
     return "updated"
 

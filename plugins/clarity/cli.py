@@ -117,7 +117,11 @@ def import_clarity(
     "--since", default=None, help="Only rows updated on or after this date (a delta export)."
 )
 @click.option(
-    "--hash-status", type=click.Choice(["1", "4"]), default="1", help="1 clear, 4 SHA-256."
+    "--hash-status",
+    type=click.Choice(["1", "4"]),
+    default=None,
+    help="1 clear, 4 SHA-256 (clear names and SSNs hashed). Default: the status the client "
+    "rows were imported with (refused when they differ).",
 )
 @click.option(
     "--source", default=None, help="ImplementationID to export when the store holds several."
@@ -135,7 +139,7 @@ def export_clarity(
     recipient: str | None,
     purpose: str | None,
     since: str | None,
-    hash_status: str,
+    hash_status: str | None,
     source: str | None,
     export_date: str | None,
 ) -> None:
@@ -144,7 +148,10 @@ def export_clarity(
     Rows keep the values (and DateUpdated) they were imported with; converting between
     versions invents nothing and lists every dropped column in the JSON summary. With
     --recipient, only what the consent gate releases to that agency is written (each
-    decision is audited) and victim service providers' data never is.
+    decision is audited) and victim service providers' data never is. Export.csv's
+    HashStatus is the one the client rows carry: rows imported hashed leave hashed, and an
+    export whose rows would carry several statuses, or another than --hash-status, is
+    refused.
 
     \b
     Examples:

@@ -11,7 +11,16 @@ Without ``recipient`` the export is the hub operator's copy of one HMIS source: 
 record of that source except deleted ones without ``DateDeleted`` and restricted (victim
 service provider) records. With ``recipient``, only what the consent gate releases to that
 agency goes in: each person's records come from ``engine.disclose_person`` (which audits
-every decision), and columns of a withheld category are blank.
+every decision), and columns of a withheld category are blank. The descriptors (projects,
+their ProjectCoC rows …) of the projects those rows name follow; the ProjectCoC rows of a
+project in which an exported client fleeing domestic violence is enrolled leave without
+their location columns (address, city, state, ZIP, geocode: where that person stays), as
+the person's own location columns do.
+
+Before anything is read, the stored data of organisations that became victim service
+providers is marked restricted (``ownership.restrict_vsp_data``). ``HashStatus`` in
+Export.csv is the status the client rows carry: never clear text over hashed values (see
+:func:`decide_hash_status`).
 """
 
 from __future__ import annotations
@@ -28,13 +37,14 @@ import orjson
 from hub.plugin_api import Record, SourceRow
 from plugins.clarity import hashing
 from plugins.clarity.csvio import format_row, header_line
-from plugins.clarity.ownership import restore_agencies
+from plugins.clarity.ownership import restore_agencies, restrict_vsp_data
 from plugins.clarity.records import ROW_FIELDS
 from plugins.clarity.spec import (
     CSV_VERSION_LABEL,
     FILES,
     FY2024,
     FY2026,
+    LOCATION_COLUMNS,
     PROJECT_FILES,
     RECORD_KINDS,
     TYPED_FILES,
@@ -75,6 +85,10 @@ class ExportSummary:
     withheld_records: int = 0
     withheld_columns: dict[str, dict[str, int]] = field(default_factory=dict)
     restricted_skipped: int = 0
+    restricted_marked: int = 0
+    locations_withheld: int = 0
+    """Project descriptor rows (ProjectCoC) whose location columns a recipient export left
+    blank: an exported client enrolled in the project is fleeing domestic violence."""
     hashed_at_source: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -99,9 +113,12 @@ class ExportSummary:
                 persons=self.persons,
                 withheld_records=self.withheld_records,
                 withheld_columns=self.withheld_columns,
+                locations_withheld=self.locations_withheld,
             )
         if self.hashed_at_source:
             out["hashed_at_source"] = self.hashed_at_source
+        if self.restricted_marked:
+            out["restricted_marked"] = self.restricted_marked
         return out
 
 
@@ -212,17 +229,23 @@ async def export_hmis(
     recipient: str | None = None,
     purpose: str = "coordination",
     since: str | None = None,
-    hash_status: str = "1",
+    hash_status: str | None = None,
     source: str | None = None,
     export_date: datetime | None = None,
 ) -> ExportSummary:
-    """Write an export of one HMIS source to ``out``; see the module docstring."""
+    """Write an export of one HMIS source to ``out``; see the module docstring.
+
+    ``hash_status`` None writes the client rows as they were imported and declares the
+    ``HashStatus`` they carry; "1" asks for clear text, "4" for SHA-256 (clear names and
+    SSNs are hashed). An :class:`ExportError` refuses, before any file is written, an export
+    whose client rows would not all carry the declared status (see :func:`decide_hash_status`).
+    """
     version = (
         FY2026 if csv_version in ("2026", FY2026) else FY2024 if csv_version in ("2024",) else ""
     )
     if not version:
         raise ExportError(f"unsupported --csv-version {csv_version!r} (2024 or 2026)")
-    if hash_status not in ("1", "4"):
+    if hash_status not in (None, "1", "4"):
         raise ExportError(f"unsupported --hash-status {hash_status!r} (1 or 4)")
     when = (export_date or datetime.now(UTC)).replace(microsecond=0)
     export_id = "hub" + when.strftime("%Y%m%d%H%M%S")
@@ -233,14 +256,19 @@ async def export_hmis(
         recipient=recipient or "",
         purpose=purpose if recipient else "",
         since=since or "",
-        hash_status=hash_status,
+        hash_status=hash_status or "1",
     )
     await restore_agencies(ctx)
     if recipient is not None and recipient not in ctx.gate.agencies:
         raise ExportError(f"unknown agency {recipient!r} for --recipient")
     src, export_row = await _source(ctx, source)
     summary.source = src
-    job = _Export(ctx, version, summary, src, since, hash_status, export_id)
+    # Stored data of an organisation that became a victim service provider after it was
+    # imported (by a hub before this check existed) is marked before anything is read.
+    summary.restricted_marked = await restrict_vsp_data(ctx, src)
+    job = _Export(ctx, version, summary, src, since, hash_status or "1", export_id)
+    statuses = await job.client_hash_statuses(hash_status, everything=recipient is None)
+    job.hash_status = summary.hash_status = decide_hash_status(hash_status, statuses)
     writer = _Writer(out, version, summary)
     try:
         if recipient is None:
@@ -297,6 +325,12 @@ class _Export:
         self.export_id = export_id
         self.projects: set[str] = set()
         self.users: set[str] = set()
+        self.recipient = ""
+        self.named: set[str] = set()
+        """Projects the rows written for the current person name."""
+        self.dv_projects: set[str] = set()
+        """Projects of exported clients fleeing domestic violence (their locations are
+        withheld from the recipient)."""
 
     # ---- rows ----------------------------------------------------------------------------
 
@@ -319,6 +353,31 @@ class _Export:
                 _hash_client(names, values)
         return values
 
+    async def client_hash_statuses(
+        self, requested: str | None, *, everything: bool
+    ) -> dict[str, int]:
+        """How many of the client rows this export may write carry each HashStatus, as they
+        would be written (a clear row hashed for ``requested`` "4" counts as 4).
+
+        ``everything``: the operator's export (its exact client rows); else a recipient's,
+        whose rows are some of the source's live client rows (all of these are counted).
+        """
+        counts: dict[str, int] = {}
+        async for rows in self.ctx.store.iter_records("client", self.source):
+            for row in rows:
+                if row.restricted or (self.since and row.version < self.since):
+                    continue
+                status = ""
+                if row.deleted or b'"hmis_hash_status"' in row.payload:  # else: clear
+                    payload = orjson.loads(row.payload)
+                    if row.deleted and not (everything and _stored_date_deleted(payload)):
+                        continue
+                    status = str(payload.get("hmis_hash_status") or "")
+                if not status:
+                    status = "4" if requested == "4" else "1"
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
     def _exportable(self, row: Any) -> bool:
         if row.restricted:
             self.summary.restricted_skipped += 1
@@ -329,6 +388,7 @@ class _Export:
         names = writer.converters[file].names
         if "ProjectID" in names and values[names.index("ProjectID")]:
             self.projects.add(values[names.index("ProjectID")])
+            self.named.add(values[names.index("ProjectID")])
         if "UserID" in names and values[names.index("UserID")]:
             self.users.add(values[names.index("UserID")])
         writer.write(file, values)
@@ -351,7 +411,14 @@ class _Export:
                     writer.write(file, values)
 
     async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
-        """What the gate releases to ``recipient``, person by person, then the descriptors."""
+        """What the gate releases to ``recipient``, person by person, then the descriptors.
+
+        A person fleeing domestic violence has the location columns of their rows withheld by
+        the gate; the projects their rows name have theirs withheld here (ProjectCoC's
+        address, city, ZIP, geocode: where the person stays), see :meth:`_fleeing_projects`.
+        """
+        self.recipient = recipient
+        named: dict[str, set[str]] = {}
         persons: set[str] = set()
         async for rows in self.ctx.store.iter_records("client", self.source):
             persons.update(r.person_id for r in rows if r.person_id and not r.deleted)
@@ -367,11 +434,28 @@ class _Export:
             if ours:
                 self.summary.persons += 1
             ours.sort(key=lambda p: (order.get(p[0].meta.kind, 99), p[0].meta.key.id))
+            self.named = set()
             for rec, redacted, row in ours:
                 if self.since and row.version < self.since:
                     continue
                 self._released_row(writer, rec, redacted, orjson.loads(row.payload))
+            if self.named:
+                named[person] = self.named
+        self.dv_projects = await self._fleeing_projects(named)
         await self._descriptors(writer)
+
+    async def _fleeing_projects(self, named: Mapping[str, set[str]]) -> set[str]:
+        """The projects named by the rows of exported persons who are fleeing domestic
+        violence (as the gate knows it: any source linked to the person says so)."""
+        found: set[str] = set()
+        people = sorted(named)
+        for start in range(0, len(people), 500):
+            async with self.ctx.store.transaction() as tx:
+                facts = await self.ctx.gate.facts_of(tx, people[start : start + 500])
+            for person, fact in facts.items():
+                if fact.fleeing_dv:
+                    found |= named[person]
+        return found
 
     def _released_row(
         self, writer: _Writer, rec: Record, redacted: Mapping[str, Any], payload: Mapping[str, Any]
@@ -426,13 +510,34 @@ class _Export:
 
     async def _filtered(self, writer: _Writer, file: str, want: Any) -> None:
         names = column_names(self.version, file)
+        located = [i for i, n in enumerate(names) if n in LOCATION_COLUMNS.get(file, ())]
+        project = names.index("ProjectID") if located and "ProjectID" in names else -1
         async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
             for row in rows:
                 if row.deleted or not self._exportable(row):
                     continue
                 values = self._values(writer, file, orjson.loads(row.payload))
-                if values is not None and want(values, names):
-                    writer.write(file, values)
+                if values is None or not want(values, names):
+                    continue
+                if project >= 0 and values[project] in self.dv_projects:
+                    self._withhold_location(file, names, located, row.owner, values)
+                writer.write(file, values)
+
+    def _withhold_location(
+        self, file: str, names: Sequence[str], located: Sequence[int], owner: str, values: list[str]
+    ) -> None:
+        """Blank a project descriptor row's location columns (CONSENT.md rule 10,
+        ``DV_LOCATION_WITHHELD``) unless the recipient owns it (not a disclosure)."""
+        if owner == self.recipient:
+            return
+        withheld = self.summary.withheld_columns.setdefault(f"{file}.csv", {})
+        for i in located:
+            if values[i]:
+                values[i] = ""
+                withheld[names[i]] = withheld.get(names[i], 0) + 1
+        if not withheld:
+            del self.summary.withheld_columns[f"{file}.csv"]
+        self.summary.locations_withheld += 1
 
     # ---- Export.csv ------------------------------------------------------------------------
 
@@ -469,6 +574,46 @@ def released_categories(rec: Record, redacted: Mapping[str, Any]) -> frozenset[s
     a category with no value to show is treated as withheld)."""
     cats = rec.field_categories()
     return frozenset(cats[name] for name in redacted if name in cats and name not in ROW_FIELDS)
+
+
+def decide_hash_status(requested: str | None, statuses: Mapping[str, int]) -> str:
+    """The ``HashStatus`` an export declares, given how many client rows carry each status
+    (as :meth:`_Export.client_hash_statuses` counts them); ``requested`` is --hash-status.
+
+    Export.csv never declares clear text over hashed values: with one status among the rows
+    it is that one (unless --hash-status asked for another: refused, a hashed value can be
+    neither un-hashed nor hashed again); several are refused (one HashStatus cannot describe
+    them). No client rows: the requested status, else 1. The message names the statuses and
+    their row counts, nothing else.
+    """
+    if not statuses:
+        return requested or "1"
+    if len(statuses) == 1:
+        [(status, count)] = statuses.items()
+        if requested is None or requested == status:
+            return status
+        way = "in clear" if requested == "1" else f"as HashStatus {requested}"
+        raise ExportError(
+            f"--hash-status {requested}: the {count} client rows to export arrived hashed "
+            f"(HashStatus {status}) and cannot be written {way}; leave --hash-status out to "
+            f"export them as they are (HashStatus {status})"
+        )
+    detail = ", ".join(f"HashStatus {s}: {n} rows" for s, n in sorted(statuses.items()))
+    hint = ""
+    if requested != "4" and set(statuses) == {"1", "4"}:
+        hint = "; --hash-status 4 writes the clear ones hashed too"
+    raise ExportError(
+        f"the client rows to export carry different hash statuses ({detail}); one "
+        f"Export.csv HashStatus cannot describe them{hint}"
+    )
+
+
+def _stored_date_deleted(payload: Mapping[str, Any]) -> bool:
+    """Whether a stored typed row's own columns carry a DateDeleted (it is exported)."""
+    stored = payload.get("hmis_columns") or ()
+    names = column_names(str(payload.get("hmis_version") or FY2024), "Client")
+    at = names.index("DateDeleted")
+    return at < len(stored) and bool(stored[at])
 
 
 def _date_deleted(writer: _Writer, file: str, values: Sequence[str]) -> bool:

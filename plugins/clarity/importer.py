@@ -13,7 +13,9 @@ Ownership (CONSENT.md): a record belongs to the agency of its enrollment's proje
 organisation. A Client belongs to the owner of its earliest enrollment in this export, else
 to the owner it already has in the store, else to the export's default owner (``[clarity]
 default_agency``, else the agency of the export's first organisation). User and Export rows
-belong to the default owner. Victim service providers' data is ``restricted``.
+belong to the default owner. Victim service providers' data is ``restricted``: the rows
+read, and — once the Organization file is in — the records already stored of an
+organisation that is (now) one (``ownership.restrict_vsp_data``).
 
 Sync: a delta export (ExportDirective 1) upserts (the store keeps the newer DateUpdated); a
 full refresh (2) also marks deleted, per file present in the export, this source's records
@@ -46,7 +48,13 @@ from plugins.clarity.dates import normalise_date, normalise_datetime, version_of
 from plugins.clarity.findings import MemoryReport, Report
 from plugins.clarity.idmap import IdMap
 from plugins.clarity.mapping import BuildContext, Layout, make_meta
-from plugins.clarity.ownership import agency_for_org, ensure_agency, ensure_named_agency
+from plugins.clarity.ownership import (
+    agency_for_org,
+    ensure_agency,
+    ensure_named_agency,
+    mark_stored,
+    restrict_vsp_data,
+)
 from plugins.clarity.settings import ClaritySettings, settings_of
 from plugins.clarity.spec import (
     ENROLLMENT_FILES,
@@ -110,6 +118,10 @@ class ImportSummary:
     ignored_files: list[str] = field(default_factory=list)
     agencies_created: list[str] = field(default_factory=list)
     default_owner: str = ""
+    restricted_marked: int = 0
+    """Records stored before this import marked restricted: their organisation is (now) a
+    victim service provider, or their project or enrollment moved to one (see
+    ``ownership.restrict_vsp_data`` and ``ownership.mark_stored``)."""
     report: str = ""
     seconds: float = 0.0
     stopped: str = ""
@@ -138,6 +150,7 @@ class ImportSummary:
             "ignored_files": self.ignored_files,
             "agencies_created": self.agencies_created,
             "default_owner": self.default_owner,
+            "restricted_marked": self.restricted_marked,
             "rows_read": rows,
             "accepted": self.total("accepted"),
             "inserted": self.total("inserted"),
@@ -383,6 +396,10 @@ class _Import:
         )
         # Organisations decide owners; projects, users and descriptors follow.
         await self._file(src, "Organization")
+        if not self.dry_run:
+            # An organisation that became a victim service provider: what is stored of it is
+            # marked before anything else is read (a delta may carry only its row).
+            s.restricted_marked = await restrict_vsp_data(self.ctx, s.source)
         self._default_owner()
         for file in ("Project", "User", *sorted(PROJECT_FILES, key=FILES.index)):
             await self._file(src, file)
@@ -631,7 +648,32 @@ class _Import:
             else:
                 records.append(record)
         stats.accepted += len(records)
+        if file in ("Project", "Enrollment"):
+            await self._restrict_below(file, records)
         await self._ingest(records, stats)
+
+    async def _restrict_below(self, file: str, records: list[Record]) -> None:
+        """Projects or enrollments that arrive restricted while the store holds them
+        unrestricted (moved to a victim service provider's organisation or project): what the
+        store holds below them is marked first (``ownership.mark_stored``), so it is never
+        left unmarked under a marked parent."""
+        kind = RECORD_KINDS[file]
+        if self.dry_run or kind not in self.stored_kinds:
+            return
+        keys = [(kind, r.meta.key.source, r.meta.key.id) for r in records if r.meta.restricted]
+        if not keys:
+            return
+        async with self.ctx.store.transaction() as tx:
+            heads = await tx.record_heads(keys)
+        newly = [k[2] for k in keys if (h := heads.get(k)) is not None and not h.restricted]
+        if not newly:
+            return
+        source = self.summary.source
+        if file == "Project":
+            marked = await mark_stored(self.ctx, source, projects=newly)
+        else:
+            marked = await mark_stored(self.ctx, source, enrollments=newly)
+        self.summary.restricted_marked += marked
 
     def _errored(self, file: str, key: int | str) -> None:
         """Keep a skipped row's id in the full-refresh scope (its stored version stays)."""

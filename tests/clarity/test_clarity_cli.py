@@ -164,3 +164,32 @@ def test_clarity_cli_export_options(cli: click.Group, tools: Any, tmp_path: Path
         "nobody",
     )
     assert bad.exit_code != 0 and "unknown agency 'nobody'" in bad.stderr
+
+
+def test_clarity_cli_export_declares_the_hash_status_of_the_data(
+    cli: click.Group, tools: Any, tmp_path: Path
+) -> None:
+    first = tools.write_config(tmp_path / "first")
+    run(cli, first, "import", "clarity", str(write_export(tmp_path / "gen", clients=5, seed=2)))
+    hashed = tmp_path / "hashed"
+    result = run(
+        cli, first, "export", "clarity", "--out", str(hashed), "--csv-version", "2026",
+        "--hash-status", "4",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = tools.write_config(tmp_path / "hub")
+    assert run(cli, config, "import", "clarity", str(hashed)).exit_code == 0
+    out = tmp_path / "out"
+    result = run(cli, config, "export", "clarity", "--out", str(out), "--csv-version", "2026")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hash_status"] == "4"
+    assert tools.read_csv(out / "Export.csv")[0]["HashStatus"] == "4"
+    clear = tmp_path / "clear"
+    refused = run(
+        cli, config, "export", "clarity", "--out", str(clear), "--csv-version", "2026",
+        "--hash-status", "1",
+    )  # fmt: skip
+    assert refused.exit_code != 0
+    message = refused.stderr.strip()
+    assert "HashStatus 4" in message and "cannot be written in clear" in message
+    assert len(message.splitlines()) == 1 and not clear.exists()
