@@ -593,6 +593,10 @@ class DeliveryWorker:
         # until one frees: claimed, they would only wait for the lane while taking up the
         # in-flight room every other feed shares.
         busy = [name for name, lane in self._lanes.items() if lane.locked()]
+        if busy and len(busy) == len(self.feeds) and set(busy) == self.feeds.keys():
+            # Every feed is busy: nothing could be claimed (asking would walk the due
+            # entries only to skip them all). A lane that frees wakes the claiming.
+            return _Claimed([], started + lease)
         rows = await self.ctx.store.claim_outbox(self.worker_id, limit, lease, busy)
         return _Claimed(rows, started + lease)
 
