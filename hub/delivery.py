@@ -679,56 +679,46 @@ class DeliveryWorker:
         deadline: float,
     ) -> None:
         try:
-            await self._deliver_in_lane(feed, sink, lane, rows, deadline)
+            async with lane:
+                timeout = self._send_timeout(feed)
+                if time.monotonic() + timeout + self.settings.lease_seconds * 0.05 > deadline:
+                    # The lease would run out during the send: give the entries back now
+                    # rather than risk another worker sending them at the same time.
+                    now = _iso(datetime.now(UTC))
+                    await self._finish(
+                        feed.name, [(r, "retry", "released: lease ran out", now) for r in rows]
+                    )
+                    return
+                permitted: list[tuple[OutboxRow, Delivery]] = []
+                withheld: set[int] = set()
+                try:
+                    await self._recheck(feed, rows, permitted, withheld)
+                except Exception as exc:
+                    self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+                    log.error(
+                        "consent re-check failed; nothing sent",
+                        extra={"feed": feed.name, "error_type": type(exc).__name__},
+                    )
+                    failed = DeliveryOutcome(
+                        ok=False, retry=True, error=f"consent re-check failed: {type(exc).__name__}"
+                    )
+                    await self._settle_all(
+                        feed.name, feed, [r for r in rows if r.id not in withheld], failed
+                    )
+                    return
+                if permitted:
+                    outcomes = await self._send(sink, feed, [d for _, d in permitted], timeout)
+                    await self._finish(
+                        feed.name,
+                        [
+                            self._settlement(feed.name, feed, row, outcome)
+                            for (row, _), outcome in zip(permitted, outcomes, strict=True)
+                        ],
+                    )
         finally:
             # A lane is free again: a claim that skipped this feed (every lane busy) may
             # take its entries now rather than at the next poll.
             self._wake.set()
-
-    async def _deliver_in_lane(
-        self,
-        feed: FeedSpec,
-        sink: Sink,
-        lane: asyncio.Semaphore,
-        rows: list[OutboxRow],
-        deadline: float,
-    ) -> None:
-        async with lane:
-            timeout = self._send_timeout(feed)
-            if time.monotonic() + timeout + self.settings.lease_seconds * 0.05 > deadline:
-                # The lease would run out during the send: give the entries back now
-                # rather than risk another worker sending them at the same time.
-                now = _iso(datetime.now(UTC))
-                await self._finish(
-                    feed.name, [(r, "retry", "released: lease ran out", now) for r in rows]
-                )
-                return
-            permitted: list[tuple[OutboxRow, Delivery]] = []
-            withheld: set[int] = set()
-            try:
-                await self._recheck(feed, rows, permitted, withheld)
-            except Exception as exc:
-                self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
-                log.error(
-                    "consent re-check failed; nothing sent",
-                    extra={"feed": feed.name, "error_type": type(exc).__name__},
-                )
-                failed = DeliveryOutcome(
-                    ok=False, retry=True, error=f"consent re-check failed: {type(exc).__name__}"
-                )
-                await self._settle_all(
-                    feed.name, feed, [r for r in rows if r.id not in withheld], failed
-                )
-                return
-            if permitted:
-                outcomes = await self._send(sink, feed, [d for _, d in permitted], timeout)
-                await self._finish(
-                    feed.name,
-                    [
-                        self._settlement(feed.name, feed, row, outcome)
-                        for (row, _), outcome in zip(permitted, outcomes, strict=True)
-                    ],
-                )
 
     async def _recheck(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -110,6 +111,45 @@ def findings(report: str | Path) -> list[dict[str, Any]]:
     ]
 
 
+async def give_consents(ctx: HubContext, values: list[str], source: str = "hmis:synthetic") -> None:
+    """Import a consent (to the HMIS and CIE networks) for each client id of ``source``."""
+    from consent.parsing import parse_consent_file
+
+    text = "\n".join(
+        json.dumps(
+            {
+                "id": f"mpa-{value}",
+                "client": {"system": source, "value": value},
+                "signed_on": "2025-01-01",
+                "networks": ["hmis", "cie"],
+                "recorded_by": "shelter-a",
+            }
+        )
+        for value in values
+    )
+    parsed = parse_consent_file(text, agencies=ctx.gate.agencies, policy=ctx.config.consent_policy)
+    await ctx.import_consents(parsed)
+
+
+@pytest.fixture
+def cli() -> Any:
+    """The hub CLI with this plugin's commands (its own groups if the hub has none)."""
+    import click
+
+    from plugins.clarity.cli import register
+
+    try:
+        from hub.cli import cli as hub_cli
+    except ImportError:  # pragma: no cover - the lead's CLI not there yet
+        hub_cli = click.Group("hub")
+    group: click.Group = hub_cli
+    for name in ("import", "export"):
+        if name not in group.commands:
+            group.add_command(click.Group(name))
+    register(group)
+    return group
+
+
 @pytest.fixture
 def tools() -> Any:
     """The helpers above, for test modules (which cannot import this conftest by name)."""
@@ -122,4 +162,5 @@ def tools() -> Any:
         write_config=write_config,
         load=load,
         sample=SAMPLE,
+        give_consents=give_consents,
     )

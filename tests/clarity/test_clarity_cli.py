@@ -13,23 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli_support import CliState
-from plugins.clarity.cli import register
 from plugins.clarity.generate import write_export
-
-
-@pytest.fixture
-def cli() -> click.Group:
-    """The hub CLI with this plugin's commands (its own groups if the hub has none)."""
-    try:
-        from hub.cli import cli as hub_cli
-    except ImportError:  # pragma: no cover - the lead's CLI not there yet
-        hub_cli = click.Group("hub")
-    group: click.Group = hub_cli
-    for name in ("import", "export"):
-        if name not in group.commands:
-            group.add_command(click.Group(name))
-    register(group)
-    return group
 
 
 def run(cli: click.Group, config: Path, *args: str) -> Any:

@@ -9,37 +9,19 @@ from typing import Any
 
 import orjson
 
-from consent import parse_consent_file
 from plugins.clarity.exporter import export_hmis
 from plugins.clarity.generate import write_export
 from plugins.clarity.importer import import_export
 from plugins.clarity.spec import LOCATION_COLUMNS
+from tests.clarity.conftest import give_consents
 
 SOURCE = "hmis:synthetic"
 WHEN = datetime(2025, 11, 1, 10, 0, 0)
 LOCATED = sorted(LOCATION_COLUMNS["ProjectCoC"])
 
 
-def consent_text(values: list[str]) -> str:
-    return "\n".join(
-        json.dumps(
-            {
-                "id": f"mpa-{value}",
-                "client": {"system": SOURCE, "value": value},
-                "signed_on": "2025-01-01",
-                "networks": ["hmis", "cie"],
-                "recorded_by": "shelter-a",
-            }
-        )
-        for value in values
-    )
-
-
 async def export_for_211(ctx: Any, out: Path, persons: list[str]) -> Any:
-    consents = parse_consent_file(
-        consent_text(persons), agencies=ctx.gate.agencies, policy=ctx.config.consent_policy
-    )
-    await ctx.import_consents(consents)
+    await give_consents(ctx, persons, SOURCE)
     return await export_hmis(ctx, out, csv_version="2026", recipient="cie-211", export_date=WHEN)
 
 

@@ -10,7 +10,6 @@ before the fix (the organisation row says VSP, its other rows are not marked).
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
-from consent import parse_consent_file
 from hub.core.ports import RecordRow, StoredState, classify
 from plugins.clarity.exporter import export_hmis
 from plugins.clarity.generate import write_export
 from plugins.clarity.importer import import_export
 from plugins.clarity.ownership import AgencyService
 from plugins.clarity.spec import FILES, RECORD_KINDS
+from tests.clarity.conftest import give_consents
 
 SOURCE = "hmis:synthetic"
 WHEN = datetime(2025, 11, 1, 10, 0, 0)
@@ -73,28 +72,6 @@ def sheltered(tools: Any, gen: Path) -> tuple[set[str], set[str]]:
     """(PersonalIDs, EnrollmentIDs) of the organisation's project."""
     rows = [r for r in tools.read_csv(gen / "Enrollment.csv") if r["ProjectID"] == PROJECT]
     return {r["PersonalID"] for r in rows}, {r["EnrollmentID"] for r in rows}
-
-
-def consents(values: list[str]) -> str:
-    return "\n".join(
-        json.dumps(
-            {
-                "id": f"mpa-{value}",
-                "client": {"system": SOURCE, "value": value},
-                "signed_on": "2025-01-01",
-                "networks": ["hmis", "cie"],
-                "recorded_by": "shelter-a",
-            }
-        )
-        for value in values
-    )
-
-
-async def give_consents(ctx: Any, values: list[str]) -> None:
-    parsed = parse_consent_file(
-        consents(values), agencies=ctx.gate.agencies, policy=ctx.config.consent_policy
-    )
-    await ctx.import_consents(parsed)
 
 
 async def unrestricted_of(
