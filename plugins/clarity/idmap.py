@@ -161,3 +161,15 @@ class IdMap(Generic[V]):
 
 
 _MISSING = object()
+
+
+def ck(value: str) -> int | str:
+    """A compact dictionary key for an id: canonical decimal ids become ints."""
+    if (
+        value.isdigit()
+        and value.isascii()
+        and len(value) < 19
+        and (value[0] != "0" or len(value) == 1)
+    ):
+        return int(value)
+    return value

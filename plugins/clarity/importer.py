@@ -19,9 +19,11 @@ organisation that is (now) one (``ownership.restrict_vsp_data``).
 
 Sync: a delta export (ExportDirective 1) upserts (the store keeps the newer DateUpdated); a
 full refresh (2) also marks deleted, per file present in the export, this source's records
-that the export no longer carries — unless a row of that file could not be read (its id is
-unknown, so the record it carries cannot be told apart from one the export dropped): then
-none of that file's records is marked deleted, and a ``deletions-skipped`` warning says so.
+*in the export's scope* (the projects its Project.csv lists: see ``refresh.py``; none when
+it lists none) that the export no longer carries — unless a row of that file could not be
+read (its id is unknown, so the record it carries cannot be told apart from one the export
+dropped): then none of that file's records is marked deleted, and a ``deletions-skipped``
+warning says so.
 ``DateDeleted`` marks a record deleted.
 
 A file that cannot be read to its end (a damaged zip member) stops the import with an
@@ -33,7 +35,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -46,7 +48,7 @@ from plugins.clarity import mapping
 from plugins.clarity.csvio import ExportSource, ImportRefused, iter_rows, open_table
 from plugins.clarity.dates import normalise_date, normalise_datetime, version_of
 from plugins.clarity.findings import MemoryReport, Report
-from plugins.clarity.idmap import IdMap
+from plugins.clarity.idmap import IdMap, ck
 from plugins.clarity.mapping import BuildContext, Layout, make_meta
 from plugins.clarity.ownership import (
     agency_for_org,
@@ -55,6 +57,7 @@ from plugins.clarity.ownership import (
     mark_stored,
     restrict_vsp_data,
 )
+from plugins.clarity.refresh import NEVER_DELETED, RefreshScope
 from plugins.clarity.settings import ClaritySettings, settings_of
 from plugins.clarity.spec import (
     ENROLLMENT_FILES,
@@ -167,25 +170,6 @@ class ImportSummary:
         }
 
 
-# ---- compact ids ----------------------------------------------------------------------------
-
-
-def ck(value: str) -> int | str:
-    """A compact dictionary key for an id: canonical decimal ids become ints."""
-    if (
-        value.isdigit()
-        and value.isascii()
-        and len(value) < 19
-        and (value[0] != "0" or len(value) == 1)
-    ):
-        return int(value)
-    return value
-
-
-def _strs(keys: Iterable[int | str]) -> Iterable[str]:
-    return (k if isinstance(k, str) else str(k) for k in keys)
-
-
 class Owners:
     """Owner agencies by small index, so per-client and per-enrollment values stay small."""
 
@@ -262,6 +246,9 @@ class _Import:
         self.enrollments: IdMap[tuple[int, int, bool] | None] = IdMap()
         self.households: dict[str | None, IdMap[int]] = {}
         self.assessments: set[int | str] = set()
+        self.refresh_projects: IdMap[bool] | None = None  # ProjectIDs of Project.csv
+        self.refresh: RefreshScope | None = None  # a full refresh's scope (refresh.py)
+        self._scope_warned = False
         self.stored_kinds: frozenset[str] = frozenset()
         """Parent kinds the store held from this source before the import began."""
         self.household_prefixes: set[str] = set()
@@ -750,7 +737,7 @@ class _Import:
         unread: int,
     ) -> None:
         file = lay.file
-        scope: Iterable[int | str] = keep
+        scope: Container[int | str] = keep
         if file == "Client":
             # Person ids seen only in Enrollment.csv's pre-scan are not clients.
             for k in [k for k, val in self.persons.items() if type(val) is not int]:
@@ -759,7 +746,12 @@ class _Import:
         elif file == "Enrollment":
             await self._households(src, lay)
             scope = self.enrollments
-        if self.summary.directive != "full" or not had_records:
+        elif file == "Project" and keep:
+            self.refresh_projects = keep  # the export's scope: the projects it lists
+        if self.summary.directive != "full" or not had_records or file in NEVER_DELETED:
+            return
+        refresh = self._refresh_scope()
+        if refresh is None:
             return
         if unread:
             # A row whose id is unknown may carry any stored record: deleting "the others"
@@ -772,13 +764,31 @@ class _Import:
                 f"{file}.csv: {unread} rows could not be read, so their ids are unknown; "
                 "full refresh deletions skipped for this file (its stored records stay)",
             )
+            if file == "Enrollment" and not self.dry_run:
+                # The in-scope enrollments are still needed by the files below them.
+                await refresh.delete_missing(file, scope, delete=False)
             return
         if self.dry_run:
             return
-        async with self.ctx.store.transaction() as tx:
-            stats.deleted += await tx.mark_deleted_except(
-                RECORD_KINDS[file], self.summary.source, _strs(scope)
+        stats.deleted += await refresh.delete_missing(file, scope)
+
+    def _refresh_scope(self) -> RefreshScope | None:
+        """The full refresh's scope (the projects of Project.csv), or None when the export
+        lists no project: then its scope is unknown and nothing is deleted (warned once)."""
+        if self.refresh is None and self.refresh_projects is not None:
+            projects = self.refresh_projects
+            self.refresh = RefreshScope(self.ctx, self.summary.source, projects)
+        if self.refresh is None and not self._scope_warned:
+            self._scope_warned = True
+            self.report.warn(
+                "Project.csv",
+                0,
+                "",
+                "deletions-skipped",
+                "Project.csv is absent or lists no project, so the export's scope is unknown; "
+                "full refresh deletions skipped (every stored record stays)",
             )
+        return self.refresh
 
     # ---- parents that are not in this export: look them up in the store --------------------
 

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from consent import Agency
+from plugins.clarity.refresh import client_of, enrollment_of
 from plugins.clarity.spec import ENROLLMENT_FILES, FILES, PROJECT_FILES, RECORD_KINDS
 
 log = logging.getLogger("hub.clarity")
@@ -208,7 +209,7 @@ async def mark_stored(
         if row.source_id in marked or payload.get("project_id") in projects:
             marked.add(row.source_id)
             want(row)
-            client = str((payload.get("client") or {}).get("id") or row.client_source_id or "")
+            client = client_of(row, payload)
             named.add(client)
             if not row.deleted:
                 entry = (str(payload.get("entry_date") or "9999"), row.source_id)
@@ -218,7 +219,7 @@ async def mark_stored(
         return await _mark(ctx, wanted)
     owned_first: set[str] = set(earliest)
     async for row, payload in each("enrollment"):
-        client = str((payload.get("client") or {}).get("id") or row.client_source_id or "")
+        client = client_of(row, payload)
         if (
             client in owned_first
             and row.source_id not in marked
@@ -228,9 +229,7 @@ async def mark_stored(
             owned_first.discard(client)  # an earlier enrollment elsewhere owns it
     for file in sorted(ENROLLMENT_FILES, key=FILES.index):
         async for row, payload in each(RECORD_KINDS[file]):
-            parent = payload.get("enrollment") or {}
-            enrollment = parent.get("id") or payload.get("fields", {}).get("EnrollmentID")
-            if enrollment in marked:
+            if enrollment_of(payload) in marked:
                 want(row)
     async for row, _payload in each("client"):
         if row.source_id in owned_first or (row.source_id in named and row.owner in agencies):
