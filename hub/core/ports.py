@@ -354,6 +354,10 @@ class Transaction(Protocol):
         """Full refresh: mark deleted every record of (kind, source) not in ``keep``."""
         ...
 
+    async def mark_deleted(self, kind: str, source: str, source_ids: Iterable[str]) -> int:
+        """Mark deleted these live records of (kind, source); returns how many were live."""
+        ...
+
     # identity
     async def persons_with_keys(
         self,

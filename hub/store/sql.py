@@ -307,12 +307,20 @@ class SqlTransaction:
             sql += " AND owner=?"
             args.append(scope_owner)
         gone = [r[0] for r in await self._c.fetch(sql, args) if r[0] not in keep_set]
-        if gone:
-            await self._c.executemany(
-                "UPDATE records SET deleted=1 WHERE kind=? AND source=? AND source_id=?",
-                [(kind, source, sid) for sid in gone],
+        return await self.mark_deleted(kind, source, gone)
+
+    async def mark_deleted(self, kind: str, source: str, source_ids: Iterable[str]) -> int:
+        """See :meth:`hub.core.ports.Transaction.mark_deleted`."""
+        ids = list(dict.fromkeys(source_ids))
+        marked = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marked += await self._c.execute(
+                "UPDATE records SET deleted=1 WHERE kind=? AND source=? AND deleted=0 "
+                f"AND source_id IN ({','.join('?' * len(chunk))})",
+                [kind, source, *chunk],
             )
-        return len(gone)
+        return marked
 
     # ---- identity ------------------------------------------------------------------------
 

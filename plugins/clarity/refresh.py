@@ -14,13 +14,10 @@ themselves (their payloads), conservatively — when in doubt, a record is not a
 - Organization, Project and User: never (an organisation or project missing from the export
   is simply out of scope; users are shared by every project's data).
 
-A candidate the export does not carry is marked deleted. The store marks deleted "every live
-record of a kind except these" (``mark_deleted_except``), so the call keeps every live stored
-id but the ones to delete. The stored records are streamed; only ids are held (compact
-:class:`~plugins.clarity.idmap.IdMap` sets when ids are dense integers). The stored records
-are read before the deleting transaction opens (the SQLite store's reads and transactions
-share one connection), so a record of the same kind and source written by another import
-in between would be marked deleted too (imports of one source must not run concurrently).
+A candidate the export does not carry is marked deleted, by id (``Transaction.mark_deleted``):
+a record written by another import while the stored ones were read is never among them. The
+stored records are streamed; only the ids to delete (and the in-scope enrollments, compact
+:class:`~plugins.clarity.idmap.IdMap` sets when ids are dense integers) are held.
 """
 
 from __future__ import annotations
@@ -135,27 +132,18 @@ class RefreshScope:
         if test is None:
             return 0
         kind = RECORD_KINDS[file]
-        live: IdMap[bool] = IdMap()
-        gone: set[str] = set()
+        gone: list[str] = []
         remember = file == "Enrollment"  # its test remembers the in-scope enrollments
         async for rows in self.ctx.store.iter_records(kind, self.source):
             for row in rows:
-                if row.deleted:
-                    if remember:
-                        test(row)
-                    continue
-                key = ck(row.source_id)
-                if key in exported:  # carried: kept whatever its scope
-                    live[key] = True
+                if row.deleted or ck(row.source_id) in exported:
+                    # Carried (or deleted already): kept whatever its scope.
                     if remember:
                         test(row)
                 elif test(row):
-                    gone.add(row.source_id)
-                else:
-                    live[key] = True
+                    gone.append(row.source_id)
         if not gone or not delete:
             return 0
-        keep = (k if isinstance(k, str) else str(k) for k in live)
         async with self.ctx.store.transaction() as tx:
-            deleted: int = await tx.mark_deleted_except(kind, self.source, keep)
+            deleted: int = await tx.mark_deleted(kind, self.source, gone)
         return deleted

@@ -812,3 +812,13 @@ async def test_migration_8_keeps_tokens_issued_before_it_unlimited(tmp_path: Pat
         "system/*.read system/*.write",
     )
     await store.close()
+
+
+async def test_mark_deleted_marks_only_those_live_records(any_hub: HubContext) -> None:
+    rows = [record_to_row(client(str(i))) for i in range(4)]
+    other = record_to_row(client("1", source="hmis:other"))
+    async with any_hub.store.transaction() as tx:
+        await tx.upsert_records([*rows, other])
+        assert await tx.mark_deleted("client", "hmis:demo", ["1", "2", "2", "9"]) == 2
+        assert await tx.mark_deleted("client", "hmis:demo", ["1"]) == 0, "deleted already"
+    assert await any_hub.store.count_records("client") == {"client": 3}
