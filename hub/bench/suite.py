@@ -52,6 +52,17 @@ def builtin_benchmarks() -> list[Benchmark]:
             note="2,000 due entries claimed 50 at a time; 100% if held-back ones cost nothing",
         ),
         Benchmark(
+            name="delivery.claims.busy_feed",
+            title="Outbox claims passing by a hanging partner's feed of due entries",
+            unit="entry",
+            path=outbox_cases.BusyFeedClaimPath,
+            floor=outbox_cases.BusyFeedClaimFloor,
+            floor_title="the same claims with nothing else in the outbox",
+            sizes={"tiny": (1_000,), "small": (10_000, 100_000), "large": (1_000_000,)},
+            size_unit="due, skipped",
+            note="2,000 due entries claimed 50 at a time; 100% if the skipped ones cost nothing",
+        ),
+        Benchmark(
             name="e2e.hl7_to_fhir",
             title="End to end: HL7 ADT in over MLLP → FHIR Patient pushed to a receiver",
             unit="msg",

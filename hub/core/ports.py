@@ -598,7 +598,7 @@ class Store(Protocol):
         self, worker: str, limit: int, lease_seconds: float, skip_feeds: Sequence[str] = ()
     ) -> list[OutboxRow]:
         """Claim due deliveries under a lease (SKIP LOCKED on PostgreSQL), none of the feeds
-        in ``skip_feeds``."""
+        in ``skip_feeds``; feeds take turns, so no feed's backlog holds back another's."""
         ...
 
     async def finish_outbox(

@@ -18,6 +18,7 @@ from hub.store.sql import (
     OUTBOX_COLUMNS,
     RECORD_COLUMNS,
     Connection,
+    Row,
     SqlTransaction,
     now_iso,
     outbox_from_row,
@@ -38,6 +39,7 @@ class SqlStore(ABC):
     dialect: str = ""
     cipher: FieldCipher | None = None
     _heads_checked_at: float = 0.0
+    _claim_turn: int = 0
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[SqlTransaction]:
@@ -180,27 +182,26 @@ class SqlStore(ABC):
 
     # ---- outbox --------------------------------------------------------------------------
 
-    def _claim_sql(self, skipped: int = 0) -> str:
-        # The earliest open entry per (recipient, person) only: order is kept per person.
-        # The claim walks the heads that are due, in due order, through their partial index
-        # (schema 5): entries held back behind a failing one, and heads waiting for a retry,
-        # are not walked at all, so a receiver that is down costs the other feeds nothing.
+    def _claim_sql(self) -> str:
+        # One feed's due heads: the earliest open entry per (recipient, person) only, so
+        # order is kept per person. The claim walks that feed's heads in due order through
+        # their partial index (schemas 5 and 9): entries held back behind a failing one, and
+        # heads waiting for a retry, are not walked at all, nor is any other feed's backlog.
         # The NOT EXISTS check keeps the order even where two entries of one person are
-        # marked head (two enqueues racing on PostgreSQL). A replayed dead letter is a head
-        # while a later entry of its person may be in flight: it alone is also checked for
-        # that (reading the person's open entries; for every head, that cost grew with the
-        # person's backlog). SQLite's planner would rather sort every due entry, hence
-        # ``INDEXED BY``.
+        # marked head (two enqueues racing on PostgreSQL), and across feeds to the same
+        # recipient. A replayed dead letter is a head while a later entry of its person may
+        # be in flight: it alone is also checked for that (reading the person's open
+        # entries; for every head, that cost grew with the person's backlog). SQLite's
+        # planner would rather sort every due entry, hence ``INDEXED BY``.
         postgresql = self.dialect == "postgresql"
         lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
-        index = "" if postgresql else " INDEXED BY outbox_heads"
-        skip = f"o.feed NOT IN ({','.join('?' * skipped)}) AND " if skipped else ""
+        index = "" if postgresql else " INDEXED BY outbox_feed_heads"
         return (
             # The status stays: the lease marks the entry claimed (see OPEN_STATUSES).
             "UPDATE outbox SET lease_owner=?, lease_until=?, "
             f"attempts=attempts+1 WHERE id IN (SELECT o.id FROM outbox o{index} WHERE "
-            f"o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? AND {skip}"
-            "(o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS "
+            f"o.feed=? AND o.head=1 AND o.status IN {OPEN_STATUSES} AND o.next_attempt_at <= ? "
+            "AND (o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS "
             "(SELECT 1 FROM outbox p WHERE p.recipient=o.recipient AND p.person_id=o.person_id "
             f"AND p.id < o.id AND p.status IN {OPEN_STATUSES}) AND CASE WHEN o.replayed=0 "
             "THEN TRUE ELSE NOT EXISTS (SELECT 1 FROM outbox q WHERE q.recipient=o.recipient "
@@ -209,25 +210,53 @@ class SqlStore(ABC):
             f"ORDER BY o.next_attempt_at, o.id LIMIT ?{lock}) RETURNING {OUTBOX_COLUMNS}"
         )
 
+    def _feeds_with_heads_sql(self) -> str:
+        # The distinct feeds of the open heads, one index seek each (a loose index scan):
+        # a handful of feeds, however many entries they hold.
+        index = "" if self.dialect == "postgresql" else " INDEXED BY outbox_feed_heads"
+        heads = f"head=1 AND status IN {OPEN_STATUSES}"
+        return (
+            "WITH RECURSIVE f(feed) AS ("
+            f"SELECT (SELECT feed FROM outbox{index} WHERE {heads} ORDER BY feed LIMIT 1) "
+            f"UNION ALL SELECT (SELECT o.feed FROM outbox o{index} WHERE o.{heads} "
+            "AND o.feed > f.feed ORDER BY o.feed LIMIT 1) FROM f WHERE f.feed IS NOT NULL) "
+            "SELECT feed FROM f WHERE feed IS NOT NULL"
+        )
+
     async def claim_outbox(
         self, worker: str, limit: int, lease_seconds: float, skip_feeds: Sequence[str] = ()
     ) -> list[OutboxRow]:
         """Claim up to ``limit`` due deliveries under a lease that expires if the worker dies,
-        none of the feeds in ``skip_feeds`` (those whose partner is busy)."""
+        none of the feeds in ``skip_feeds`` (those whose partner is busy).
+
+        Feeds take turns: each claim starts at the next feed and takes each feed's due
+        entries in due order until ``limit`` is reached, so a feed with a large backlog
+        does not hold back the others, and a skipped feed costs nothing to pass by.
+        """
         now = datetime.now(UTC)
         until = (now + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
         now_s = now.isoformat(timespec="microseconds")
+        skipped = set(skip_feeds)
+        found: list[Row] = []
         async with self.transaction() as tx:
             if self.dialect == "postgresql" and time.monotonic() >= self._heads_checked_at:
                 await tx.repair_heads()
                 await tx.release_legacy_leases(now_s)
                 self._heads_checked_at = time.monotonic() + HEAD_REPAIR_SECONDS
-            skipped = list(dict.fromkeys(skip_feeds))
-            rows = await tx._c.fetch(
-                self._claim_sql(len(skipped)),
-                (worker, until, now_s, *skipped, now_s, now_s, limit),
-            )
-        return sorted((outbox_from_row(r, self.cipher) for r in rows), key=lambda o: o.id)
+            feeds = [
+                r[0] for r in await tx._c.fetch(self._feeds_with_heads_sql()) if r[0] not in skipped
+            ]
+            if feeds:
+                turn = self._claim_turn % len(feeds)
+                self._claim_turn += 1
+                for feed in feeds[turn:] + feeds[:turn]:
+                    found += await tx._c.fetch(
+                        self._claim_sql(),
+                        (worker, until, feed, now_s, now_s, now_s, limit - len(found)),
+                    )
+                    if len(found) >= limit:
+                        break
+        return sorted((outbox_from_row(r, self.cipher) for r in found), key=lambda o: o.id)
 
     async def finish_outbox(
         self,

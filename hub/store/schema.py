@@ -179,6 +179,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "DEFAULT 'system/*.read system/*.write'",
         ],
     ),
+    (
+        9,
+        "outbox heads by feed: a claim walks each feed's due heads on its own",
+        [
+            # Claims go feed by feed, in turn (each through this index), so a feed whose
+            # partner is busy or hanging is passed by without walking its backlog, and a
+            # feed with a large backlog cannot hold back the newer entries of the others.
+            "DROP INDEX IF EXISTS outbox_heads",
+            "CREATE INDEX outbox_feed_heads ON outbox (feed, next_attempt_at, id) "
+            "WHERE head=1 AND status IN ('pending', 'retry')",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

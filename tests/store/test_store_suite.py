@@ -473,8 +473,8 @@ async def test_a_store_at_an_older_schema_is_migrated_with_its_data(tmp_path: Pa
     assert row is not None and row_to_record(row) == client("1")
     indexes = {r[0] for r in store._raw().execute("SELECT name FROM sqlite_master")}
     assert "records_received" not in indexes and "records_person" in indexes
-    assert {"outbox_heads", "outbox_open_order"} <= indexes
-    assert not {"outbox_order", "outbox_open"} & indexes
+    assert {"outbox_feed_heads", "outbox_open_order"} <= indexes
+    assert not {"outbox_order", "outbox_open", "outbox_heads"} & indexes
     await store.close()
 
 
@@ -497,10 +497,10 @@ async def test_a_claim_walks_only_due_heads_without_sorting_them(tmp_path: Path)
     plan = " ".join(
         str(step[3])
         for step in store._raw()
-        .execute("EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, now, now, now, 50))
+        .execute("EXPLAIN QUERY PLAN " + store._claim_sql(), ("w", now, "f", now, now, now, 50))
         .fetchall()
     )
-    assert "USING INDEX outbox_heads (next_attempt_at<?)" in plan
+    assert "USING INDEX outbox_feed_heads (feed=? AND next_attempt_at<?)" in plan
     assert "TEMP B-TREE" not in plan
     async with store.transaction() as tx:
         await tx.enqueue_many(
@@ -517,6 +517,76 @@ async def test_a_claim_walks_only_due_heads_without_sorting_them(tmp_path: Path)
     # Oldest open entry of each of the 7 persons; nothing delivered re-claimed.
     assert [c.record_source_id for c in claimed] == [str(i) for i in range(300, 307)]
     await store.close()
+
+
+def feed_entry(i: int, feed: str, due: str) -> OutboxRow:
+    """An entry of ``feed`` for its own person (recipient ``r``), due at ``due``."""
+    return dataclasses.replace(outbox_entry(i, f"{feed}-p{i}", due=due), feed=feed)
+
+
+async def test_a_claim_passes_a_busy_feed_by_without_walking_its_backlog(tmp_path: Path) -> None:
+    """A claim that skips a feed whose partner is busy (every lane taken) costs the same
+    whether that feed has 1 or 3,000 entries due before the others (counted in SQLite
+    virtual machine steps): with a large backlog behind a hanging partner, walking it at
+    every claim held the store, and every intake waiting for it, for ~100 ms."""
+    from hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "claims.db")
+    await store.open()
+    await store.migrate()
+    conn = store._raw()
+    early, late = "2026-01-01T00:00:00.000000+00:00", "2026-01-02T00:00:00.000000+00:00"
+
+    async def steps_to_claim(backlog: int) -> int:
+        async with store.transaction() as tx:
+            await tx._c.execute("DELETE FROM outbox")
+            await tx.enqueue_many(
+                [feed_entry(i, "hanging", early) for i in range(backlog)]
+                + [feed_entry(10_000 + i, "healthy", late) for i in range(20)]
+            )
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        conn.set_progress_handler(count, 1)
+        claimed = await store.claim_outbox("w", 10, 60, skip_feeds=["hanging"])
+        conn.set_progress_handler(None, 1)
+        assert [c.feed for c in claimed] == ["healthy"] * 10
+        return steps
+
+    small, large = await steps_to_claim(1), await steps_to_claim(3_000)
+    assert large < small * 1.5, (small, large)
+    await store.close()
+
+
+async def test_feeds_take_turns_so_a_backlog_does_not_hold_back_other_feeds(
+    any_hub: HubContext,
+) -> None:
+    """A feed with a large backlog due long ago does not make another feed's newer entries
+    wait until the backlog is drained: each claim starts at the next feed."""
+    store = any_hub.store
+    early, late = "2026-01-01T00:00:00.000000+00:00", "2026-01-02T00:00:00.000000+00:00"
+    async with store.transaction() as tx:
+        await tx.enqueue_many(
+            [feed_entry(i, "backlog", early) for i in range(100)]
+            + [feed_entry(1_000 + i, "fresh", late) for i in range(5)]
+        )
+    first = await store.claim_outbox("w", 10, 60)
+    second = await store.claim_outbox("w", 10, 60)
+    feeds = [c.feed for c in first + second]
+    assert feeds.count("fresh") == 5
+    assert feeds.count("backlog") == 15
+    # Within a feed, entries still go in due order.
+    backlog = [int(c.record_source_id) for c in first + second if c.feed == "backlog"]
+    assert sorted(backlog) == list(range(15))
+    # A skipped feed is passed by; the others are claimed.
+    third = await store.claim_outbox("w", 10, 60, skip_feeds=["backlog"])
+    assert third == []
+    fourth = await store.claim_outbox("w", 10, 60, skip_feeds=["fresh"])
+    assert [c.feed for c in fourth] == ["backlog"] * 10
 
 
 async def test_settling_a_head_passes_the_turn_to_the_persons_next_entry(
@@ -619,7 +689,7 @@ async def test_a_claim_rewrites_the_entry_and_no_index(tmp_path: Path) -> None:
         return {names[step[3]] for step in program if step[1] == "OpenWrite"}
 
     now = "2026-01-01T00:00:00.000000+00:00"
-    assert written(store._claim_sql(), ("w", now, now, now, now, 50)) == {"outbox"}
+    assert written(store._claim_sql(), ("w", now, "f", now, now, now, 50)) == {"outbox"}
     # Settling does move the entry in the indexes (the check can see an index written).
     settle = written("UPDATE outbox SET status='delivered' WHERE id=?", (1,))
     assert {"outbox", "outbox_due", "outbox_open_order"} <= settle
@@ -654,7 +724,7 @@ async def test_a_claim_does_not_read_the_backlog_behind_a_head(tmp_path: Path) -
         # The other person's head is out of the way (not due), so one head is claimed.
         conn.execute("UPDATE outbox SET next_attempt_at=? WHERE person_id<>?", (now, person))
         conn.set_progress_handler(count, 1)
-        claimed = conn.execute(store._claim_sql(), ("w", now, "2998", "2998", "2998", 10))
+        claimed = conn.execute(store._claim_sql(), ("w", now, "f", "2998", "2998", "2998", 10))
         got = [r[6] for r in claimed.fetchall()]
         conn.set_progress_handler(None, 1)
         conn.execute("ROLLBACK")
@@ -683,7 +753,7 @@ async def test_postgresql_a_replay_waits_for_a_claim_in_progress(hub_factory: An
         claim_a = store.transaction()
         tx_a = await claim_a.__aenter__()
         try:
-            got = await tx_a._c.fetch(store._claim_sql(), ("a", until, now, now, now, 10))
+            got = await tx_a._c.fetch(store._claim_sql(), ("a", until, "f", now, now, now, 10))
             assert [r[6] for r in got] == ["1"]
             replay = asyncio.create_task(store.requeue_outbox(dead.id))
             await asyncio.sleep(0.3)
@@ -804,7 +874,7 @@ async def test_migration_8_keeps_tokens_issued_before_it_unlimited(tmp_path: Pat
         "INSERT INTO access_tokens (token_hash, agency, role, client_id, expires_at) "
         "VALUES ('h1', 'hospital-x', 'partner', 'mercy', '2999-01-01T00:00:00+00:00')"
     )
-    assert await store.migrate() == [8]
+    assert await store.migrate() == list(range(8, schema.LATEST_VERSION + 1))
     assert await store.find_access_token("h1") == (
         "hospital-x",
         "partner",
