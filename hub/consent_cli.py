@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +89,11 @@ def register(cli: click.Group) -> None:
     def consent_import(state: CliState, file: Path) -> None:
         """Import consents from a JSON array or JSON Lines FILE (all or nothing).
 
+        A consent with the id of a stored one replaces it, except that a stored revocation
+        stands: importing the consent again without it (an old roster re-sent), or with a
+        later date, keeps the stored date. Only a record signed after the revocation (a new
+        signature) replaces it.
+
         \b
         Example:
           hub consent import consents.jsonl
@@ -137,18 +141,12 @@ def register(cli: click.Group) -> None:
 
         async def work(ctx: HubContext) -> tuple[date, bool] | None:
             """The revocation date in force afterwards, and whether this run recorded it."""
-            found = [c for c in ctx.gate.all_consents() if c.id == consent_id]
-            if not found:
-                return None
-            current = found[0]
-            if current.revoked_on is not None and current.revoked_on <= day:
-                return current.revoked_on, False  # revoked by then already: that date stands
-            if day < current.signed_on:
-                fail(f"consent {consent_id}: --on {on} is before it was signed")
-            await ctx.import_consents([dataclasses.replace(current, revoked_on=day)])
-            return day, True
+            return await ctx.revoke_consent(consent_id, day)
 
-        outcome = run_with_context(state, work)
+        try:
+            outcome = run_with_context(state, work)
+        except ConsentImportError:
+            fail(f"consent {consent_id}: --on {on} is before it was signed")
         if outcome is None:
             fail(f"no consent with id {consent_id!r}")
         in_force, recorded = outcome

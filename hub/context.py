@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from hub.config import HubConfig
 from hub.core.engine import Engine
 from hub.core.gate import ConsentGate
 from hub.core.identity import identifier_key, identifier_value_key
+from hub.core.ports import Transaction
 from hub.keys import KeyRing, load_keyring
 from hub.metrics import Metrics
 from hub.plugins import PluginManager
@@ -29,6 +32,23 @@ DEFAULT_KEYS_FILE = "hub-data/keys.json"
 
 class ConsentImportError(ValueError):
     """A consent file could not be imported (nothing of it was)."""
+
+
+def _keeping_revocation(imported: ConsentRecord, stored: ConsentRecord | None) -> ConsentRecord:
+    """``imported``, with the stored revocation date when that is earlier and the imported
+    record was not signed after it (a new signature under the same id replaces it)."""
+    if stored is None or stored.revoked_on is None:
+        return imported
+    kept = stored.revoked_on
+    if imported.signed_on > kept:
+        return imported
+    if imported.revoked_on is not None and imported.revoked_on <= kept:
+        return imported
+    log.warning(
+        "a consent imported again keeps its stored revocation",
+        extra={"consent_id": imported.id, "revoked_on": kept.isoformat()},
+    )
+    return dataclasses.replace(imported, revoked_on=kept)
 
 
 @dataclass
@@ -47,7 +67,11 @@ class HubContext:
     async def import_consents(self, records: Sequence[ConsentRecord]) -> int:
         """Store consents (all or nothing) and make the gate use them at once.
 
-        A consent naming its client by value alone must match at most one person.
+        A consent naming its client by value alone must match at most one person. A stored
+        revocation stands: a consent imported again without it (an old roster re-sent), or
+        with a later date, keeps the stored date, unless the record imported was signed
+        after that revocation (a new signature under the same id: rule 4, the newer
+        replaces the older).
         """
         async with self.store.transaction() as tx:
             for c in records:
@@ -61,23 +85,59 @@ class HubContext:
                             f"consent {c.id}: field 'client.value' is ambiguous: it identifies "
                             f"persons {persons[0]} and {persons[1]}; add client.system"
                         )
-            generation = await tx.put_consents(
-                [
-                    (
-                        c.id,
-                        c.client.system,
-                        self.keys.blind(
-                            identifier_key(c.client.system, c.client.value)
-                            if c.client.system
-                            else identifier_value_key(c.client.value)
-                        ),
-                        orjson.dumps(c.to_json()),
-                    )
-                    for c in records
-                ]
-            )
+            stored = await self._stored_consents(tx, [c.id for c in records])
+            records = [_keeping_revocation(c, stored.get(c.id)) for c in records]
+            generation = await self._put_consents(tx, records)
         self.gate.consents_written(records, generation)
         return len(records)
+
+    async def revoke_consent(self, consent_id: str, day: date) -> tuple[date, bool] | None:
+        """Record that a consent was revoked on ``day``; None when no such consent exists.
+
+        Returns the revocation date in force afterwards and whether this call recorded it:
+        a revocation only stands or moves earlier, so a consent already revoked on or before
+        ``day`` keeps its date. Raises :class:`ConsentImportError` when ``day`` is before the
+        consent was signed. Read and written in one transaction, so a revocation racing
+        another writer (an import, another revocation) is not lost.
+        """
+        async with self.store.transaction() as tx:
+            current = (await self._stored_consents(tx, [consent_id])).get(consent_id)
+            if current is None:
+                return None
+            if current.revoked_on is not None and current.revoked_on <= day:
+                return current.revoked_on, False
+            if day < current.signed_on:
+                raise ConsentImportError(
+                    f"consent {consent_id}: the revocation date is before it was signed"
+                )
+            revoked = dataclasses.replace(current, revoked_on=day)
+            generation = await self._put_consents(tx, [revoked])
+        self.gate.consents_written([revoked], generation)
+        return day, True
+
+    async def _stored_consents(
+        self, tx: Transaction, consent_ids: Sequence[str]
+    ) -> dict[str, ConsentRecord]:
+        """The stored consents with these ids, locked until the transaction ends."""
+        bodies = await tx.stored_consents(consent_ids)
+        return {c.id: c for c in map(self.gate.parse_stored, bodies)}
+
+    async def _put_consents(self, tx: Transaction, records: Sequence[ConsentRecord]) -> int:
+        return await tx.put_consents(
+            [
+                (
+                    c.id,
+                    c.client.system,
+                    self.keys.blind(
+                        identifier_key(c.client.system, c.client.value)
+                        if c.client.system
+                        else identifier_value_key(c.client.value)
+                    ),
+                    orjson.dumps(c.to_json()),
+                )
+                for c in records
+            ]
+        )
 
     async def reload_consents(self) -> int:
         """Load the stored consents the gate does not hold yet (all of them at start-up);

@@ -231,21 +231,17 @@ class ConsentGate:
             if self._generation is None
             else await tx.consents_since(self._generation)
         )
-        self.load_consents(
-            [
-                # Checked against the agencies when imported; an agency that has left
-                # since does not undo the consent (nor stop every decision of the hub).
-                parse_consent(
-                    orjson.loads(b),
-                    agencies=self.agencies,
-                    policy=self.policy,
-                    known_agencies=False,
-                )
-                for b in bodies
-            ]
-        )
+        self.load_consents([self.parse_stored(b) for b in bodies])
         self._generation = current
         return len(bodies)
+
+    def parse_stored(self, body: bytes) -> ConsentRecord:
+        """A stored consent's JSON body as a record."""
+        # Checked against the agencies when imported; an agency that has left since does
+        # not undo the consent (nor stop every decision of the hub).
+        return parse_consent(
+            orjson.loads(body), agencies=self.agencies, policy=self.policy, known_agencies=False
+        )
 
     def consents_written(self, consents: Sequence[ConsentRecord], generation: int) -> None:
         """Use consents this process has just stored under ``generation`` (committed).

@@ -453,6 +453,11 @@ class Transaction(Protocol):
         """Every consent JSON body (the gate caches them in memory)."""
         ...
 
+    async def stored_consents(self, consent_ids: Sequence[str]) -> list[bytes]:
+        """The JSON bodies of the stored consents with these ids, locked for this
+        transaction's :meth:`put_consents` (no other writer changes them meanwhile)."""
+        ...
+
     async def consent_generation(self) -> int:
         """A number that grows with every committed write of consents, and with every change
         of identity links made by an administrator (by any process)."""

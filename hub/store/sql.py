@@ -572,6 +572,23 @@ class SqlTransaction:
         )
         return int(bumped[0])
 
+    async def stored_consents(self, consent_ids: Sequence[str]) -> list[bytes]:
+        """See :meth:`hub.core.ports.Transaction.stored_consents`."""
+        if self._dialect == "postgresql":
+            # The lock put_consents takes, taken first: nothing read here can change (in
+            # another transaction) before this one writes and commits.
+            await self._c.fetchrow("SELECT value FROM consent_generation WHERE id = 1 FOR UPDATE")
+        ids = list(dict.fromkeys(consent_ids))
+        out: list[bytes] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._c.fetch(
+                f"SELECT id, body FROM consents WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            out += [self._open_blob(bytes(r[1]), f"consent|{r[0]}") for r in rows]
+        return out
+
     async def all_consents(self) -> list[bytes]:
         """See :meth:`hub.core.ports.Transaction.all_consents`."""
         return await self.consents_since(0)

@@ -99,3 +99,46 @@ def test_help_says_a_revocation_never_moves_later(hub_dir, hub_cli) -> None:
     text = " ".join(result.output.split())
     assert "only stands or moves earlier, never later" in text
     assert "the earlier date is kept" in text
+
+
+def import_file(tmp_path: Path, hub_cli, **changes: str) -> None:
+    path = tmp_path / "again.json"
+    body = {"id": "mpa-1", "client": {"system": SYSTEM, "value": "1"}, "signed_on": "2025-01-01"}
+    path.write_text(orjson.dumps([{**body, **changes}]).decode(), encoding="utf-8")
+    result = hub_cli("consent", "import", str(path))
+    assert result.exit_code == 0, result.output
+
+
+def shown_revocations(hub_cli) -> list[str | None]:
+    return [
+        c["revoked_on"] for c in orjson.loads(hub_cli("consent", "show", "--client", "1").stdout)
+    ]
+
+
+def test_importing_the_consent_again_does_not_undo_its_revocation(
+    tmp_path, hub_dir, hub_cli
+) -> None:
+    # An agency re-sends its old roster (the consent as signed, without the revocation):
+    # the client's revocation stands.
+    setup(tmp_path, hub_dir, hub_cli)
+    assert revoke(hub_cli, "2025-03-01").exit_code == 0
+    import_file(tmp_path, hub_cli)
+    assert shown_revocations(hub_cli) == ["2025-03-01"]
+    out = decision_at(hub_cli, "2025-04-01T12:00:00+00:00")
+    assert (out["decision"], out["reasons"]) == ("deny", ["CONSENT_REVOKED"])
+    # Imported with a later revocation date: the earlier one stands; an earlier one wins.
+    import_file(tmp_path, hub_cli, revoked_on="2025-09-01")
+    assert shown_revocations(hub_cli) == ["2025-03-01"]
+    import_file(tmp_path, hub_cli, revoked_on="2025-02-01")
+    assert shown_revocations(hub_cli) == ["2025-02-01"]
+
+
+def test_a_new_signature_under_the_same_id_replaces_the_revocation(
+    tmp_path, hub_dir, hub_cli
+) -> None:
+    # Rule 4: a consent signed after the revocation replaces it, even under the same id.
+    setup(tmp_path, hub_dir, hub_cli)
+    assert revoke(hub_cli, "2025-03-01").exit_code == 0
+    import_file(tmp_path, hub_cli, signed_on="2025-05-01")
+    assert shown_revocations(hub_cli) == [None]
+    assert decision_at(hub_cli, "2025-06-01T12:00:00+00:00")["decision"] == "permit"

@@ -91,3 +91,21 @@ async def test_a_revocation_written_elsewhere_stops_queueing_sending_and_reads(
     )
     newer = await serving.engine.ingest([h.client("1", version="2025-06-01T00:00:00")])
     assert (newer.enqueued, newer.withheld) == (0, 1)
+
+
+async def test_a_revocation_made_elsewhere_survives_a_stale_re_import_here(
+    two_processes: tuple[HubContext, HubContext], h: Any
+) -> None:
+    # The serving hub still holds the consent as it was before the other process revoked
+    # it; importing that consent again (an old roster re-sent) keeps the revocation, and a
+    # revocation made here through a stale view still reads what is stored.
+    serving, admin = two_processes
+    await write_consents(serving, h.consent_json("1"))
+    revoked_on = date(2025, 3, 1)
+    assert await admin.revoke_consent("mpa-1", revoked_on) == (revoked_on, True)
+    await write_consents(serving, h.consent_json("1"))
+    assert await serving.revoke_consent("mpa-1", date(2025, 6, 1)) == (revoked_on, False)
+    for ctx in (serving, admin):
+        await ctx.reload_consents()
+        [stored] = [c for c in ctx.gate.all_consents() if c.id == "mpa-1"]
+        assert stored.revoked_on == revoked_on
