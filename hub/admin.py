@@ -41,7 +41,7 @@ STATUSES = OUTBOX_STATUSES
 RETRYABLE = frozenset({"retry", "failed"})
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-REPLAY_PAGE = 100_000
+REPLAY_PAGE = 1_000
 
 
 class OutboxOpError(ValueError):
@@ -105,17 +105,17 @@ async def list_entries(
     recipient: str | None = None,
     feed: str | None = None,
     limit: int = DEFAULT_LIMIT,
+    hide_withheld: bool = False,
 ) -> list[OutboxRow]:
-    """Entries, newest first, by status, recipient and feed."""
+    """Entries, newest first, by status, recipient and feed (withheld ones left out with
+    ``hide_withheld``, before the limit is applied)."""
     if status is not None and status not in STATUSES:
         raise OutboxOpError(
             400, "bad_request", f"unknown status {status!r} (one of {', '.join(STATUSES)})"
         )
-    fetch = limit if feed is None else max(limit, REPLAY_PAGE)
-    rows = await ctx.store.list_outbox(status=status, recipient=recipient, limit=fetch)
-    if feed is not None:
-        rows = [r for r in rows if r.feed == feed]
-    return rows[:limit]
+    return await ctx.store.list_outbox(
+        status=status, recipient=recipient, limit=limit, feed=feed, hide_withheld=hide_withheld
+    )
 
 
 async def get_entry(ctx: HubContext, outbox_id: int) -> OutboxRow:
@@ -154,17 +154,18 @@ async def replay_entry(ctx: HubContext, outbox_id: int) -> OutboxRow:
 async def replay_dead(ctx: HubContext, feed: str | None = None) -> list[int]:
     """Queue every dead letter again (of one feed, when given); returns the replayed ids."""
     replayed: list[int] = []
+    before: int | None = None
     while True:
-        dead = await ctx.store.list_outbox(status="dead", limit=REPLAY_PAGE)
-        progress = False
+        # Paged by id: an entry that cannot be requeued (claimed meanwhile) is passed by.
+        dead = await ctx.store.list_outbox(
+            status="dead", limit=REPLAY_PAGE, feed=feed, before_id=before
+        )
         for row in dead:
-            if feed is not None and row.feed != feed:
-                continue
             if await ctx.store.requeue_outbox(row.id):
                 replayed.append(row.id)
-                progress = True
-        if not progress or len(dead) < REPLAY_PAGE:
+        if len(dead) < REPLAY_PAGE:
             return sorted(replayed)
+        before = dead[-1].id
 
 
 # ---- HTTP --------------------------------------------------------------------------------
@@ -206,6 +207,7 @@ async def get_outbox_list(request: web.Request) -> web.Response:
         recipient=recipient,
         feed=request.query.get("feed") or None,
         limit=_limit(request),
+        hide_withheld=not caller.is_admin,
     )
     entries = [entry_json(r, admin=caller.is_admin) for r in rows if visible_to(r, caller)]
     return json_response({"entries": entries, "count": len(entries)})

@@ -36,18 +36,26 @@ class ConfigError(ValueError):
     """A configuration problem, with the file, line and key it concerns."""
 
 
+def _within(default: Any, low: float, high: float) -> Any:
+    """A setting with its default and the range ``low``…``high`` it must be in."""
+    return field(default=default, metadata={"range": (low, high)})
+
+
+DAY_SECONDS = 86_400.0
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     """Outbox workers: concurrency, retries with exponential backoff and jitter, leases."""
 
-    workers: int = 2
-    batch_size: int = 50
-    max_attempts: int = 8
-    backoff_base_seconds: float = 2.0
-    backoff_max_seconds: float = 3600.0
-    lease_seconds: float = 60.0
-    poll_seconds: float = 0.5
-    feed_settle_seconds: float = 60.0
+    workers: int = _within(2, 1, 64)
+    batch_size: int = _within(50, 1, 10_000)
+    max_attempts: int = _within(8, 1, 1_000)
+    backoff_base_seconds: float = _within(2.0, 0.001, DAY_SECONDS)
+    backoff_max_seconds: float = _within(3600.0, 0.001, 30 * DAY_SECONDS)
+    lease_seconds: float = _within(60.0, 0.1, DAY_SECONDS)
+    poll_seconds: float = _within(0.5, 0.001, 60.0)
+    feed_settle_seconds: float = _within(60.0, 0.0, DAY_SECONDS)
     """A scheduled feed takes records stored at least this long ago: a write still being
     committed elsewhere (another process on PostgreSQL) is never passed by the cursor. It must
     exceed the longest write transaction and the clock difference between the machines that
@@ -56,11 +64,20 @@ class DeliveryConfig:
 
 @dataclass(frozen=True, slots=True)
 class RetentionConfig:
-    """How long payloads, delivered outbox rows and audit entries are kept."""
+    """How long payloads, delivered outbox rows and audit entries are kept.
 
-    delivered_days: int = 30
-    payload_days: int = 365
-    audit_years: int = 6
+    ``delivered_days``: delivered and withheld outbox rows (with their payloads) are deleted
+    this long after they were settled. ``payload_days``: dead letters (which keep their
+    payload for a replay) and the inbound de-duplication entries (each holds the answer
+    sent) are deleted this long after they were made. ``audit_years``: the audit log is
+    kept at least this long; the hub never deletes audit entries (its hash chain and the
+    accounting of disclosures need it whole), so this is the promise it makes, checked to
+    be at least HIPAA's six years.
+    """
+
+    delivered_days: int = _within(30, 1, 36_500)
+    payload_days: int = _within(365, 1, 36_500)
+    audit_years: int = _within(6, 6, 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +377,11 @@ def _dataclass_section(c: _Checker, raw: Any, key: str, cls: Any) -> Any:
     kwargs = {}
     for name, f in fields.items():
         default = f.default
-        kwargs[name] = c.typed(t, key, name, type(default), default)
+        value = c.typed(t, key, name, type(default), default)
+        bounds = f.metadata.get("range")
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise c.fail(f"{key}.{name}", f"must be from {bounds[0]:g} to {bounds[1]:g}")
+        kwargs[name] = value
     return cls(**kwargs)
 
 

@@ -386,6 +386,17 @@ async def prune_delivered(ctx: HubContext, now: datetime | None = None) -> int:
     return removed
 
 
+async def prune_payloads(ctx: HubContext, now: datetime | None = None) -> int:
+    """Delete dead letters and inbound de-duplication entries older than
+    ``retention.payload_days``."""
+    current = now or datetime.now(UTC)
+    cutoff = current - timedelta(days=ctx.config.retention.payload_days)
+    removed = await ctx.store.prune_payloads(before=_iso(cutoff), batch=PRUNE_BATCH)
+    if removed:
+        log.info("pruned old dead letters and inbound entries", extra={"removed": removed})
+    return removed
+
+
 def delivery_jobs(
     ctx: HubContext, on_enqueued: Callable[[int], None] | None = None
 ) -> list[ScheduledJob]:
@@ -411,6 +422,7 @@ def delivery_jobs(
 
     async def prune() -> None:
         await prune_delivered(ctx)
+        await prune_payloads(ctx)
 
     jobs.append(
         ScheduledJob(name="outbox-retention", func=prune, interval_seconds=PRUNE_INTERVAL_SECONDS)
@@ -682,12 +694,10 @@ class DeliveryWorker:
             async with lane:
                 timeout = self._send_timeout(feed)
                 if time.monotonic() + timeout + self.settings.lease_seconds * 0.05 > deadline:
-                    # The lease would run out during the send: give the entries back now
-                    # rather than risk another worker sending them at the same time.
-                    now = _iso(datetime.now(UTC))
-                    await self._finish(
-                        feed.name, [(r, "retry", "released: lease ran out", now) for r in rows]
-                    )
+                    # The lease would run out during the send: give the entries back now,
+                    # unsent (no attempt counted), rather than risk another worker sending
+                    # them at the same time.
+                    await self._release(feed.name, rows)
                     return
                 permitted: list[tuple[OutboxRow, Delivery]] = []
                 withheld: set[int] = set()
@@ -855,6 +865,24 @@ class DeliveryWorker:
             )
             return
         self._count(name, entries, settled)
+
+    async def _release(self, name: str, rows: Sequence[OutboxRow]) -> None:
+        """Give back claimed entries that were not sent (their attempt is not counted)."""
+        try:
+            released = await self.ctx.store.release_unsent(
+                [r.id for r in rows], self.worker_id, "released unsent: the lease would run out"
+            )
+        except Exception as exc:
+            self.ctx.metrics.errors.labels("delivery", type(exc).__name__).inc()
+            log.error(
+                "giving back unsent entries failed; their leases will expire",
+                extra={"entries": len(rows), "error_type": type(exc).__name__},
+            )
+            return
+        log.warning(
+            "entries given back unsent: their lease would run out during the send",
+            extra={"feed": name, "entries": len(released)},
+        )
 
     def _count(self, name: str, entries: Sequence[_Settlement], settled: set[int]) -> None:
         """Count the settled entries by status; warn of each whose lease was lost."""

@@ -24,6 +24,9 @@ from hub.admin import (
 from hub.cli_support import CliState, echo_json, fail, run_with_context
 from hub.context import HubContext
 
+OUTBOX_ID = click.IntRange(1, 2**63 - 1)
+"""An outbox entry id: what the stores can hold (a larger number is refused by click)."""
+
 
 def _run(state: CliState, work: Any) -> Any:
     try:
@@ -66,7 +69,7 @@ def register(cli: click.Group) -> None:
         echo_json(_run(state, work))
 
     @outbox.command("show")
-    @click.argument("outbox_id", type=int)
+    @click.argument("outbox_id", type=OUTBOX_ID)
     @click.option("--payload", is_flag=True, help="include the released payload (delivered only)")
     @click.pass_obj
     def show_command(state: CliState, outbox_id: int, payload: bool) -> None:
@@ -83,7 +86,7 @@ def register(cli: click.Group) -> None:
         echo_json(_run(state, work))
 
     @outbox.command("retry")
-    @click.argument("outbox_id", type=int)
+    @click.argument("outbox_id", type=OUTBOX_ID)
     @click.pass_obj
     def retry_command(state: CliState, outbox_id: int) -> None:
         """Send an entry that waits to retry now (its attempts start again).
@@ -119,7 +122,7 @@ def register(cli: click.Group) -> None:
         echo_json(_run(state, work))
 
     @outbox.command("replay")
-    @click.argument("outbox_id", type=int, required=False)
+    @click.argument("outbox_id", type=OUTBOX_ID, required=False)
     @click.option("--all-dead", is_flag=True, help="replay every dead letter")
     @click.option("--feed", help="with --all-dead: only this feed's dead letters")
     @click.pass_obj

@@ -619,9 +619,17 @@ class Store(Protocol):
         ...
 
     async def list_outbox(
-        self, status: str | None = None, recipient: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        recipient: str | None = None,
+        limit: int = 100,
+        *,
+        feed: str | None = None,
+        before_id: int | None = None,
+        hide_withheld: bool = False,
     ) -> list[OutboxRow]:
-        """Outbox entries, newest first."""
+        """Outbox entries, newest first, by status, recipient and feed; older than
+        ``before_id`` when given; without the withheld ones with ``hide_withheld``."""
         ...
 
     async def get_outbox(self, outbox_id: int) -> OutboxRow | None:
@@ -641,6 +649,11 @@ class Store(Protocol):
     ) -> set[int]:
         """Settle many claimed deliveries, each ``(id, status, error, retry_at)``, in one
         transaction; returns the ids settled (see :meth:`Transaction.settle_outbox`)."""
+        ...
+
+    async def release_unsent(self, ids: Sequence[int], worker: str, note: str) -> set[int]:
+        """Give back entries ``worker`` claimed and never sent, as they were before the
+        claim (due as before, the claim's attempt not counted); returns the ids given back."""
         ...
 
     async def feed_cursor(self, feed: str) -> FeedCursor:

@@ -302,12 +302,50 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             return await tx.settle_outbox(entries, worker)
 
+    async def release_unsent(self, ids: Sequence[int], worker: str, note: str) -> set[int]:
+        """Give back entries ``worker`` claimed and never sent, as they were before the
+        claim (due as before, the claim's attempt not counted); returns the ids given back.
+
+        Only while ``worker`` still holds each lease. An attempt counts when something may
+        have been sent: entries a worker lets go unsent (their lease would have run out
+        during the send) would otherwise reach the dead letters without being tried.
+        """
+        released: set[int] = set()
+        async with self.transaction() as tx:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                rows = await tx._c.fetch(
+                    "UPDATE outbox SET lease_owner=NULL, lease_until=NULL, last_error=?, "
+                    "attempts=CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+                    f"WHERE id IN ({','.join('?' * len(chunk))}) AND lease_owner=? "
+                    f"AND status IN {OPEN_STATUSES} RETURNING id",
+                    [note[:500], *chunk, worker],
+                )
+                released.update(int(r[0]) for r in rows)
+        return released
+
     async def list_outbox(
-        self, status: str | None = None, recipient: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        recipient: str | None = None,
+        limit: int = 100,
+        *,
+        feed: str | None = None,
+        before_id: int | None = None,
+        hide_withheld: bool = False,
     ) -> list[OutboxRow]:
-        """Outbox entries, newest first, optionally by status and recipient."""
+        """Outbox entries, newest first, optionally by status, recipient and feed; only
+        those older than ``before_id`` (to page on); none withheld with ``hide_withheld``."""
         sql = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1=1"
         args: list[Any] = []
+        if feed is not None:
+            sql += " AND feed=?"
+            args.append(feed)
+        if before_id is not None:
+            sql += " AND id<?"
+            args.append(before_id)
+        if hide_withheld:
+            sql += " AND status<>'withheld'"
         if status == "leased":
             sql += f" AND status IN {OPEN_STATUSES} AND lease_owner IS NOT NULL"
         elif status in ("pending", "retry"):
@@ -395,6 +433,24 @@ class SqlStore(ABC):
             total += n
             if n < batch:
                 return total
+
+    async def prune_payloads(self, before: str, batch: int = 500) -> int:
+        """Delete dead letters made before a time (each keeps its payload for a replay) and
+        inbound de-duplication entries received before it, in small batches."""
+        total = 0
+        for sql in (
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status='dead' "
+            "AND created_at < ? LIMIT ?)",
+            "DELETE FROM inbound_messages WHERE (sender, control_id) IN (SELECT sender, "
+            "control_id FROM inbound_messages WHERE received_at < ? LIMIT ?)",
+        ):
+            while True:
+                async with self.transaction() as tx:
+                    n = await tx._c.execute(sql, (before, batch))
+                total += n
+                if n < batch:
+                    break
+        return total
 
     # ---- partner API keys ----------------------------------------------------------------
 

@@ -49,6 +49,14 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ('[consent]\nage_of_majority = "18"\n', "key 'consent'"),
         ('[logging]\nlevel = "LOUD"\n', "key 'logging.level': unknown level 'LOUD'"),
+        # A negative age pruned what was delivered a second ago; a huge one failed every run.
+        ("[retention]\ndelivered_days = -1\n", "'retention.delivered_days': must be from 1 to"),
+        ("[retention]\npayload_days = 1000000\n", "'retention.payload_days': must be from 1 to"),
+        ("[retention]\naudit_years = 1\n", "'retention.audit_years': must be from 6 to 100"),
+        ("[delivery]\nbatch_size = 0\n", "'delivery.batch_size': must be from 1 to 10000"),
+        ("[delivery]\nmax_attempts = -3\n", "'delivery.max_attempts': must be from 1 to"),
+        ("[delivery]\nlease_seconds = 0\n", "'delivery.lease_seconds': must be from 0.1 to"),
+        ("[delivery]\npoll_seconds = nan\n", "'delivery.poll_seconds': must be from 0.001 to"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, needle: str) -> None:

@@ -176,3 +176,8 @@ def test_delivery_outbox_cli(hub_dir, hub_cli, h) -> None:
     assert result.exit_code == 2 and "outbox ID or --all-dead" in result.output
     result = hub_cli("outbox", "show", "99999")
     assert result.exit_code == 2 and "no outbox entry 99999" in result.output
+    # An id no store can hold is refused by the command line, in one line (no traceback).
+    for command in ("show", "retry", "replay"):
+        result = hub_cli("outbox", command, "9" * 30)
+        assert result.exit_code == 2 and "is not in the range" in result.output
+        assert "Traceback" not in result.output

@@ -15,6 +15,7 @@ from hub.delivery import (
     delivery_jobs,
     enqueue_for_feed,
     prune_delivered,
+    prune_payloads,
     run_scheduled_feed,
     validate_schedule,
 )
@@ -117,6 +118,30 @@ async def test_delivery_retention_prunes_old_settled_rows_only(hub, receiver, h)
         later = datetime.now(UTC) + timedelta(days=31)
         assert await prune_delivered(ctx, now=later) == 3
         assert dict(await ctx.store.outbox_depth()) == {"pending": 1}
+
+
+async def test_retention_prunes_old_dead_letters_and_inbound_entries(hub, h) -> None:
+    # [retention] payload_days: a dead letter keeps its payload (for a replay) and an
+    # inbound entry the answer sent, each only this long; what is still open stays.
+    hub.write(
+        h.webhook_feed("partner-clients", "partner", "http://127.0.0.1:9/"),
+        extra="[retention]\npayload_days = 10\n",
+    )
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, ["P1", "P2"])
+        dead, retrying = await ctx.store.claim_outbox("w", 10, 60)
+        assert await ctx.store.finish_outbox(dead.id, "dead", error="HTTP 410")
+        assert await ctx.store.finish_outbox(
+            retrying.id, "retry", error="HTTP 503", retry_at="2999-01-01"
+        )
+        async with ctx.store.transaction() as tx:
+            await tx.remember_message("hospital", "MSG1", "hash", b"ACK")
+        assert await prune_payloads(ctx) == 0, "nothing is 10 days old yet"
+        later = datetime.now(UTC) + timedelta(days=11)
+        assert await prune_payloads(ctx, now=later) == 2
+        assert [r.id for r in await ctx.store.list_outbox()] == [retrying.id]
+        async with ctx.store.transaction() as tx:
+            assert await tx.seen_message("hospital", "MSG1") is None
 
 
 async def test_delivery_run_workers_stops_gracefully(hub, receiver, h) -> None:

@@ -345,8 +345,20 @@ class CountingSink(SlowSink):
     name = "counting"
 
 
-async def test_delivery_rows_whose_lease_would_run_out_are_released_not_sent(hub, h) -> None:
-    hub.write(
+class FailingSink(SlowSink):
+    """A slow sink whose partner answers 503 to everything."""
+
+    name = "counting"
+
+    async def deliver(self, deliveries: list[Delivery]) -> list[DeliveryOutcome]:
+        await super().deliver(deliveries)
+        return [DeliveryOutcome(ok=False, retry=True, error="HTTP 503") for _ in deliveries]
+
+
+def slowish_feed(h: Any, **extra: Any) -> str:
+    """One entry per batch, one lane, a send timeout half the one-second lease: entries
+    waiting for the lane are given back unsent once their lease would run out."""
+    return str(
         h.webhook_feed(
             "slowish",
             "partner",
@@ -354,9 +366,15 @@ async def test_delivery_rows_whose_lease_would_run_out_are_released_not_sent(hub
             connector="counting",
             batch_size=1,
             options={"concurrency": 1, "send_timeout_seconds": 0.5},
-        ),
-        lease_seconds=1.0,
+            **extra,
+        )
     )
+
+
+async def test_delivery_rows_whose_lease_would_run_out_are_released_not_sent(
+    hub, h, caplog
+) -> None:
+    hub.write(slowish_feed(h), lease_seconds=1.0)
     async with hub.open() as ctx:
         await h.add_clients(ctx, [f"P{i}" for i in range(4)])
         sink = CountingSink(0.2)
@@ -367,7 +385,23 @@ async def test_delivery_rows_whose_lease_would_run_out_are_released_not_sent(hub
             await stop_worker(stop, task)
         rows = await ctx.store.list_outbox()
         assert sorted(Counter(sink.sent).values()) == [1, 1, 1, 1], "each sent once"
-        assert max(r.attempts for r in rows) >= 2, "the last ones were given back once"
+        assert "given back unsent" in caplog.text, "the last ones were given back once"
+        assert [r.attempts for r in rows] == [1, 1, 1, 1], "only the sends count as attempts"
+
+
+async def test_delivery_entries_given_back_unsent_keep_their_attempts(hub, h) -> None:
+    # max_attempts = 2 means two sends before the dead letters, however often an entry
+    # was given back unsent in between.
+    hub.write(slowish_feed(h, max_attempts=2), lease_seconds=1.0)
+    async with hub.open() as ctx:
+        await h.add_clients(ctx, [f"P{i}" for i in range(4)])
+        sink = FailingSink(0.2)
+        _worker, stop, task = await run_worker(ctx, {"counting": sink})
+        try:
+            await h.wait_until(lambda: _counts(ctx, {"dead": 4}), within=20)
+        finally:
+            await stop_worker(stop, task)
+        assert sorted(Counter(sink.sent).values()) == [2, 2, 2, 2]
 
 
 async def test_delivery_missing_sink_retries_then_dead_letters(hub, h) -> None:
