@@ -208,6 +208,7 @@ def worker(state: CliState) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        ctx.store.hold_delivery()
         click.echo(
             f"{worker_count(ctx)} delivery worker(s) started on {ctx.store.dialect}", err=True
         )

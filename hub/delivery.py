@@ -961,9 +961,10 @@ async def run_workers(
     """
     owned = sinks is None
     installed = collect_sinks(ctx) if sinks is None else dict(sinks)
+    ctx.store.hold_delivery()
     if ctx.store.dialect == "sqlite":
-        # One process delivers on SQLite: leases left by a crashed run are ours to take back
-        # now rather than after they expire.
+        # One process delivers on SQLite (hold_delivery made sure): leases left by a crashed
+        # run are ours to take back now rather than after they expire.
         released = await ctx.store.release_leases()
         if released:
             log.info("took back leases of an earlier run", extra={"entries": released})

@@ -79,6 +79,8 @@ def announce(message: str) -> None:
 
 async def serve(ctx: HubContext, *, workers: bool = True) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    if workers:
+        ctx.store.hold_delivery()  # before listening: a refusal stops the start, not later
     app = make_app(ctx)
     app.cleanup_ctx.append(plugin_services)
     app.cleanup_ctx.append(scheduler)

@@ -302,6 +302,11 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             return await tx.settle_outbox(entries, worker)
 
+    def hold_delivery(self) -> None:
+        """Become a process delivering from this store. Any number may on PostgreSQL (claims
+        skip what another holds); the SQLite store allows one (:class:`StoreError`)."""
+        return None
+
     async def release_unsent(self, ids: Sequence[int], worker: str, note: str) -> set[int]:
         """Give back entries ``worker`` claimed and never sent, as they were before the
         claim (due as before, the claim's attempt not counted); returns the ids given back.

@@ -10,6 +10,8 @@ own (:mod:`hub.store.checkpoints`).
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -59,6 +61,7 @@ class SqliteStore(SqlStore):
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self.checkpointer = WalCheckpointer(self.path)
+        self._delivery_lock: int | None = None
 
     @classmethod
     def from_url(cls, url: str, base_dir: Path | None = None) -> SqliteStore:
@@ -90,8 +93,34 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from None
         self._conn = conn
 
+    def hold_delivery(self) -> None:
+        """Become the one process delivering from this store (an exclusive lock on a file
+        beside it, freed when the process ends however it ends); :class:`StoreError` when
+        another process is delivering: two would take each other's leases (a crashed run's
+        leases are taken back at start) and send entries twice at once."""
+        if self._delivery_lock is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".delivery.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(
+                f"another process is delivering from the SQLite store at {self.path}: "
+                "with SQLite one process delivers (stop it, run this one with --no-workers, "
+                "or use PostgreSQL for several workers)"
+            ) from None
+        self._delivery_lock = fd
+
     async def close(self) -> None:
-        """Stop the checkpoints and close the connection."""
+        """Stop the checkpoints, give up delivering and close the connection."""
+        if self._delivery_lock is not None:
+            os.close(self._delivery_lock)
+            self._delivery_lock = None
         await asyncio.to_thread(self.checkpointer.stop)
         if self._conn is not None:
             self._conn.close()
