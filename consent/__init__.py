@@ -70,7 +70,7 @@ from consent.model import (
 )
 from consent.parsing import ConsentValidationError, parse_consent, parse_consent_file
 from consent.redaction import redact
-from consent.rules import consent_in_force, evaluate
+from consent.rules import consent_in_force, evaluate, evaluate_consent
 
 __all__ = [
     "AGENCY_EXCLUDED",
@@ -125,6 +125,7 @@ __all__ = [
     "consent_in_force",
     "entry_hash",
     "evaluate",
+    "evaluate_consent",
     "evaluate_fhir_consents",
     "format_time",
     "make_entry",

@@ -207,8 +207,7 @@ def evaluate(
     recipient = agencies.get(request.recipient)
     if recipient is None:
         return _deny(request, RECIPIENT_UNKNOWN)
-    at = request.at
-    if not recipient.is_active(at):
+    if not recipient.is_active(request.at):
         return _deny(request, RECIPIENT_NOT_ACTIVE)
     # 3. VAWA: a victim service provider's records never leave it.
     owner = agencies.get(request.owner)
@@ -216,6 +215,38 @@ def evaluate(
         return _deny(request, OWNER_UNKNOWN)
     if owner.kind == "vsp":
         return _deny(request, VSP_RECORD)
+    return _under_consent(request, consents, recipient, policy)
+
+
+def evaluate_consent(
+    request: DecisionRequest,
+    consents: Sequence[ConsentRecord],
+    agencies: Mapping[str, Agency],
+    policy: ConsentPolicy,
+) -> Decision:
+    """What the client's consent lets ``request.recipient`` see, whoever holds the data:
+    rule 2 and rules 4–11, without the rules about one record's owner (1 and 3).
+
+    For a consent consult, which asks about a client rather than a record: no agency's
+    own records are implied (``request.owner`` is not read), so no ``SAME_AGENCY`` permit
+    passes a consent that is revoked, expired or excludes the recipient.
+    """
+    recipient = agencies.get(request.recipient)
+    if recipient is None:
+        return _deny(request, RECIPIENT_UNKNOWN)
+    if not recipient.is_active(request.at):
+        return _deny(request, RECIPIENT_NOT_ACTIVE)
+    return _under_consent(request, consents, recipient, policy)
+
+
+def _under_consent(
+    request: DecisionRequest,
+    consents: Sequence[ConsentRecord],
+    recipient: Agency,
+    policy: ConsentPolicy,
+) -> Decision:
+    """Rules 4–11: the consent in force, and what it releases to ``recipient``."""
+    at = request.at
     # 4. The consent in force.
     day = at.date()
     consent, future = _select(consents, day)
