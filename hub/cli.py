@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,8 @@ def cli(ctx: click.Context, config_path: Path, debug: bool) -> None:
     if isinstance(ctx.obj, CliState):
         source = ctx.get_parameter_source("config_path")
         if source is not click.core.ParameterSource.DEFAULT or os.environ.get("HUB_CONFIG"):
+            if ctx.obj.config_path != config_path:
+                ctx.obj._plugins = None  # loaded again, minus this config's disabled ones
             ctx.obj.config_path = config_path
         ctx.obj.debug = debug
     else:
@@ -346,14 +349,29 @@ _register_subcommands()
 
 def main() -> None:
     """Console entry point: load plugin commands, then run."""
-    from hub.context import make_plugins
+    from hub.context import disabled_plugins_in, make_plugins
 
+    config_path = config_path_in(sys.argv[1:])
     try:
-        pm = make_plugins()
+        pm = make_plugins(disabled=disabled_plugins_in(config_path))
         pm.hook.hub_cli_commands(cli=cli)
     except PluginError as exc:
         if "--debug" in sys.argv:
             raise
         fail(str(exc))
-    state = CliState(config_path=Path(os.environ.get("HUB_CONFIG", DEFAULT_CONFIG)), _plugins=pm)
+    state = CliState(config_path=config_path, _plugins=pm)
     cli(prog_name="hub", obj=state)
+
+
+def config_path_in(args: Sequence[str]) -> Path:
+    """The config the command line names (``--config`` before the command), else
+    ``$HUB_CONFIG``, else ``./hub.toml``: known before click parses, because plugins (and
+    their commands) are loaded first, minus the ones the config disables."""
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--config="):
+            return Path(arg.removeprefix("--config="))
+        if not arg.startswith("-"):
+            break  # the command: options after it are the command's own
+    return Path(os.environ.get("HUB_CONFIG") or DEFAULT_CONFIG)

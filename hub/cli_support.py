@@ -34,9 +34,9 @@ class CliState:
     def plugins(self) -> PluginManager:
         """The loaded plugin manager."""
         if self._plugins is None:
-            from hub.context import make_plugins
+            from hub.context import disabled_plugins_in, make_plugins
 
-            self._plugins = make_plugins()
+            self._plugins = make_plugins(disabled=disabled_plugins_in(self.config_path))
         return self._plugins
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import tomllib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -152,15 +153,37 @@ def keys_path(config: HubConfig) -> Path:
     return config.keys_file or config.resolve(DEFAULT_KEYS_FILE)
 
 
-def make_plugins(config: HubConfig | None = None) -> PluginManager:
-    """A plugin manager with every installed plugin loaded (minus disabled ones)."""
+def make_plugins(
+    config: HubConfig | None = None, *, disabled: frozenset[str] | None = None
+) -> PluginManager:
+    """A plugin manager with every installed plugin loaded, minus the disabled ones (those
+    of ``config``, or ``disabled`` as read by :func:`disabled_plugins_in`)."""
     from hub import __version__
     from hub.sinks import plugin as builtin_sinks
 
+    if disabled is None:
+        disabled = config.disabled_plugins if config else frozenset()
     pm = PluginManager()
     pm.register(builtin_sinks, name="hub", version=__version__)
-    pm.load_entry_points(config.disabled_plugins if config else frozenset())
+    pm.load_entry_points(disabled)
     return pm
+
+
+def disabled_plugins_in(config_path: Path) -> frozenset[str]:
+    """``[plugins] disabled`` of a config file, read before any plugin is loaded (the
+    config itself is validated with the plugins' help: a disabled plugin that cannot even
+    be imported must not be loaded for that). Empty when the file is missing or does not
+    say; a malformed file is reported by the full load that follows."""
+    try:
+        with config_path.open("rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return frozenset()
+    section = raw.get("plugins")
+    names = section.get("disabled") if isinstance(section, dict) else None
+    if not isinstance(names, list):
+        return frozenset()
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 @asynccontextmanager

@@ -41,8 +41,18 @@ class PluginManager:
         return self.pm.hook
 
     def load_entry_points(self, disabled: frozenset[str] = frozenset()) -> None:
-        """Register every installed plugin of the group, then refuse unknown hook names."""
-        for ep in md.entry_points(group=hookspecs.PROJECT):
+        """Register every installed plugin of the group but the ``disabled`` ones, then
+        refuse unknown hook names. A disabled name that no installed plugin has is refused
+        (a misspelt name would leave the plugin running)."""
+        installed = list(md.entry_points(group=hookspecs.PROJECT))
+        unknown = sorted(disabled - {ep.name for ep in installed})
+        if unknown:
+            names = ", ".join(sorted({ep.name for ep in installed})) or "none"
+            raise PluginError(
+                f"[plugins] disabled names {unknown[0]!r}, which is not an installed plugin "
+                f"(installed: {names})"
+            )
+        for ep in installed:
             if ep.name in disabled or self.pm.has_plugin(ep.name):
                 continue
             try:
