@@ -70,13 +70,16 @@ def register(cli: click.Group) -> None:
         Example:
           hub audit disclosures --client 4711 --client-system hmis:sd
         """
-        from hub.consent_cli import find_person
+        from hub.consent_cli import AmbiguousClient, find_person
 
         async def work(ctx: HubContext) -> list[dict[str, object]]:
             person = await find_person(ctx, value, system)
             return [] if person is None else await disclosures(ctx.store, person)
 
-        echo_json(run_with_context(state, work))
+        try:
+            echo_json(run_with_context(state, work))
+        except AmbiguousClient as exc:
+            fail(str(exc))
 
     @cli.group()
     def partners() -> None:

@@ -14,10 +14,17 @@ from hub.core.gate import QUEUED_FOR_DELIVERY
 from hub.core.ports import AuditRow
 from hub.keys import KeyRing
 
+UNREADABLE_ENTRY = "this audit entry cannot be read (altered?): run 'hub audit verify'"
+
 
 def entry_from_row(row: AuditRow) -> AuditEntry:
-    """The entry a stored row holds (its body; the seq column names where it sits)."""
-    data: dict[str, Any] = orjson.loads(row.body)
+    """The entry a stored row holds (its body; the seq column names where it sits).
+
+    Raises ``ValueError`` (or ``TypeError``) when the body is not an entry's JSON object.
+    """
+    data = orjson.loads(row.body)
+    if not isinstance(data, dict):
+        raise ValueError(f"audit entry {row.seq}: the body is not a JSON object")
     for name in ("released", "withheld", "reasons"):
         data[name] = tuple(data.get(name) or ())
     data.setdefault("seq", row.seq)
@@ -159,7 +166,12 @@ async def disclosures(store: Any, person_id: str) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     for row in await store.audit_for_client(person_id):
-        e = entry_from_row(row)
+        try:
+            e = entry_from_row(row)
+        except (ValueError, TypeError):
+            # Not left out silently: the accounting says an entry could not be read.
+            out.append({"audit_seq": row.seq, "error": UNREADABLE_ENTRY})
+            continue
         if e.client != person_id:
             continue  # filed under this person, but about another (``hub audit verify``)
         if e.recipient == e.owner or e.decision == "deny" or QUEUED_FOR_DELIVERY in e.reasons:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from consent import ConsentRecord
+from consent import ClientFacts, ConsentRecord
 from consent.categories import CATEGORIES, DEFAULT_CATEGORIES
 from consent.parsing import ConsentValidationError, parse_consent_file
 from hub.cli_support import CliState, echo_json, fail, run_with_context
@@ -32,13 +32,47 @@ def _matches(c: ConsentRecord, value: str, system: str | None) -> bool:
     return system is None or c.client.system is None or c.client.system == system
 
 
+class AmbiguousClient(ValueError):
+    """A client identifier (a value without its system) names several clients."""
+
+    def __init__(self) -> None:
+        super().__init__("the client identifier names several clients: add --client-system")
+
+
 async def find_person(ctx: HubContext, value: str, system: str | None) -> str | None:
-    """The person a client identifier names, when exactly one does."""
+    """The person a client identifier names; None when none does.
+
+    Raises :class:`AmbiguousClient` when several do (a value without its system can recur
+    in another system): an answer about one of them, or all, would be about someone else.
+    """
     key = identifier_key(system, value) if system else identifier_value_key(value)
     async with ctx.store.transaction() as tx:
         found = await tx.persons_with_keys([ctx.keys.blind(key)])
     persons = set().union(*found.values()) if found else set()
-    return next(iter(persons)) if len(persons) == 1 else None
+    if len(persons) > 1:
+        raise AmbiguousClient
+    return next(iter(persons), None)
+
+
+async def client_consents(
+    ctx: HubContext, value: str, system: str | None
+) -> tuple[tuple[ConsentRecord, ...], ClientFacts]:
+    """The consents the gate applies to the client an identifier names, and its facts.
+
+    For a known person, what the gate itself uses. For a client with no records yet, the
+    consents naming that identifier (:class:`AmbiguousClient` when, without a system, they
+    name clients of several systems).
+    """
+    person = await find_person(ctx, value, system)
+    if person is not None:
+        async with ctx.store.transaction() as tx:
+            consents = await ctx.gate.consents_for(tx, person)
+            facts = await ctx.gate.facts(tx, person)
+        return consents, facts
+    direct = tuple(c for c in ctx.gate.all_consents() if _matches(c, value, system))
+    if system is None and len({c.client.system for c in direct if c.client.system}) > 1:
+        raise AmbiguousClient
+    return direct, ClientFacts()
 
 
 async def check(
@@ -53,18 +87,8 @@ async def check(
     at: datetime,
 ) -> dict[str, Any]:
     """The decision for one hypothetical disclosure (not audited: nothing is released)."""
-    person = await find_person(ctx, value, system)
-    direct = [c for c in ctx.gate.all_consents() if _matches(c, value, system)]
-    if person is not None:
-        async with ctx.store.transaction() as tx:
-            linked = await ctx.gate.consents_for(tx, person)
-            facts = await ctx.gate.facts(tx, person)
-        consents = list({c.id: c for c in [*linked, *direct]}.values())
-    else:
-        from consent import ClientFacts
-
-        consents, facts = direct, ClientFacts()
-    decision = ctx.gate.decide(
+    consents, facts = await client_consents(ctx, value, system)
+    decision = ctx.gate.decide_disclosure(
         consents=consents,
         facts=facts,
         owner=owner,
@@ -173,16 +197,14 @@ def register(cli: click.Group) -> None:
         """
 
         async def work(ctx: HubContext) -> list[dict[str, object]]:
-            person = await find_person(ctx, value, system)
-            found = {c.id: c for c in ctx.gate.all_consents() if _matches(c, value, system)}
-            if person is not None:
-                async with ctx.store.transaction() as tx:
-                    for c in await ctx.gate.consents_for(tx, person):
-                        found[c.id] = c
-            ordered = sorted(found.values(), key=lambda c: (c.signed_on, c.id), reverse=True)
+            consents, _facts = await client_consents(ctx, value, system)
+            ordered = sorted(consents, key=lambda c: (c.signed_on, c.id), reverse=True)
             return [c.to_json() for c in ordered]
 
-        echo_json(run_with_context(state, work))
+        try:
+            echo_json(run_with_context(state, work))
+        except AmbiguousClient as exc:
+            fail(str(exc))
 
     @consent.command("check")
     @click.option("--client", "value", required=True, help="Client identifier value.")
@@ -221,18 +243,21 @@ def register(cli: click.Group) -> None:
             if unknown:
                 fail(f"--categories: unknown category {unknown[0]!r}")
         at = _parse_at(at_text)
-        result = run_with_context(
-            state,
-            lambda ctx: check(
-                ctx,
-                value=value,
-                system=system,
-                owner=owner,
-                recipient=recipient,
-                purpose=purpose,
-                categories=cats,
-                at=at,
-            ),
-            migrate=True,
-        )
+        try:
+            result = run_with_context(
+                state,
+                lambda ctx: check(
+                    ctx,
+                    value=value,
+                    system=system,
+                    owner=owner,
+                    recipient=recipient,
+                    purpose=purpose,
+                    categories=cats,
+                    at=at,
+                ),
+                migrate=True,
+            )
+        except AmbiguousClient as exc:
+            fail(str(exc))
         echo_json(result)

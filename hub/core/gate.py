@@ -402,6 +402,46 @@ class ConsentGate:
             self.policy,
         )
 
+    def decide_disclosure(
+        self,
+        *,
+        consents: Sequence[ConsentRecord],
+        facts: ClientFacts,
+        owner: str,
+        recipient: str,
+        purpose: str,
+        categories: frozenset[str],
+        at: datetime,
+    ) -> Decision:
+        """The decision on disclosing these categories of a record ``owner`` holds, as a
+        gate pass on such a record would make it (no audit): ``hub consent check``.
+
+        A Part 2 program's record is ``substance_use`` whole, its identity too (see
+        :meth:`_make_shape`): it is decided with that category, and nothing of it is
+        released unless that category is.
+        """
+        holder = self.agencies.get(owner)
+        part2 = holder is not None and holder.kind == "part2" and recipient != owner
+        asked = categories | {"substance_use"} if part2 else categories
+        decision = self.decide(
+            consents=consents,
+            facts=facts,
+            owner=owner,
+            recipient=recipient,
+            purpose=purpose,
+            categories=asked,
+            at=at,
+        )
+        if part2 and decision.permitted and "substance_use" not in decision.released:
+            return Decision(
+                "deny",
+                frozenset(),
+                decision.released | decision.redacted,
+                (*decision.reasons, NOTHING_LEFT),
+                decision.consent_id,
+            )
+        return decision
+
     def shape(self, record: Record, categories: frozenset[str] | None) -> Shape:
         """The :class:`Shape` of a record asked for ``categories`` (None: the defaults).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import date
 from pathlib import Path
 
 import orjson
@@ -225,3 +226,59 @@ def test_a_record_only_queued_is_not_a_disclosure(tmp_path, hub_dir, hub_cli) ->
     asyncio.run(ingest())
     # Queued for the feed, no worker has run: nothing has reached cie-211 yet.
     assert disclosed(hub_cli, "1") == []
+
+
+def test_an_entry_body_that_is_not_an_object_is_named_not_a_crash(hub_dir, hub_cli) -> None:
+    config = hub_dir()
+    make_log(config, reads=3)
+    for body in (b"[1, 2]", b"null", b"not json"):
+        with db(config) as conn:
+            conn.execute("UPDATE audit_log SET body=? WHERE seq=2", (body,))
+        result = hub_cli("audit", "verify")
+        assert result.exit_code == 1, result.output
+        assert "entry 2 (altered)" in result.output
+        # The accounting says it could not read the entry rather than leave it out.
+        rows = disclosed(hub_cli, "1")
+        assert [r["audit_seq"] for r in rows] == [1, 2, 3]
+        assert "cannot be read" in rows[1]["error"]
+
+
+def test_a_value_naming_several_clients_is_refused_not_answered_empty(hub_dir, hub_cli) -> None:
+    # Client 7 of the HMIS and a hospital's patient with MRN 7: "--client 7" alone names two.
+    config = hub_dir()
+    make_log(config, reads=2, pid="7")
+
+    async def hospital_patient() -> None:
+        cfg = load_config(config)
+        async with open_context(cfg, make_plugins(cfg)) as ctx:
+            patient = client(
+                "7",
+                source="mercy:mrn",
+                owner="hospital-x",
+                given="Bo",
+                family="Bell",
+                birth_date=date(1961, 2, 3),
+            )
+            await ctx.engine.ingest([patient])
+
+    asyncio.run(hospital_patient())
+    for command in (
+        ("audit", "disclosures", "--client", "7"),
+        ("consent", "show", "--client", "7"),
+        (
+            "consent",
+            "check",
+            "--client",
+            "7",
+            "--owner",
+            "shelter-a",
+            "--recipient",
+            "hospital-x",
+            "--purpose",
+            "treatment",
+        ),
+    ):
+        result = hub_cli(*command)
+        assert result.exit_code == 2, result.output
+        assert "names several clients: add --client-system" in result.output
+    assert len(disclosed(hub_cli, "7")) == 2

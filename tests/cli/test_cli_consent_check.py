@@ -229,3 +229,18 @@ def test_bad_consent_file_is_rejected_whole(tmp_path, hub_dir, hub_cli, seed_rec
     assert "record 1" in result.output and "colour" in result.output
     shown = hub_cli("consent", "show", "--client", "1")
     assert orjson.loads(shown.stdout) == []  # nothing half-imported
+
+
+def test_a_part2_programs_record_is_decided_as_substance_use_whole(
+    tmp_path, hub_dir, hub_cli, seed_records
+) -> None:
+    # Anything from a part2 agency is substance_use (CONSENT.md): asked for housing, a CIE
+    # partner not named in part2_recipients gets nothing, as the gate itself withholds it.
+    setup(tmp_path, hub_dir, hub_cli, seed_records, [{"id": "c1", "pid": "1"}])
+    out = check(hub_cli, "1", "--categories", "housing", owner="recovery-p2", recipient="cie-211")
+    assert out["decision"] == "deny" and out["released"] == []
+    assert "NOTHING_LEFT" in out["reasons"] and "substance_use" in out["redacted"]
+    # The same ask of an HMIS agency's record is permitted.
+    assert check(hub_cli, "1", "--categories", "housing", recipient="cie-211")["decision"] == (
+        "permit"
+    )
