@@ -62,7 +62,13 @@ class PluginManager:
                     f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}; "
                     f"reinstall it or disable it in [plugins] disabled"
                 ) from None
-            self.pm.register(module, name=ep.name)
+            try:
+                self.pm.register(module, name=ep.name)
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({ep.value}) does not fit the plugin API: {exc}; "
+                    f"fix it or disable it in [plugins] disabled"
+                ) from None
             dist = ep.dist
             self._versions[ep.name] = (
                 dist.version if dist is not None else "unknown",
@@ -72,7 +78,10 @@ class PluginManager:
 
     def register(self, plugin: object, name: str, version: str = "local") -> None:
         """Register a plugin object directly (tests, embedded use)."""
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} does not fit the plugin API: {exc}") from None
         self._versions[name] = (version, getattr(plugin, "__name__", type(plugin).__name__))
         self.check()
 
@@ -91,10 +100,17 @@ class PluginManager:
                 continue
             infos: list[ConnectorInfo] = []
             impl = getattr(plugin, "hub_connectors", None)
-            if impl is not None:
-                infos = list(impl())
-            codecs = getattr(plugin, "hub_codecs", None)
-            names = tuple(sorted(c.name for c in (codecs() or []))) if codecs is not None else ()
+            try:
+                if impl is not None:
+                    infos = list(impl())
+                codecs = getattr(plugin, "hub_codecs", None)
+                found = {c.name for c in (codecs() or [])} if codecs is not None else set()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r}: a hook failed: {type(exc).__name__}: {exc}"
+                ) from None
+            # A codec is often declared as a connector too: listed once.
+            names = tuple(sorted(found - {i.name for i in infos if i.direction == "codec"}))
             version, module = self._versions.get(name, ("unknown", name))
             out.append(PluginDescription(name, version, module, tuple(infos), names))
         return sorted(out, key=lambda d: d.name)
@@ -102,6 +118,12 @@ class PluginManager:
     def owned_sections(self) -> dict[str, str]:
         """Config section → owning plugin's summary, over every plugin."""
         sections: dict[str, str] = {}
-        for result in self.hook.hub_config_sections():
+        try:
+            results = self.hook.hub_config_sections()
+        except Exception as exc:
+            raise PluginError(
+                f"a plugin's hub_config_sections hook failed: {type(exc).__name__}: {exc}"
+            ) from None
+        for result in results:
             sections.update(result or {})
         return sections
