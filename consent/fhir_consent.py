@@ -75,6 +75,7 @@ _FHIR_DATETIME = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 _NO_CONSENT_REASONS = frozenset(
     {NO_CONSENT, CONSENT_REVOKED, CONSENT_EXPIRED, CONSENT_NOT_YET_VALID}
 )
@@ -115,22 +116,18 @@ class _Context:
         try:
             year = int(match["y"])
             if match["m"] is None:
-                start = datetime(year, 1, 1, tzinfo=self.zone)
-                return start, start.replace(year=year + 1)
+                return _until(datetime(year, 1, 1, tzinfo=self.zone), "year")
             month = int(match["m"])
             if match["d"] is None:
-                start = datetime(year, month, 1, tzinfo=self.zone)
-                nxt = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=self.zone)
-                return start, nxt
+                return _until(datetime(year, month, 1, tzinfo=self.zone), "month")
             if match["time"] is None:
-                start = datetime(year, month, int(match["d"]), tzinfo=self.zone)
-                return start, start + timedelta(days=1)
+                return _until(datetime(year, month, int(match["d"]), tzinfo=self.zone), "day")
             instant = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             raise self.fail(element, "impossible date") from None
         if instant.tzinfo is None:
             instant = instant.replace(tzinfo=self.zone)
-        return instant, instant + timedelta(microseconds=1)
+        return _until(instant, "instant")
 
     def within(self, period: object, element: str) -> bool:
         """Whether ``at`` falls inside a FHIR Period (open ends allowed)."""
@@ -142,6 +139,21 @@ class _Context:
         if start is not None and self.at < self.span(start, f"{element}.start")[0]:
             return False
         return end is None or self.at < self.span(end, f"{element}.end")[1]
+
+
+def _until(start: datetime, unit: str) -> tuple[datetime, datetime]:
+    """[start, end) of the year, month, day or instant starting at ``start``; a span that
+    ends past the last representable instant (year 9999, "forever") is open-ended."""
+    try:
+        if unit == "year":
+            return start, start.replace(year=start.year + 1)
+        if unit == "month":
+            nxt = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+            return start, nxt
+        step = timedelta(days=1) if unit == "day" else timedelta(microseconds=1)
+        return start, start + step
+    except (OverflowError, ValueError):
+        return start, _END_OF_TIME
 
 
 def _list(value: object) -> Sequence[object]:

@@ -43,6 +43,7 @@ _CLIENT_FIELDS = frozenset({"system", "value"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NETWORKS = frozenset(NETWORKS)
 _PURPOSES = frozenset(PURPOSES)
+_TOO_DEEP = "nested too deeply"
 
 
 class ConsentValidationError(ValueError):
@@ -167,6 +168,18 @@ def _client(reader: _Reader) -> ClientRef:
     return ClientRef(system=system, value=ident)
 
 
+def _default_expiry(reader: _Reader, signed_on: date, policy: ConsentPolicy) -> date:
+    """``signed_on`` plus the default term; a term that ends past 9999-12-31 is refused."""
+    try:
+        return signed_on + timedelta(days=policy.default_term_days)
+    except OverflowError:
+        reader.fail(
+            "signed_on",
+            f"impossible date {_show(signed_on.isoformat())}: its default term of "
+            f"{policy.default_term_days} days ends after 9999-12-31",
+        )
+
+
 def parse_consent(
     data: Mapping[str, object],
     *,
@@ -199,7 +212,7 @@ def parse_consent(
     signed_on = r.required_day("signed_on")
     expires_on = r.day("expires_on")
     if expires_on is None:
-        expires_on = signed_on + timedelta(days=policy.default_term_days)
+        expires_on = _default_expiry(r, signed_on, policy)
     elif expires_on < signed_on:
         r.fail("expires_on", "before signed_on")
     revoked_on = r.day("revoked_on")
@@ -249,6 +262,8 @@ def _decoded(text: str) -> Iterator[tuple[int, object]]:
                 "<file>",
                 f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
             ) from None
+        except RecursionError:
+            raise ConsentValidationError(-1, None, "<file>", f"invalid JSON: {_TOO_DEEP}") from None
         yield from enumerate(items)
         return
     index = 0
@@ -263,6 +278,10 @@ def _decoded(text: str) -> Iterator[tuple[int, object]]:
                 None,
                 "<json>",
                 f"invalid JSON on line {lineno} column {exc.colno}: {exc.msg}",
+            ) from None
+        except RecursionError:
+            raise ConsentValidationError(
+                index, None, "<json>", f"invalid JSON on line {lineno}: {_TOO_DEEP}"
             ) from None
         yield index, item
         index += 1

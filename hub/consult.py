@@ -1,9 +1,10 @@
 """LEAP-compatible consent decision service (CDS Hooks ``patient-consent-consult``).
 
-Evaluates the client's MPA consent (the gate's policy) and, when the MPA has nothing to say,
-the FHIR R4 Consent resources partners posted to ``/fhir/Consent``. The answer is one card
-whose summary is ``CONSENT_PERMIT``, ``CONSENT_DENY`` or ``NO_CONSENT``; it never reveals more
-than that (no consent ids, no person ids).
+Evaluates the client's MPA consent (the gate's policy, without the rules about one record's
+owner) and, only when the MPA holds no consent at all for the client, the FHIR R4 Consent
+resources partners posted to ``/fhir/Consent``. The answer is one card whose summary is
+``CONSENT_PERMIT``, ``CONSENT_DENY`` or ``NO_CONSENT``; it never reveals more than that (no
+consent ids, no person ids).
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from consent import (
+    ClientFacts,
+    ConsentRecord,
+    DecisionRequest,
+    FhirConsentError,
+    evaluate_consent,
+    evaluate_fhir_consents,
+    mpa_to_leap,
+)
 from consent.categories import DEFAULT_CATEGORIES, PURPOSES
-from consent.fhir_consent import FhirConsentError, evaluate_fhir_consents, mpa_to_leap
 from hub.context import HubContext
 from hub.core.identity import identifier_key
 from hub.web import CONTEXT, json_error, json_response
@@ -38,6 +47,16 @@ PURPOSE_CODES: dict[str, str] = {
 }
 
 AGENCY_SYSTEM = "urn:cie-hub:agency"
+
+# A purpose no consent can list (consents list known MPA purposes only): a purpose of use
+# that maps to none, or none given, is denied by rule 9, never read as a permitted one.
+UNMAPPED_PURPOSE = ""
+
+FHIR_MIRROR_PREFIX = "fhir:"
+"""Id prefix of the MPA consent the gate enforces for a posted FHIR Consent."""
+
+INDICATORS = {"CONSENT_PERMIT": "info", "CONSENT_DENY": "critical", "NO_CONSENT": "warning"}
+"""Card indicator per summary, as LEAP sets it."""
 
 
 class ConsultError(ValueError):
@@ -74,17 +93,28 @@ def _scope(context: Mapping[str, Any]) -> str:
     raise ConsultError("scope", "required (scope, or category codings)")
 
 
-def _purpose(context: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(the v3 code as sent, the MPA purpose it maps to)."""
+def _purpose_code(item: Any) -> str | None:
+    """The code of one purposeOfUse item: a string, a Coding ``{code}`` or a
+    CodeableConcept ``{coding: [{code}]}`` (its first coding with a code)."""
+    if isinstance(item, str):
+        return item or None
+    if not isinstance(item, Mapping):
+        return None
+    codings = item.get("coding", item)
+    for coding in codings if isinstance(codings, list) else [codings]:
+        if isinstance(coding, Mapping) and isinstance(coding.get("code"), str) and coding["code"]:
+            return str(coding["code"])
+    return None
+
+
+def _purpose(context: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(the v3 code as sent, or None; the MPA purpose it maps to, or ``UNMAPPED_PURPOSE``)."""
     raw = context.get("purposeOfUse")
-    if isinstance(raw, list):
-        raw = raw[0] if raw else None
-    if isinstance(raw, Mapping):
-        raw = raw.get("code")
-    if raw is None:
-        return None, None
-    code = str(raw)
-    mpa = PURPOSE_CODES.get(code.upper()) or (code if code in PURPOSES else None)
+    items = raw if isinstance(raw, list) else [raw]
+    code = next((c for c in map(_purpose_code, items) if c is not None), None)
+    if code is None:
+        return None, UNMAPPED_PURPOSE
+    mpa = PURPOSE_CODES.get(code.upper()) or (code if code in PURPOSES else UNMAPPED_PURPOSE)
     return code, mpa
 
 
@@ -112,15 +142,15 @@ async def consult(ctx: HubContext, body: Mapping[str, Any], at: datetime) -> str
     actors = _identifiers(context.get("actor"), "actor")
     code, purpose = _purpose(context)
 
-    mpa = "NO_CONSENT"
     if scope == "patient-privacy":
-        mpa = await _mpa_summary(ctx, patients, actors, purpose, at)
-    if mpa != "NO_CONSENT":
-        return mpa
+        client = await _mpa_client(ctx, patients)
+        if client is not None:
+            return _mpa_summary(ctx, client, actors, purpose, at)
     fetch = ctx.extras.get("fhir_consents_for")
     if fetch is None:
-        return mpa
+        return "NO_CONSENT"
     resources: list[Mapping[str, Any]] = await fetch(ctx, patients)
+    resources = await _not_revoked(ctx, resources, at)
     resolver = ctx.extras.get("fhir_resolve_actor") or (lambda ref: _resolve_org(ctx, ref))
     try:
         return evaluate_fhir_consents(
@@ -144,49 +174,70 @@ def _resolve_org(ctx: HubContext, reference: str) -> list[tuple[str, str]]:
     return [(AGENCY_SYSTEM, agency.id), *agency.identifiers]
 
 
-async def _mpa_summary(
-    ctx: HubContext,
-    patients: Sequence[tuple[str, str]],
-    actors: Sequence[tuple[str, str]],
-    purpose: str | None,
-    at: datetime,
-) -> str:
+async def _mpa_client(
+    ctx: HubContext, patients: Sequence[tuple[str, str]]
+) -> tuple[tuple[ConsentRecord, ...], ClientFacts] | None:
+    """The MPA consents and facts of the one person the identifiers name, or None when the
+    MPA has no consent at all for the client (person unknown or without consents)."""
     keys = [ctx.keys.blind(identifier_key(s, v)) for s, v in patients if s]
     async with ctx.store.transaction() as tx:
-        found = await tx.persons_with_keys(keys)
+        found = await tx.persons_with_keys(keys) if keys else {}
         persons = sorted(set().union(*found.values())) if found else []
         if len(persons) != 1:
-            return "NO_CONSENT"
-        person = persons[0]
-        consents = await ctx.gate.consents_for(tx, person)
-        facts = await ctx.gate.facts(tx, person)
-    if not consents:
-        return "NO_CONSENT"
+            return None
+        consents = await ctx.gate.consents_for(tx, persons[0])
+        if not consents:
+            return None
+        return consents, await ctx.gate.facts(tx, persons[0])
+
+
+def _mpa_summary(
+    ctx: HubContext,
+    client: tuple[Sequence[ConsentRecord], ClientFacts],
+    actors: Sequence[tuple[str, str]],
+    purpose: str,
+    at: datetime,
+) -> str:
+    """The summary of the client's MPA consents for every actor agency (deny wins)."""
+    consents, facts = client
     recipients = actor_agencies(ctx, actors)
     if not recipients:
         return "CONSENT_DENY"
-    # The consult asks about the client's data as the agency that recorded the consent in
-    # force holds it (the MPA is between the client and that agency's network).
-    newest = max(consents, key=lambda c: (c.signed_on, c.id))
-    owner = newest.recorded_by or next(
-        (a.id for a in ctx.config.agencies.values() if a.kind == "hmis"), ""
-    )
-    summaries = set()
-    for recipient in recipients:
-        decision = ctx.gate.decide(
-            consents=consents,
-            facts=facts,
-            owner=owner,
-            recipient=recipient,
-            purpose=purpose or "coordination",
-            categories=DEFAULT_CATEGORIES,
-            at=at,
+    # A consult asks about the client, not about one agency's record: no owner, so neither
+    # SAME_AGENCY nor VSP_RECORD applies (the gate applies both to every real disclosure).
+    summaries = {
+        mpa_to_leap(
+            evaluate_consent(
+                DecisionRequest(facts, "", recipient, purpose, DEFAULT_CATEGORIES, at),
+                consents,
+                ctx.gate.agencies,
+                ctx.gate.policy,
+            )
         )
-        summaries.add(mpa_to_leap(decision))
+        for recipient in recipients
+    }
     for summary in ("CONSENT_DENY", "CONSENT_PERMIT"):
         if summary in summaries:
             return summary
     return "NO_CONSENT"
+
+
+async def _not_revoked(
+    ctx: HubContext, resources: Sequence[Mapping[str, Any]], at: datetime
+) -> list[Mapping[str, Any]]:
+    """The FHIR Consents whose MPA mirror (``fhir:<id>``) is not revoked on or before ``at``
+    (``hub consent revoke`` revokes the mirror, not the stored resource)."""
+    if not resources:
+        return []
+    async with ctx.store.transaction() as tx:
+        await ctx.gate.refresh(tx)
+    day = at.date()
+    revoked = {
+        c.id[len(FHIR_MIRROR_PREFIX) :]
+        for c in ctx.gate.all_consents()
+        if c.id.startswith(FHIR_MIRROR_PREFIX) and c.revoked_on is not None and c.revoked_on <= day
+    }
+    return [r for r in resources if str(r.get("id")) not in revoked]
 
 
 def card(summary: str) -> dict[str, Any]:
@@ -195,7 +246,7 @@ def card(summary: str) -> dict[str, Any]:
         "cards": [
             {
                 "summary": summary,
-                "indicator": "info" if summary == "CONSENT_PERMIT" else "warning",
+                "indicator": INDICATORS.get(summary, "warning"),
                 "source": {"label": "CIE Hub consent decision service"},
                 "extension": {"decision": summary},
             }

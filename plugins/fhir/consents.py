@@ -11,9 +11,10 @@ the patient itself (``evaluate_fhir_consents(patient_ids=...)``) matches them to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from hub.core.identity import identifier_value_key
 from plugins.fhir.consent_mapping import consent_patient_identifiers
 from plugins.fhir.patients import identifier_keys, persons_with
 from plugins.fhir.repo import Repository
@@ -21,19 +22,40 @@ from plugins.fhir.systems import canonical_system
 
 
 def _matching(
-    wanted: Sequence[tuple[str, str]], got: Sequence[tuple[str, str]]
+    wanted: Sequence[tuple[str, str]],
+    got: Sequence[tuple[str, str]],
+    unique_values: Collection[str],
 ) -> tuple[str, str] | None:
+    """The first wanted identifier the Consent's patient names. Systems must match
+    (canonically); a value without a system matches only another value without one, and
+    only when at most one person carries it (``unique_values``), as the gate decides."""
     for system, value in wanted:
         for g_system, g_value in got:
             if value != g_value:
                 continue
-            if not system or not g_system or canonical_system(system) == g_system:
+            if system and g_system:
+                if canonical_system(system) == canonical_system(g_system):
+                    return system, value
+            elif not system and not g_system and value in unique_values:
                 return system, value
     return None
 
 
+async def _unique_values(ctx: Any, wanted: Sequence[tuple[str, str]]) -> set[str]:
+    """The system-less wanted values that at most one person in the hub carries."""
+    unique: set[str] = set()
+    for value in {v for s, v in wanted if not s}:
+        if len(await persons_with(ctx, [ctx.keys.blind(identifier_value_key(value))])) <= 1:
+            unique.add(value)
+    return unique
+
+
 async def fhir_consents_for(ctx: Any, patient_ids: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The stored FHIR Consent resources about the patient these identifiers name."""
+    """The stored FHIR Consent resources about the patient these identifiers name.
+
+    Fails closed on an ambiguous request: a Consent linked to a Client record is found only
+    when the identifiers find exactly one person.
+    """
     wanted = [(str(s or ""), str(v)) for s, v in patient_ids if v]
     if not wanted:
         return []
@@ -43,13 +65,19 @@ async def fhir_consents_for(ctx: Any, patient_ids: list[tuple[str, str]]) -> lis
         for k in identifier_keys(ctx.keys.blind, f"{system}|{value}" if system else value)
     ]
     persons = await persons_with(ctx, keys)
+    unique = await _unique_values(ctx, wanted)
     repo = Repository(ctx.store)
     consents = await repo.all("Consent")
     linked = await repo.persons_of([c.client for c in consents if c.client is not None])
     out: list[dict[str, Any]] = []
     for stored in consents:
-        match = _matching(wanted, consent_patient_identifiers(stored.resource))
-        if match is None and stored.client is not None and linked.get(stored.client) in persons:
+        match = _matching(wanted, consent_patient_identifiers(stored.resource), unique)
+        if (
+            match is None
+            and len(persons) == 1
+            and stored.client is not None
+            and linked.get(stored.client) in persons
+        ):
             match = wanted[0]
         if match is None:
             continue

@@ -16,7 +16,7 @@ import orjson
 
 from hub.plugin_api import SourceKey
 from plugins.fhir import codes
-from plugins.fhir.access import REFERRAL_PURPOSE, reference_id
+from plugins.fhir.access import REFERRAL_PURPOSE, Released, reference_id
 from plugins.fhir.consent_mapping import ConsentMappingError, consent_from_fhir
 from plugins.fhir.outcome import FhirError
 from plugins.fhir.patients import identifier_keys, persons_with
@@ -222,29 +222,7 @@ async def _consent_patient(
     ident = _identifier_ref(ref)
     literal = ref.get("reference")
     if ident is not None and not literal:
-        if not ident.get("system"):
-            persons = await persons_with(
-                batch.ctx, identifier_keys(batch.ctx.keys.blind, ident["value"])
-            )
-            if len(persons) > 1:
-                raise FhirError.of(
-                    422,
-                    "business-rule",
-                    f"{where}.identifier: names more than one person; add a system",
-                    f"{where}.identifier",
-                )
-        token = f"{ident['system']}|{ident['value']}" if ident.get("system") else ident["value"]
-        persons = await persons_with(batch.ctx, identifier_keys(batch.ctx.keys.blind, token))
-        client = None
-        served = False
-        for person in sorted(persons):
-            released = await batch.viewer.released_clients(person)
-            served = served or _serves(batch, released)
-            if released and client is None:
-                client = batch.viewer.choose_client(released)
-        if not served:
-            raise _not_served(where)
-        return client, ident
+        return await _identified_patient(batch, ident, where)
     client, person = await batch.link_patient(res, "patient", path, batch.viewer.purpose)
     if person is not None:
         released = await batch.viewer.released_clients(person)
@@ -260,6 +238,40 @@ async def _consent_patient(
             fhir_ident = {"system": fhir_system(mpa["system"]), "value": mpa["value"]}
         res["patient"] = {**res["patient"], "identifier": fhir_ident}
     return client, mpa
+
+
+async def _identified_patient(
+    batch: Batch, ident: dict[str, str], where: str
+) -> tuple[SourceKey, dict[str, str]]:
+    """(client record key, MPA client reference) of a Consent naming its patient by
+    identifier alone: a person the caller serves, else 403 (whoever else carries it).
+
+    Only persons the caller serves are told apart, so the answer never reveals a person it
+    does not serve: a value without a system that two of them carry is ambiguous (422); when
+    only persons it does not serve share the value, the MPA reference takes the system of
+    the caller's own record, so the gate applies the consent to that person alone.
+    """
+    token = f"{ident['system']}|{ident['value']}" if ident.get("system") else ident["value"]
+    persons = await persons_with(batch.ctx, identifier_keys(batch.ctx.keys.blind, token))
+    served: list[Released] = []
+    for person in sorted(persons):
+        released = await batch.viewer.released_clients(person)
+        if _serves(batch, released):
+            served.append(released)
+    if not served:
+        raise _not_served(where)
+    if len(served) > 1 and not ident.get("system"):
+        raise FhirError.of(
+            422,
+            "business-rule",
+            f"{where}.identifier: names more than one person; add a system",
+            f"{where}.identifier",
+        )
+    client = batch.viewer.choose_client(served[0])
+    if len(persons) > 1 and not ident.get("system"):
+        own = _identifier_with_value(_payload_of(served[0], client), ident["value"])
+        return client, own or ident
+    return client, ident
 
 
 def _serves(batch: Batch, released: Any) -> bool:
@@ -326,6 +338,14 @@ def _first_identifier(payload: Mapping[str, Any] | None) -> dict[str, str] | Non
             if ident.get("system"):
                 out["system"] = str(ident["system"])
             return out
+    return None
+
+
+def _identifier_with_value(payload: Mapping[str, Any] | None, value: str) -> dict[str, str] | None:
+    """The client's identifier with this value and a system, if it has one."""
+    for ident in (payload or {}).get("identifiers") or ():
+        if ident.get("value") == value and ident.get("system"):
+            return {"system": str(ident["system"]), "value": value}
     return None
 
 
