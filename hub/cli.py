@@ -17,11 +17,12 @@ import click
 from hub.cli_support import CliState, echo_json, fail, run_with_context
 from hub.config import DEFAULT_CONFIG, ConfigError
 from hub.context import HubContext
+from hub.delivery import DeliveryError
 from hub.keys import KeyError_
 from hub.plugins import PluginError
 from hub.store import StoreError
 
-EXPECTED_ERRORS = (ConfigError, StoreError, PluginError, KeyError_, OSError)
+EXPECTED_ERRORS = (ConfigError, StoreError, PluginError, KeyError_, DeliveryError, OSError)
 DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError)
 
 
@@ -70,15 +71,19 @@ def cli(ctx: click.Context, config_path: Path, debug: bool) -> None:
       hub demo                          # the whole flow on synthetic data
       hub serve                         # HTTP, MLLP, scheduler and delivery workers
     """
+    source = ctx.get_parameter_source("config_path")
+    explicit = source is not click.core.ParameterSource.DEFAULT or bool(
+        os.environ.get("HUB_CONFIG")
+    )
     if isinstance(ctx.obj, CliState):
-        source = ctx.get_parameter_source("config_path")
-        if source is not click.core.ParameterSource.DEFAULT or os.environ.get("HUB_CONFIG"):
+        if explicit:
             if ctx.obj.config_path != config_path:
                 ctx.obj._plugins = None  # loaded again, minus this config's disabled ones
             ctx.obj.config_path = config_path
+            ctx.obj.config_explicit = True
         ctx.obj.debug = debug
     else:
-        ctx.obj = CliState(config_path=config_path, debug=debug)
+        ctx.obj = CliState(config_path=config_path, debug=debug, config_explicit=explicit)
     from hub.logs import configure_logging
 
     configure_logging(os.environ.get("HUB_LOG_LEVEL", "WARNING"))
@@ -204,18 +209,21 @@ def worker(state: CliState) -> None:
     Example:
       HUB_STORE_URL=postgresql://hub@db:5432/hub hub worker
     """
-    from hub.delivery import run_workers, worker_count
+    from hub.delivery import close_sinks, prepare_delivery, run_workers, worker_count
 
     async def main(ctx: HubContext) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        ctx.store.hold_delivery()
-        click.echo(
-            f"{worker_count(ctx)} delivery worker(s) started on {ctx.store.dialect}", err=True
-        )
-        await run_workers(ctx, stop)
+        sinks = prepare_delivery(ctx)
+        try:
+            click.echo(
+                f"{worker_count(ctx)} delivery worker(s) started on {ctx.store.dialect}", err=True
+            )
+            await run_workers(ctx, stop, sinks=sinks)
+        finally:
+            await close_sinks(sinks)
         click.echo("delivery workers stopped", err=True)
 
     run_with_context(state, main)
@@ -354,7 +362,13 @@ def main() -> None:
     config_path = config_path_in(sys.argv[1:])
     try:
         pm = make_plugins(disabled=disabled_plugins_in(config_path))
-        pm.hook.hub_cli_commands(cli=cli)
+        try:
+            pm.hook.hub_cli_commands(cli=cli)
+        except Exception as exc:
+            raise PluginError(
+                f"a plugin's hub_cli_commands hook failed: {type(exc).__name__}: {exc}; "
+                "fix it or disable it in [plugins] disabled"
+            ) from exc
     except PluginError as exc:
         if "--debug" in sys.argv:
             raise

@@ -26,6 +26,8 @@ class CliState:
 
     config_path: Path
     debug: bool = False
+    config_explicit: bool = False
+    """Whether the config was named (``--config``, ``$HUB_CONFIG``): it must then exist."""
     _config: HubConfig | None = None
     _plugins: PluginManager | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +50,7 @@ class CliState:
             pm = self.plugins
             self._config = load_config(
                 self.config_path,
+                implicit=not self.config_explicit,
                 owned_sections=pm.owned_sections(),
                 validate_section=lambda s, v, a: [
                     e

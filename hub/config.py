@@ -159,31 +159,77 @@ class HubConfig:
 # ---- locating errors ---------------------------------------------------------------------
 
 
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+def _headers(lines: list[str]) -> list[tuple[int, str, bool]]:
+    """The table headers of TOML lines: (line index, dotted name, is an array element)."""
+    found: list[tuple[int, str, bool]] = []
+    for i, line in enumerate(lines):
+        m = _HEADER.match(line)
+        if m:
+            name = ".".join(p.strip().strip("\"'") for p in m.group(2).split("."))
+            found.append((i, name, m.group(1) == "[["))
+    return found
+
+
+def _table_start(
+    headers: list[tuple[int, str, bool]], parts: list[str]
+) -> tuple[int, str, list[str]] | None:
+    """Where the table a key path names starts: (line index, table name, the rest of the
+    path). ``feeds[1]`` is the second ``[[feeds]]`` header; ``[feeds.options]`` sub-tables
+    are not elements of the array. An array written inline (``columns = [{…}]``) has no
+    headers: the table holding it is found instead."""
+    digit = next((k for k, p in enumerate(parts) if p.isdigit()), len(parts))
+    if digit < len(parts):
+        table = ".".join(parts[:digit])
+        elements = [i for i, name, array in headers if array and name == table]
+        index = int(parts[digit])
+        if index < len(elements):
+            return elements[index], table, parts[digit + 1 :]
+    for k in range(digit, 0, -1):
+        table = ".".join(parts[:k])
+        found = [i for i, name, _ in headers if name == table]
+        if found:
+            return found[0], table, parts[k:]
+    return None
+
+
+def _key_line(
+    lines: list[str], start: int, stops: Mapping[int, str], inside: set[str], name: str
+) -> int | None:
+    """The line index of ``name = …`` in the table from ``start`` (through its sub-tables
+    ``inside``), or None."""
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(name)}[\"']?\s*=")
+    for i in range(start + 1, len(lines)):
+        if i in stops:
+            if stops[i] not in inside:
+                return None
+            continue
+        if pattern.match(lines[i]):
+            return i
+    return None
+
+
 def line_of(text: str, dotted: str) -> int | None:
     """Best-effort line number of a key path such as ``agencies[1].kind`` in TOML text."""
     parts = [p for p in re.split(r"[.\[\]]", dotted) if p]
+    if not parts:
+        return None
     lines = text.splitlines()
-    section = parts[0]
-    leaf = parts[-1]
-    index = next((int(p) for p in parts[1:] if p.isdigit()), None)
-    start = 0
-    seen = -1
-    for i, line in enumerate(lines):
-        s = line.strip()
-        if s in (f"[[{section}]]", f"[{section}]") or s.startswith(f"[{section}."):
-            seen += 1
-            if index is None or seen == index:
-                start = i
-                if len(parts) == 1:
-                    return i + 1
-                break
-    pattern = re.compile(rf"^\s*\"?{re.escape(leaf)}\"?\s*=")
-    for i in range(start, len(lines)):
-        if i > start and lines[i].strip().startswith("[") and not leaf.isdigit():
-            break
-        if pattern.match(lines[i]):
-            return i + 1
-    return start + 1 if start else None
+    headers = _headers(lines)
+    located = _table_start(headers, parts)
+    start, table, rest = located if located is not None else (-1, "", parts)
+    names = [p for p in rest if not p.isdigit()]
+    header_at = {i: name for i, name, _ in headers}
+    # sub-tables on the key's path ([feeds.options] for feeds[0].options.url) are inside it
+    inside = {".".join([table, *names[:j]]) for j in range(1, len(names))} if table else set()
+    # the innermost key first; a key inside an inline table is found by its outer key
+    for name in reversed(names):
+        found = _key_line(lines, start, header_at, inside, name)
+        if found is not None:
+            return found + 1
+    return start + 1 if start >= 0 else None
 
 
 class _Checker:
@@ -219,6 +265,15 @@ class _Checker:
             want = tp.__name__ if isinstance(tp, type) else "/".join(t.__name__ for t in tp)
             raise self.fail(f"{key}.{name}", f"expected {want}, got {type(value).__name__}")
         return value
+
+    def tables(self, table: Mapping[str, Any], key: str, name: str) -> list[Mapping[str, Any]]:
+        """An array of tables (``[[key.name]]`` or ``name = [{…}, …]``); empty when absent."""
+        value = table.get(name, [])
+        if not isinstance(value, list):
+            raise self.fail(
+                f"{key}.{name}", f"expected a list of tables, got {type(value).__name__}"
+            )
+        return [self.table(item, f"{key}.{name}[{i}]") for i, item in enumerate(value)]
 
     def strings(self, table: Mapping[str, Any], key: str, name: str) -> list[str]:
         value = table.get(name, [])
@@ -260,8 +315,7 @@ def _agencies(c: _Checker, raw: Any) -> tuple[dict[str, Agency], dict[str, str]]
             if n not in NETWORKS:
                 raise c.fail(f"{key}.networks", f"unknown network {n!r}")
         idents: list[tuple[str, str]] = []
-        for j, ident in enumerate(t.get("identifiers", [])):
-            it = c.table(ident, f"{key}.identifiers[{j}]")
+        for j, it in enumerate(c.tables(t, key, "identifiers")):
             c.known(it, f"{key}.identifiers[{j}]", {"system", "value"})
             idents.append((str(it.get("system", "")), str(it.get("value", ""))))
         dates: dict[str, date | None] = {}
@@ -280,9 +334,20 @@ def _agencies(c: _Checker, raw: Any) -> tuple[dict[str, Agency], dict[str, str]]
             active_until=dates["active_until"],
             identifiers=tuple(idents),
         )
-        for org in t.get("hmis_organization_ids", []):
-            orgs[str(org)] = aid
+        for org in _organization_ids(c, t, key):
+            orgs[org] = aid
     return agencies, orgs
+
+
+def _organization_ids(c: _Checker, t: Mapping[str, Any], key: str) -> list[str]:
+    """An agency's ``hmis_organization_ids``: a list of strings (or whole numbers)."""
+    value = t.get("hmis_organization_ids", [])
+    ok = isinstance(value, list) and all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    )
+    if not ok:
+        raise c.fail(f"{key}.hmis_organization_ids", "expected a list of strings")
+    return [str(v) for v in value]
 
 
 def _feeds(
@@ -361,10 +426,10 @@ def _schedule(c: _Checker, t: Mapping[str, Any], key: str) -> str:
     """``on-change`` or a five-field crontab line, checked now rather than at start-up."""
     schedule: str = c.typed(t, key, "schedule", str, "on-change")
     if schedule != "on-change":
-        from apscheduler.triggers.cron import CronTrigger
+        from hub.schedules import checked_cron_trigger
 
         try:
-            CronTrigger.from_crontab(schedule, timezone="UTC")
+            checked_cron_trigger(schedule)
         except ValueError as exc:
             raise c.fail(f"{key}.schedule", f"not 'on-change' or a crontab line: {exc}") from None
     return schedule
@@ -419,9 +484,8 @@ def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path)
     if token_url and not token_url.startswith(("https://", "http://")):
         raise c.fail("auth.token_url", "expected an https:// (or http://) URL")
     clients: list[SmartClient] = []
-    for i, item in enumerate(t.get("clients", [])):
+    for i, ct in enumerate(c.tables(t, "auth", "clients")):
         key = f"auth.clients[{i}]"
-        ct = c.table(item, key)
         c.known(ct, key, {"client_id", "agency", "public_key_file", "role"})
         agency = c.typed(ct, key, "agency", str, "")
         if agency not in agencies:
@@ -439,9 +503,8 @@ def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path)
             )
         )
     certs: list[ClientCertificate] = []
-    for i, item in enumerate(t.get("certificates", [])):
+    for i, ct in enumerate(c.tables(t, "auth", "certificates")):
         key = f"auth.certificates[{i}]"
-        ct = c.table(item, key)
         c.known(ct, key, {"agency", "subject_cn", "sha256", "role"})
         agency = c.typed(ct, key, "agency", str, "")
         if agency not in agencies:
@@ -463,6 +526,44 @@ def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path)
     )
 
 
+def _is_implicit(path: Path, implicit: bool | None) -> bool:
+    """Whether ``path`` is the default ``./hub.toml`` nobody asked for (see load_config)."""
+    if implicit is not None:
+        return implicit
+    return path == Path(DEFAULT_CONFIG) and not os.environ.get("HUB_CONFIG")
+
+
+def _read_text(path: Path) -> str:
+    """The config file's text; ConfigError when it cannot be read or is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path} line {line}: not UTF-8 text (save the file as UTF-8)") from None
+
+
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+STORE_URL_HINT = "expected sqlite:///path or postgresql://user@host:port/db"
+
+
+def _store_url(c: _Checker, store: Mapping[str, Any]) -> str:
+    """The store URL: ``HUB_STORE_URL`` when set (errors name the variable, never its value,
+    which may hold a password), else ``[store] url``."""
+    env = os.environ.get("HUB_STORE_URL")
+    if env:
+        if not env.startswith(STORE_SCHEMES):
+            raise ConfigError(f"environment variable HUB_STORE_URL: {STORE_URL_HINT}")
+        return env
+    url: str = c.typed(store, "store", "url", str, "sqlite:///hub-data/hub.db")
+    if not url.startswith(STORE_SCHEMES):
+        raise c.fail("store.url", STORE_URL_HINT)
+    return url
+
+
 SectionValidator = Callable[[str, Any, frozenset[str]], list[str]]
 
 
@@ -472,20 +573,21 @@ def load_config(
     owned_sections: Mapping[str, str] | None = None,
     validate_section: SectionValidator | None = None,
     text: str | None = None,
+    implicit: bool | None = None,
 ) -> HubConfig:
     """Read and validate ``hub.toml``; raise :class:`ConfigError` naming file, line and key.
 
-    With no file, the defaults (embedded SQLite in ``./hub-data``) are used.
+    With no file at the implicit default (``./hub.toml``, named by neither ``--config`` nor
+    ``HUB_CONFIG``), the defaults (embedded SQLite in ``./hub-data``) are used; a file named
+    on purpose must exist. ``implicit`` says whether ``path`` is that default; None infers
+    it: ``path`` is None, or ``hub.toml`` with ``HUB_CONFIG`` unset.
     """
     if text is None:
         if path is None or not path.exists():
-            if path is not None and path.name != DEFAULT_CONFIG:
+            if path is not None and not _is_implicit(path, implicit):
                 raise ConfigError(f"{path}: config file not found (create one with 'hub init')")
             return HubConfig(path=None, base_dir=Path.cwd())
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+        text = _read_text(path)
     c = _Checker(path, text)
     try:
         raw = tomllib.loads(text)
@@ -500,11 +602,7 @@ def load_config(
 
     store = c.table(raw.get("store", {}), "store")
     c.known(store, "store", {"url"})
-    store_url = os.environ.get("HUB_STORE_URL") or c.typed(
-        store, "store", "url", str, "sqlite:///hub-data/hub.db"
-    )
-    if not store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise c.fail("store.url", "expected sqlite:///path or postgresql://user@host:port/db")
+    store_url = _store_url(c, store)
 
     http = c.table(raw.get("http", {}), "http")
     c.known(http, "http", {"host", "port", "max_body_bytes", "tls"})

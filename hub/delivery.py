@@ -223,8 +223,10 @@ def validate_schedule(schedule: str) -> str | None:
     """Why a feed ``schedule`` is not ``on-change`` or a 5-field crontab, or None."""
     if schedule == "on-change":
         return None
+    from hub.schedules import checked_cron_trigger
+
     try:
-        CronTrigger.from_crontab(schedule, timezone=UTC)
+        checked_cron_trigger(schedule)
     except ValueError as exc:
         return f"schedule {schedule!r} is neither 'on-change' nor a valid crontab: {exc}"
     return None
@@ -457,13 +459,17 @@ class DeliveryScheduler:
         self._scheduler: AsyncIOScheduler | None = None
 
     def start(self) -> None:
-        """Add the jobs and start; must be called with the event loop running."""
+        """Add the jobs and start; must be called with the event loop running.
+
+        Crontab lines are read as crontab(5) does (day of week 0 or 7 = Sunday)."""
+        from hub.schedules import cron_trigger
+
         scheduler = AsyncIOScheduler(timezone=UTC)
         for job in self.jobs:
             extra: dict[str, Any] = {}
             trigger: CronTrigger | IntervalTrigger
             if job.cron is not None:
-                trigger = CronTrigger.from_crontab(job.cron, timezone=UTC)
+                trigger = cron_trigger(job.cron)
             else:
                 trigger = IntervalTrigger(seconds=job.interval_seconds or 3600.0, timezone=UTC)
                 # interval jobs (retention) also run once shortly after start
@@ -924,20 +930,50 @@ def collect_sinks(ctx: HubContext) -> dict[str, Sink]:
     found: list[Sink] = []
     if not ctx.plugins.pm.is_registered(builtin):
         found.extend(builtin.builtin_sinks(ctx))
-    for result in ctx.plugins.hook.hub_sinks(ctx=ctx):
+    try:
+        results = ctx.plugins.hook.hub_sinks(ctx=ctx)
+    except Exception as exc:
+        raise DeliveryError(
+            f"a plugin's hub_sinks hook failed: {type(exc).__name__}: {exc}"
+        ) from None
+    for result in results:
         found.extend(result or [])
     sinks: dict[str, Sink] = {}
     for sink in found:
         if sink.name in sinks:
             raise DeliveryError(f"two installed sinks are named {sink.name!r}")
         sinks[sink.name] = sink
+    return sinks
+
+
+def prepare_delivery(ctx: HubContext) -> dict[str, Sink]:
+    """What a process checks before it says it delivers (``hub serve``, ``hub worker``):
+    that it may deliver from this store, that the sinks load and every feed's connector is
+    one of them, and that the schedules are valid. Returns the sinks (the caller closes
+    them: :func:`close_sinks`). Raises :class:`DeliveryError` or ``StoreError`` in one line.
+    """
+    ctx.store.hold_delivery()
+    sinks = collect_sinks(ctx)
     for feed in ctx.engine.feeds:
         if feed.connector not in sinks:
-            log.error(
-                "feed names a sink that is not installed; its entries will be retried",
-                extra={"feed": feed.name, "connector": feed.connector},
+            known = ", ".join(sorted(sinks))
+            raise DeliveryError(
+                f"feed {feed.name!r} names connector {feed.connector!r}, which no installed "
+                f"plugin provides (installed sinks: {known})"
             )
+    delivery_jobs(ctx)
     return sinks
+
+
+async def close_sinks(sinks: Mapping[str, Sink]) -> None:
+    """Close sinks; one failing to close does not keep the others open."""
+    for sink in sinks.values():
+        try:
+            await sink.close()
+        except Exception as exc:
+            log.warning(
+                "closing a sink failed", extra={"sink": sink.name, "error_type": type(exc).__name__}
+            )
 
 
 def worker_count(ctx: HubContext) -> int:
@@ -957,7 +993,8 @@ async def run_workers(
     """``hub worker``: the delivery workers, the feed scheduler and retention, until stopped.
 
     Workers are woken at once when the engine queues something in this process; otherwise
-    they poll every ``delivery.poll_seconds``. Sinks are closed on the way out.
+    they poll every ``delivery.poll_seconds``. Sinks collected here are closed on the way
+    out; ``sinks`` given by the caller (:func:`prepare_delivery`) are the caller's to close.
     """
     owned = sinks is None
     installed = collect_sinks(ctx) if sinks is None else dict(sinks)
@@ -989,11 +1026,4 @@ async def run_workers(
             scheduler.shutdown()
         ctx.engine.on_change = previous
         if owned:
-            for sink in installed.values():
-                try:
-                    await sink.close()
-                except Exception as exc:
-                    log.warning(
-                        "closing a sink failed",
-                        extra={"sink": sink.name, "error_type": type(exc).__name__},
-                    )
+            await close_sinks(installed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.cli_support import fail
 from hub.context import HubContext
 from hub.core.identity import match_keys
 from hub.core.records import Client
@@ -49,9 +50,18 @@ async def resolve_review(ctx: HubContext, review_id: int, link_to: str | None) -
     return True
 
 
+def record_ref(record: str) -> tuple[str, str, str]:
+    """A record reference typed by an administrator (``client/hmis:1/42``) as (kind, source,
+    id); one that is not kind/source/id is a one-line CLI error (exit 2)."""
+    try:
+        return split_record_ref(record)
+    except ValueError as exc:
+        fail(f"{exc} (e.g. client/hmis:1/42)")
+
+
 async def unlink(ctx: HubContext, record: str) -> str | None:
     """Undo a record's link: it gets a person of its own; the old link goes to review."""
-    kind, source, source_id = split_record_ref(record)
+    kind, source, source_id = record_ref(record)
     async with ctx.store.transaction() as tx:
         old = await tx.unlink_record(kind, source, source_id)
         if old is None:

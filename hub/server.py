@@ -12,15 +12,16 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hub.context import HubContext
+from hub.core.ports import Sink
+from hub.schedules import cron_trigger
 from hub.web import CONTEXT, make_app
 
 log = logging.getLogger("hub.serve")
@@ -59,7 +60,7 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
     sched = AsyncIOScheduler(timezone="UTC")
     for job in jobs:
         if job.cron:
-            trigger: Any = CronTrigger.from_crontab(job.cron, timezone="UTC")
+            trigger: Any = cron_trigger(job.cron)
         else:
             trigger = IntervalTrigger(seconds=job.interval_seconds or 60)
         sched.add_job(job.func, trigger, id=job.name, max_instances=1, coalesce=True)
@@ -78,9 +79,25 @@ def announce(message: str) -> None:
 
 
 async def serve(ctx: HubContext, *, workers: bool = True) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    if workers:
-        ctx.store.hold_delivery()  # before listening: a refusal stops the start, not later
+    """Run until SIGTERM or SIGINT, then shut down gracefully.
+
+    Delivery is checked before the hub listens (:func:`hub.delivery.prepare_delivery`): a
+    hub that cannot deliver does not say it is ready. Should the delivery workers stop on
+    an error, the hub shuts down and the error is raised.
+    """
+    from hub.delivery import close_sinks, prepare_delivery
+
+    sinks = prepare_delivery(ctx) if workers else None
+    try:
+        await _serve(ctx, sinks)
+    finally:
+        if sinks is not None:
+            await close_sinks(sinks)
+
+
+async def _serve(ctx: HubContext, sinks: Mapping[str, Sink] | None) -> None:
+    from hub.delivery import run_workers
+
     app = make_app(ctx)
     app.cleanup_ctx.append(plugin_services)
     app.cleanup_ctx.append(scheduler)
@@ -110,17 +127,25 @@ async def serve(ctx: HubContext, *, workers: bool = True) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker_task: asyncio.Task[None] | None = None
-    if workers:
-        from hub.delivery import run_workers
-
-        worker_task = asyncio.create_task(run_workers(ctx, stop))
+    if sinks is not None:
+        worker_task = asyncio.create_task(run_workers(ctx, stop, sinks=sinks))
+        worker_task.add_done_callback(lambda _task: stop.set())
     announce("hub ready")
     await stop.wait()
     announce("shutting down")
+    failed: BaseException | None = None
     if worker_task is not None:
         try:
             await asyncio.wait_for(worker_task, timeout=25)
         except (TimeoutError, asyncio.CancelledError):
             worker_task.cancel()
+        except Exception as exc:
+            log.error(
+                "delivery workers stopped on an error; shutting down",
+                extra={"error_type": type(exc).__name__},
+            )
+            failed = exc
     await runner.cleanup()
     announce("stopped")
+    if failed is not None:
+        raise failed

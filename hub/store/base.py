@@ -69,7 +69,10 @@ class SqlStore(ABC):
         return int(row[0]) if row and row[0] is not None else 0
 
     async def migrate(self) -> list[int]:
-        """Apply every pending migration, each in its own transaction."""
+        """Apply every pending migration, each in its own transaction.
+
+        Raises :class:`StoreError` when a newer hub has already taken the store past the
+        newest migration this hub knows: its data is in a shape this code cannot read."""
         applied: list[int] = []
         async with self.transaction() as tx:
             await tx._c.execute(
@@ -77,6 +80,11 @@ class SqlStore(ABC):
                 "(version INTEGER PRIMARY KEY, title TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
         current = await self.schema_version()
+        if current > schema.LATEST_VERSION:
+            raise StoreError(
+                f"store schema is version {current}, newer than this hub "
+                f"({schema.LATEST_VERSION}): upgrade the hub"
+            )
         for version, title, _ in schema.MIGRATIONS:
             if version <= current:
                 continue
@@ -91,8 +99,14 @@ class SqlStore(ABC):
         return applied
 
     async def check_schema(self) -> None:
-        """Raise :class:`StoreError` unless the schema is at the version this code expects."""
+        """Raise :class:`StoreError` unless the schema is at the version this code expects
+        (older: run ``hub migrate``; newer, written by a newer hub: upgrade the hub)."""
         version = await self.schema_version()
+        if version > schema.LATEST_VERSION:
+            raise StoreError(
+                f"store schema is version {version}, newer than this hub "
+                f"({schema.LATEST_VERSION}): upgrade the hub"
+            )
         if version < schema.LATEST_VERSION:
             raise StoreError(
                 f"store schema is at version {version}, this hub needs "

@@ -72,6 +72,27 @@ class PgConnection:
         )
 
 
+def _host_port(url: str) -> str:
+    """``host:port/database`` of a PostgreSQL URL, without user, password or options (a
+    ``?password=`` option is a secret too)."""
+    rest = url.partition("://")[2].partition("?")[0]
+    netloc, slash, database = rest.partition("/")
+    return (netloc.rpartition("@")[2] or "localhost") + slash + database
+
+
+def _redact(exc: BaseException, url: str) -> str:
+    """An exception's message with the URL's passwords (user info, ``?password=``) masked."""
+    message = str(exc)
+    rest, _, query = url.partition("://")[2].partition("?")
+    userinfo = rest.partition("/")[0].rpartition("@")[0]
+    secrets = [userinfo.partition(":")[2]]
+    secrets += [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "password"]
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
 class PostgresStore(SqlStore):
     """The store in a PostgreSQL database, through an asyncpg pool."""
 
@@ -84,7 +105,8 @@ class PostgresStore(SqlStore):
         self._pool: Any = None
 
     async def open(self) -> None:
-        """Create the connection pool."""
+        """Create the connection pool; :class:`StoreError` naming ``host:port`` (never the
+        URL's password) when the URL cannot be read or the server cannot be reached."""
         try:
             self._pool = await asyncpg.create_pool(
                 self.url,
@@ -94,8 +116,14 @@ class PostgresStore(SqlStore):
                 server_settings=_SESSION_SETTINGS,
             )
         except (OSError, asyncpg.PostgresError) as exc:
-            where = self.url.split("@")[-1]
-            raise StoreError(f"cannot reach PostgreSQL at {where}: {exc}") from None
+            where = _host_port(self.url)
+            raise StoreError(
+                f"cannot reach PostgreSQL at {where}: {_redact(exc, self.url)}"
+            ) from None
+        except Exception as exc:  # the URL itself: bad port, unknown option …
+            where = _host_port(self.url)
+            reason = _redact(exc, self.url) or type(exc).__name__
+            raise StoreError(f"invalid PostgreSQL store URL for {where}: {reason}") from None
 
     async def close(self) -> None:
         """Close the pool."""

@@ -21,6 +21,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -63,7 +64,14 @@ def check_bundle_bytes(body: bytes) -> tuple[int, list[IssueTuple]] | None:
 def _start_worker(parent: int) -> None:
     """Worker initializer: the hub's collector settings (validation allocates a model tree
     per Bundle), and leave when the hub's process is gone (killed, crashed). A pool's
-    worker holds both ends of its own task pipe, so it would never see the hub leave."""
+    worker holds both ends of its own task pipe, so it would never see the hub leave.
+
+    Ctrl-C at a terminal reaches every process of the group: a worker ignores SIGINT (it
+    would die with a KeyboardInterrupt traceback) and leaves when the hub shuts the pool
+    down. It starts with SIGINT blocked (:func:`_submit`), so a Ctrl-C while it was still
+    importing is pending; ignoring the signal discards it, then it is unblocked."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     tune_collector()
 
     def watch() -> None:
@@ -72,6 +80,19 @@ def _start_worker(parent: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _submit(
+    pool: ProcessPoolExecutor, body: bytes
+) -> concurrent.futures.Future[tuple[int, list[IssueTuple]] | None]:
+    """Hand ``body`` to the pool with SIGINT blocked in this thread: a worker the pool
+    spawns for it inherits the blocked signal until :func:`_start_worker` ignores it (a
+    Ctrl-C during the worker's imports would otherwise end it with a traceback)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(check_bundle_bytes, body)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _raise_found(found: tuple[int, list[IssueTuple]] | None) -> None:
@@ -98,7 +119,7 @@ class ValidationPool:
         :func:`plugins.fhir.ingest.ingest_bundle`. Workers that cannot start leave the hub
         validating in process (logged), not stopped."""
         pool = self._new_pool()
-        warm_ups = [pool.submit(check_bundle_bytes, _WARM_UP) for _ in range(self._workers)]
+        warm_ups = [_submit(pool, _WARM_UP) for _ in range(self._workers)]
         try:
             await asyncio.gather(*(asyncio.wrap_future(w) for w in warm_ups))
         except Exception as exc:
@@ -130,12 +151,12 @@ class ValidationPool:
         # Handed to the worker before returning: the caller's work that follows may not
         # give the event loop a turn until it awaits the result.
         try:
-            running = pool.submit(check_bundle_bytes, body)
+            running = _submit(pool, body)
         except BrokenProcessPool:  # a worker died while idle
             pool = self._restart(pool)
             if pool is None:
                 raise RuntimeError("the FHIR validation pool is stopped") from None
-            running = pool.submit(check_bundle_bytes, body)
+            running = _submit(pool, body)
         return asyncio.ensure_future(self._outcome(pool, running, body))
 
     def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor | None:
