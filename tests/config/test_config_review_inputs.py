@@ -15,21 +15,7 @@ import pytest
 from hub.config import ConfigError, load_config
 from hub.delivery import DeliveryScheduler, validate_schedule
 from hub.plugin_api import ScheduledJob
-
-GOOD = """
-[store]
-url = "sqlite:///hub-data/hub.db"
-
-[[agencies]]
-id = "a"
-kind = "hmis"
-networks = ["hmis"]
-
-[[agencies]]
-id = "b"
-kind = "cie"
-networks = ["cie"]
-"""
+from tests.config.test_config_errors import GOOD
 
 FEED = """
 [[feeds]]
