@@ -52,9 +52,6 @@ AGENCY_SYSTEM = "urn:cie-hub:agency"
 # that maps to none, or none given, is denied by rule 9, never read as a permitted one.
 UNMAPPED_PURPOSE = ""
 
-FHIR_MIRROR_PREFIX = "fhir:"
-"""Id prefix of the MPA consent the gate enforces for a posted FHIR Consent."""
-
 INDICATORS = {"CONSENT_PERMIT": "info", "CONSENT_DENY": "critical", "NO_CONSENT": "warning"}
 """Card indicator per summary, as LEAP sets it."""
 
@@ -149,8 +146,7 @@ async def consult(ctx: HubContext, body: Mapping[str, Any], at: datetime) -> str
     fetch = ctx.extras.get("fhir_consents_for")
     if fetch is None:
         return "NO_CONSENT"
-    resources: list[Mapping[str, Any]] = await fetch(ctx, patients)
-    resources = await _not_revoked(ctx, resources, at)
+    resources: list[Mapping[str, Any]] = await fetch(ctx, patients, at)
     resolver = ctx.extras.get("fhir_resolve_actor") or (lambda ref: _resolve_org(ctx, ref))
     try:
         return evaluate_fhir_consents(
@@ -220,24 +216,6 @@ def _mpa_summary(
         if summary in summaries:
             return summary
     return "NO_CONSENT"
-
-
-async def _not_revoked(
-    ctx: HubContext, resources: Sequence[Mapping[str, Any]], at: datetime
-) -> list[Mapping[str, Any]]:
-    """The FHIR Consents whose MPA mirror (``fhir:<id>``) is not revoked on or before ``at``
-    (``hub consent revoke`` revokes the mirror, not the stored resource)."""
-    if not resources:
-        return []
-    async with ctx.store.transaction() as tx:
-        await ctx.gate.refresh(tx)
-    day = at.date()
-    revoked = {
-        c.id[len(FHIR_MIRROR_PREFIX) :]
-        for c in ctx.gate.all_consents()
-        if c.id.startswith(FHIR_MIRROR_PREFIX) and c.revoked_on is not None and c.revoked_on <= day
-    }
-    return [r for r in resources if str(r.get("id")) not in revoked]
 
 
 def card(summary: str) -> dict[str, Any]:

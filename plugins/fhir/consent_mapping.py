@@ -396,6 +396,15 @@ def _consent_id(resource: Mapping[str, Any], fallback: str | None) -> str:
     raise ConsentMappingError("id", "the consent has no id")
 
 
+MIRROR_PREFIX = "fhir:"
+"""Id prefix of the MPA consent the gate enforces for a posted FHIR Consent."""
+
+
+def mirror_id(resource_id: str) -> str:
+    """The id of the MPA consent a posted FHIR Consent is enforced as."""
+    return f"{MIRROR_PREFIX}{resource_id}"
+
+
 def consent_patient_identifiers(resource: Mapping[str, Any]) -> Sequence[tuple[str, str]]:
     """The (canonical system, value) the Consent's ``patient`` names by identifier, if any."""
     patient = resource.get("patient")

@@ -1,7 +1,7 @@
 """Stored FHIR Consents for the LEAP-compatible consent consult.
 
 The hub's ``POST /cds-services/patient-consent-consult`` (in ``hub/``) calls
-``ctx.extras["fhir_consents_for"](ctx, patient_ids)`` — :func:`fhir_consents_for` — to get
+``ctx.extras["fhir_consents_for"](ctx, patient_ids, at)`` — :func:`fhir_consents_for` — to get
 the Consent resources partners posted for a patient. A Consent is the patient's when its
 ``patient`` names one of the identifiers by ``Reference.identifier``, or when it is linked to
 a Client record of the person those identifiers find. The resources come back with
@@ -12,10 +12,11 @@ the patient itself (``evaluate_fhir_consents(patient_ids=...)``) matches them to
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hub.core.identity import identifier_value_key
-from plugins.fhir.consent_mapping import consent_patient_identifiers
+from plugins.fhir.consent_mapping import MIRROR_PREFIX, consent_patient_identifiers, mirror_id
 from plugins.fhir.patients import identifier_keys, persons_with
 from plugins.fhir.repo import Repository
 from plugins.fhir.systems import canonical_system
@@ -50,8 +51,24 @@ async def _unique_values(ctx: Any, wanted: Sequence[tuple[str, str]]) -> set[str
     return unique
 
 
-async def fhir_consents_for(ctx: Any, patient_ids: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The stored FHIR Consent resources about the patient these identifiers name.
+async def _revoked_mirrors(ctx: Any, day: date) -> set[str]:
+    """The ids of the MPA copies of FHIR Consents revoked on or before ``day`` (the gate's
+    consents, brought up to date first: a revocation may come from another process)."""
+    async with ctx.store.transaction() as tx:
+        await ctx.gate.refresh(tx)
+    return {
+        c.id
+        for c in ctx.gate.all_consents()
+        if c.id.startswith(MIRROR_PREFIX) and c.revoked_on is not None and c.revoked_on <= day
+    }
+
+
+async def fhir_consents_for(
+    ctx: Any, patient_ids: list[tuple[str, str]], at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The stored FHIR Consent resources about the patient these identifiers name, but
+    those whose MPA copy (:func:`mirror_id`) is revoked on or before ``at`` (default: now):
+    ``hub consent revoke`` revokes the copy, not the stored resource.
 
     Fails closed on an ambiguous request: a Consent linked to a Client record is found only
     when the identifiers find exactly one person.
@@ -59,6 +76,7 @@ async def fhir_consents_for(ctx: Any, patient_ids: list[tuple[str, str]]) -> lis
     wanted = [(str(s or ""), str(v)) for s, v in patient_ids if v]
     if not wanted:
         return []
+    revoked = await _revoked_mirrors(ctx, (at or datetime.now(UTC)).date())
     keys = [
         k
         for system, value in wanted
@@ -71,6 +89,8 @@ async def fhir_consents_for(ctx: Any, patient_ids: list[tuple[str, str]]) -> lis
     linked = await repo.persons_of([c.client for c in consents if c.client is not None])
     out: list[dict[str, Any]] = []
     for stored in consents:
+        if mirror_id(str(stored.resource.get("id"))) in revoked:
+            continue
         match = _matching(wanted, consent_patient_identifiers(stored.resource), unique)
         if (
             match is None

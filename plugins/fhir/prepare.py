@@ -17,7 +17,7 @@ import orjson
 from hub.plugin_api import SourceKey
 from plugins.fhir import codes
 from plugins.fhir.access import REFERRAL_PURPOSE, Released, reference_id
-from plugins.fhir.consent_mapping import ConsentMappingError, consent_from_fhir
+from plugins.fhir.consent_mapping import ConsentMappingError, consent_from_fhir, mirror_id
 from plugins.fhir.outcome import FhirError
 from plugins.fhir.patients import identifier_keys, persons_with
 from plugins.fhir.repo import Stored
@@ -195,7 +195,7 @@ async def prepare_consent(
         note = f"not-applied; {exc.element}: {exc.problem}"
     else:
         batch.consents.append(
-            dataclasses.replace(record, id=f"fhir:{res['id']}", recorded_by=batch.agency)
+            dataclasses.replace(record, id=mirror_id(res["id"]), recorded_by=batch.agency)
         )
     return batch.agency, client, note
 
