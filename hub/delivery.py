@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hub.context import HubContext
@@ -467,7 +467,7 @@ class DeliveryScheduler:
         scheduler = AsyncIOScheduler(timezone=UTC)
         for job in self.jobs:
             extra: dict[str, Any] = {}
-            trigger: CronTrigger | IntervalTrigger
+            trigger: BaseTrigger
             if job.cron is not None:
                 trigger = cron_trigger(job.cron)
             else:

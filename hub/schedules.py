@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -65,24 +67,33 @@ def day_of_week_field(field: str) -> str:
     return ",".join(str((day - 1) % 7) for day in sorted(days, key=lambda d: (d - 1) % 7))
 
 
-def cron_trigger(line: str, timezone: tzinfo | str = UTC) -> CronTrigger:
+def cron_trigger(line: str, timezone: tzinfo | str = UTC) -> BaseTrigger:
     """The trigger of a five-field crontab line (minute hour day month day-of-week), with the
-    day of week counted as crontab counts it; raises ValueError for a line it cannot read."""
+    day of week counted as crontab counts it and a line restricting both days firing on
+    either; raises ValueError for a line it cannot read."""
     fields = line.split()
     if len(fields) != 5:
         raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
     minute, hour, day, month, weekday = fields
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=day_of_week_field(weekday),
-        timezone=timezone,
-    )
+    weekdays = day_of_week_field(weekday)
+
+    def trigger(day: str, weekdays: str) -> CronTrigger:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=weekdays,
+            timezone=timezone,
+        )
+
+    # crontab(5) calls a field starting with "*" unrestricted ("*/2" included).
+    if day.startswith("*") or weekday.startswith("*"):
+        return trigger(day, weekdays)
+    return OrTrigger([trigger(day, "*"), trigger("*", weekdays)])
 
 
-def checked_cron_trigger(line: str, timezone: tzinfo | str = UTC) -> CronTrigger:
+def checked_cron_trigger(line: str, timezone: tzinfo | str = UTC) -> BaseTrigger:
     """:func:`cron_trigger`, also refusing a line that never fires (``0 0 31 2 *``)."""
     trigger = cron_trigger(line, timezone)
     if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:

@@ -50,7 +50,7 @@ def hub_cmd(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-async def next_runs(schedule: str, count: int = 4) -> list[str]:
+async def next_runs(schedule: str, count: int = 4, fmt: str = "%a %H:%M") -> list[str]:
     """The days (``Mon 02:00``) the hub's own scheduler fires a feed with this schedule."""
     cfg = load_config(None, text=GOOD + FEED.format(schedule=schedule))
 
@@ -67,7 +67,7 @@ async def next_runs(schedule: str, count: int = 4) -> list[str]:
         after = WEDNESDAY
         for _ in range(count):
             fire = trigger.get_next_fire_time(None, after)
-            runs.append(fire.strftime("%a %H:%M"))
+            runs.append(fire.strftime(fmt))
             after = fire.replace(minute=fire.minute + 1)
         return runs
     finally:
@@ -91,6 +91,24 @@ async def next_runs(schedule: str, count: int = 4) -> list[str]:
 )
 async def test_day_of_week_counts_as_crontab_does(schedule: str, days: list[str]) -> None:
     assert await next_runs(schedule) == [f"{d} 02:00" for d in days]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "days"),
+    [
+        # both days restricted: either one (the 13th, and every Friday)
+        ("0 2 13 * fri", ["Fri 03", "Fri 10", "Mon 13", "Fri 17", "Fri 24", "Fri 31"]),
+        # in February only: Mondays, although 31 February never comes
+        ("0 2 31 2 mon", ["Mon 03", "Mon 10", "Mon 17", "Mon 24", "Mon 02", "Mon 09"]),
+        # a day field starting with "*" is unrestricted: both must match (odd days, Mondays)
+        ("0 2 */2 * mon", ["Mon 13", "Mon 27", "Mon 03", "Mon 17", "Mon 03", "Mon 17"]),
+        ("0 2 13 * *", ["Mon 13", "Thu 13", "Thu 13", "Sun 13", "Tue 13", "Fri 13"]),
+    ],
+)
+async def test_day_of_month_and_day_of_week_both_restricted_fire_on_either(
+    schedule: str, days: list[str]
+) -> None:
+    assert await next_runs(schedule, count=len(days), fmt="%a %d") == days
 
 
 @pytest.mark.parametrize("schedule", ["0 2 * * 8", "0 2 * * 3-1", "0 2 * * 1/2", "0 2 * *"])
