@@ -3,7 +3,10 @@
 Rules (strongest first):
 
 * a source identifier matches (HMIS PersonalID per implementation, an MRN per assigning
-  authority), or a full, valid SSN matches → link;
+  authority), or a full, valid SSN matches → link — unless the SSN's person shares neither
+  the record's name nor its birth date (a parent's SSN entered for a child, a mistyped
+  digit): that is a conflict, not a match, since linking would let one person's consent
+  release another's records;
 * two of three agree — normalised full name, birth date, full SSN → link;
 * anything conflicting (strong keys pointing at different persons, or several two-of-three
   candidates) or weaker (same name only, same birth date and family name) → a new person and
@@ -77,6 +80,11 @@ class MatchKeys:
     pair: tuple[str, ...]
     weak: tuple[str, ...]
     value_only: tuple[str, ...]
+    ssn: str = ""
+    """The SSN's key (also in ``strong``); "" when the record has no full, valid SSN."""
+    ssn_pairs: tuple[str, ...] = ()
+    """The pair keys that hold the SSN with the name or with the birth date: a person
+    carrying one shares the record's SSN *and* its name or birth date."""
 
     def all(self) -> tuple[str, ...]:
         """Every key, to index under the person the record is linked to."""
@@ -109,21 +117,24 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
         name = _joined(family, _fold(n.given[0] if n.given else ""))
     dob = client.birth_date.isoformat() if client.birth_date else ""
     ssn = full_valid_ssn(client.ssn) or ""
-    if ssn:
-        strong.append(blind(f"ssn:{ssn}"))
-    pair: list[str] = []
-    if name and dob:
-        pair.append(blind(f"nd:{name}|{dob}"))
+    ssn_key = blind(f"ssn:{ssn}") if ssn else ""
+    if ssn_key:
+        strong.append(ssn_key)
+    ssn_pairs: list[str] = []
     if name and ssn:
-        pair.append(blind(f"ns:{name}|{ssn}"))
+        ssn_pairs.append(blind(f"ns:{name}|{ssn}"))
     if dob and ssn:
-        pair.append(blind(f"ds:{dob}|{ssn}"))
+        ssn_pairs.append(blind(f"ds:{dob}|{ssn}"))
+    pair = [blind(f"nd:{name}|{dob}")] if name and dob else []
+    pair += ssn_pairs
     weak: list[str] = []
     if name:
         weak.append(blind(f"n:{name}"))
     if dob and client.names and client.names[0].family:
         weak.append(blind(f"df:{dob}|{_joined(family, 'X')}"))
-    return MatchKeys(tuple(strong), tuple(pair), tuple(weak), tuple(values))
+    return MatchKeys(
+        tuple(strong), tuple(pair), tuple(weak), tuple(values), ssn_key, tuple(ssn_pairs)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +157,16 @@ def decide_link(keys: MatchKeys, found: dict[str, set[str]]) -> LinkDecision:
                 out |= holders
         return out
 
-    strong = persons(keys.strong)
+    strong = persons([k for k in keys.strong if k != keys.ssn])
+    shared_ssn: set[str] = set()
+    if keys.ssn:
+        ssn_holders = persons([keys.ssn])
+        if keys.ssn_pairs:
+            # A record with a name or birth date: the SSN links only to persons sharing one.
+            agreeing = ssn_holders & persons(keys.ssn_pairs)
+            shared_ssn = ssn_holders - agreeing
+            ssn_holders = agreeing
+        strong |= ssn_holders
     if len(strong) == 1:
         return LinkDecision(next(iter(strong)))
     if len(strong) > 1:
@@ -156,6 +176,10 @@ def decide_link(keys: MatchKeys, found: dict[str, set[str]]) -> LinkDecision:
         return LinkDecision(next(iter(pair)))
     if len(pair) > 1:
         return LinkDecision(None, tuple(sorted(pair)), "several persons match two of three")
+    if shared_ssn:
+        return LinkDecision(
+            None, tuple(sorted(shared_ssn)), "SSN shared with a different name and birth date"
+        )
     weak = persons(keys.weak)
     if weak:
         return LinkDecision(None, tuple(sorted(weak)), "weak match (name or birth date only)")

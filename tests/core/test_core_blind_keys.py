@@ -89,7 +89,9 @@ def plain_match_keys(rec: Client, blind: Callable[[str], str]) -> MatchKeys:
     weak = [blind(f"n:{name}")] if name else []
     if dob and rec.names and rec.names[0].family:
         weak.append(blind(f"df:{dob}|{plain_normalise(rec.names[0].family, ['X'])}"))
-    return MatchKeys(tuple(strong), tuple(pair), tuple(weak), tuple(values))
+    ssn_key = blind(f"ssn:{ssn}") if ssn else ""
+    ssn_pairs = tuple(k for k in pair if ssn and k != blind(f"nd:{name}|{dob}"))
+    return MatchKeys(tuple(strong), tuple(pair), tuple(weak), tuple(values), ssn_key, ssn_pairs)
 
 
 @settings(max_examples=300, deadline=None)
