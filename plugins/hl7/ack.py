@@ -130,7 +130,7 @@ def _err_segment(error: AckError, version: tuple[int, ...], enc: Encoding) -> st
             error.segment,
             str(error.sequence) if error.segment else "",
             str(error.field) if error.field else "",
-            f"{error.code}{ss}{escape(name, enc)}{ss}HL70357",
+            f"{error.code}{ss}{escape(name, enc)}{ss}HL70357" if ss else error.code,
         ]
         return f"ERR{fs}{cs.join(parts)}"
     coded = f"{error.code}{cs}{escape(name, enc)}{cs}HL70357"

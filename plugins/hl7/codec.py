@@ -115,8 +115,9 @@ def arv_segments(record: Record) -> list[str]:
     return [f"ARV|{i}|A|{code}" for i, code in enumerate(codes, start=1)]
 
 
-def _with_arv(text: str, record: Record) -> str:
-    """Insert the ARVs after PV1 for an encounter (visit level), else after PID."""
+def with_arv(text: str, record: Record) -> str:
+    """A rendered message with the record's ARVs inserted: after PV1 for an encounter (visit
+    level), else after PID, so the receiver keeps the record's sensitivity."""
     arvs = arv_segments(record)
     if not arvs:
         return text
@@ -162,7 +163,7 @@ class Hl7Codec:
                 text = render_record(record, env)
             except RenderError as exc:
                 raise CodecError(str(exc), location=f"record {index + 1}") from None
-            out.append(_with_arv(text, record))
+            out.append(with_arv(text, record))
         return "".join(out).encode("utf-8")
 
     def decode(self, data: bytes, *, source: str, owner: str) -> list[Record]:

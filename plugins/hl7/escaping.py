@@ -23,6 +23,8 @@ class Encoding:
     """The delimiters of one message: MSH-1 and the characters of MSH-2.
 
     ``truncation`` is the v2.7+ fifth character (``#``); empty when the message has none.
+    ``subcomponent`` is empty when MSH-2 has only three characters: such a message has no
+    subcomponent separator, and an ``&`` in it is data.
     """
 
     field: str = "|"
@@ -64,7 +66,7 @@ def encoding_from_msh(field_sep: str, msh2: str) -> Encoding:
         component=msh2[0],
         repetition=msh2[1],
         escape=msh2[2],
-        subcomponent=msh2[3] if len(msh2) > 3 else "&",
+        subcomponent=msh2[3] if len(msh2) > 3 else "",
         truncation=msh2[4] if len(msh2) > 4 else "",
     )
 
@@ -106,7 +108,7 @@ def _decode_sequence(seq: str, enc: Encoding) -> str | None:
     if seq == "S":
         return enc.component
     if seq == "T":
-        return enc.subcomponent
+        return enc.subcomponent or None
     if seq == "R":
         return enc.repetition
     if seq == "E":
@@ -162,7 +164,8 @@ def _escape_table(enc: Encoding) -> dict[int, str]:
     table[ord(enc.escape)] = f"{e}E{e}"
     table[ord(enc.field)] = f"{e}F{e}"
     table[ord(enc.component)] = f"{e}S{e}"
-    table[ord(enc.subcomponent)] = f"{e}T{e}"
+    if enc.subcomponent:
+        table[ord(enc.subcomponent)] = f"{e}T{e}"
     table[ord(enc.repetition)] = f"{e}R{e}"
     if enc.truncation:
         table[ord(enc.truncation)] = f"{e}P{e}"

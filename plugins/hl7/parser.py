@@ -71,8 +71,9 @@ class Composite:
         if not value:
             return value
         enc = self.enc
-        if enc.subcomponent in value:
-            subs = value.split(enc.subcomponent)
+        sc = enc.subcomponent
+        if sc and sc in value:
+            subs = value.split(sc)
             value = subs[sub - 1] if sub <= len(subs) else ""
         elif sub > 1:
             return ""
@@ -80,7 +81,8 @@ class Composite:
 
     def subs(self, component: int) -> list[str]:
         """Every decoded subcomponent of a component."""
-        return [unescape(s, self.enc) for s in self.raw(component).split(self.enc.subcomponent)]
+        raw, sc = self.raw(component), self.enc.subcomponent
+        return [unescape(s, self.enc) for s in (raw.split(sc) if sc else [raw])]
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -142,8 +144,9 @@ class Segment:
         if enc.component in value or component > 1:
             parts = value.split(enc.component)
             value = parts[component - 1] if component <= len(parts) else ""
-        if enc.subcomponent in value or sub > 1:
-            subs = value.split(enc.subcomponent)
+        sc = enc.subcomponent
+        if sub > 1 or (sc and sc in value):
+            subs = value.split(sc) if sc else [value]
             value = subs[sub - 1] if sub <= len(subs) else ""
         return unescape(value, enc) if enc.escape in value else value
 

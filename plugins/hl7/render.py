@@ -7,12 +7,13 @@
 
 Every value goes through :func:`plugins.hl7.escaping.escape`. Fields the gate withheld are
 simply absent from the record and so empty in the message. MSH-10 is derived from the
-delivery's idempotency key, so a re-delivery carries the same control id and the receiver
-can de-duplicate it.
+delivery's idempotency key and MSH-7 from the record version (:func:`record_time`), so a
+re-delivery is the same message and the receiver can de-duplicate it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -250,7 +251,9 @@ def _pv1(encounter: Encounter) -> str:
         1: "1",
         2: _e(encounter.patient_class or "U"),
         3: _pl(encounter.location, encounter.facility),
-        19: _comps(encounter.visit_number),
+        # Without a visit number the record's own key stands in, so the partner can tell
+        # later versions of this encounter from new encounters.
+        19: _comps(encounter.visit_number or encounter.meta.key.id),
         44: format_dtm(encounter.admit_time) if encounter.admit_time else "",
         45: format_dtm(encounter.discharge_time) if encounter.discharge_time else "",
     }
@@ -326,8 +329,30 @@ def render_referral(referral: Referral, env: Envelope) -> str:
     return "\r".join(segments) + "\r"
 
 
+def record_time(record: Record) -> datetime:
+    """When this version of the record was made: its version when that is an ISO date-time
+    (UTC when it names no offset), else the time the hub received it.
+
+    Both are fixed for a record version, so a re-delivery renders the same message (the
+    receiver sees a duplicate) and a late re-delivery of an older version never carries a
+    newer MSH-7 than the version that replaced it.
+    """
+    try:
+        stamp = datetime.fromisoformat(record.meta.version)
+    except ValueError:
+        stamp = record.meta.provenance.received_at
+    if stamp.year < 1900:  # a sequence number that happens to read as a date
+        stamp = record.meta.provenance.received_at
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
 def render_record(record: Record, env: Envelope, options: Mapping[str, Any] | None = None) -> str:
-    """The HL7 message for one record; raise :class:`RenderError` for other kinds."""
+    """The HL7 message for one record; raise :class:`RenderError` for other kinds.
+
+    Without an envelope timestamp, MSH-7 and EVN-2 are :func:`record_time`, never the clock.
+    """
+    if env.timestamp is None:
+        env = dataclasses.replace(env, timestamp=record_time(record))
     if isinstance(record, Client):
         event = str((options or {}).get("client_event", "A31")).upper()
         if event not in ("A31", "A08", "A28"):

@@ -2,12 +2,16 @@
 
 Feed options: ``host``, ``port`` (required), ``timeout_seconds`` (connect and ACK wait,
 default 10), ``tls`` (``true`` or a table, see :func:`plugins.hl7.tls.client_context`), and
-the envelope options of :class:`plugins.hl7.render.Envelope` plus ``client_event``.
+the envelope options of :class:`plugins.hl7.render.Envelope` plus ``client_event``. A record's
+consent sensitivity travels as ARV segments (:func:`plugins.hl7.codec.with_arv`), so the
+partner keeps the label the gate released the record under.
 
 Outcome per delivery, by the partner's ACK (MSA-1): ``AA``/``CA`` → delivered; ``AE``/``CE``
 → retry; ``AR``/``CR`` → not retried (dead letter, a re-send would be refused again); no
 answer, a timeout, a refused or broken connection → retry. One connection per destination
 is kept open and reused; it is dropped after any failure and opened again on the next send.
+When a reused connection turns out to be closed by the partner, the message is sent once more
+at once on a new connection (same MSH-10 and content, so the partner can de-duplicate it).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from hub.plugin_api import Delivery, DeliveryOutcome, Record
+from plugins.hl7.codec import with_arv
 from plugins.hl7.framing import Frame, MllpDecoder, encode_frame
-from plugins.hl7.parser import Hl7ParseError, parse_message
+from plugins.hl7.parser import Hl7ParseError, Segment, decode_bytes, normalise, parse_msh
 from plugins.hl7.render import Envelope, RenderError, render_record
 from plugins.hl7.tls import TlsConfigError, client_context
 
@@ -31,6 +37,7 @@ log = logging.getLogger("hub.hl7")
 
 DEFAULT_TIMEOUT = 10.0
 MAX_ACK_BYTES = 1 << 20
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,19}")
 
 
 class AckTimeout(Exception):
@@ -47,19 +54,39 @@ class Ack:
 
 
 def read_ack(payload: bytes) -> Ack | None:
-    """The acknowledgement in a frame, or None when it is not an ACK."""
+    """The acknowledgement in a frame, or None when it is not an ACK.
+
+    Only the MSH delimiters, MSA and ERR are read: an ACK with an empty MSH-10 or a segment
+    the inbound parser would refuse still answers the message (a partner that accepted it
+    must not be sent it again and again).
+    """
+    text = normalise(decode_bytes(payload))
     try:
-        message = parse_message(payload)
+        enc, _msh = parse_msh(text)
     except Hl7ParseError:
         return None
-    msa = message.first("MSA")
+    lines = text.split("\r")
+
+    def first(segment_id: str) -> Segment | None:
+        prefix = segment_id + enc.field
+        line = next((x for x in lines if x.startswith(prefix)), None)
+        return None if line is None else Segment(line, enc)
+
+    msa = first("MSA")
     if msa is None:
         return None
-    err = message.first("ERR")
+    err = first("ERR")
     error_code = ""
     if err is not None:
-        error_code = err.get(3).strip() or err.get(1, 4).strip()
-    return Ack(msa.get(1).strip().upper(), msa.get(2).strip(), error_code)
+        error_code = _code(err.get(3)) or _code(err.get(1, 4))
+    return Ack(_code(msa.get(1)).upper(), msa.get(2).strip(), error_code)
+
+
+def _code(value: str) -> str:
+    """A partner's code as written, or '' when it is free text: it goes into logs and the
+    delivery's error, and a partner's free text may name the patient."""
+    value = value.strip()
+    return value if _CODE.fullmatch(value) else ""
 
 
 class MllpClient:
@@ -184,7 +211,7 @@ class MllpSink:
         control_id = delivery.idempotency_key[:20]
         envelope = Envelope.from_options(options, control_id, delivery.recipient)
         try:
-            text = render_record(record, envelope, options)
+            text = with_arv(render_record(record, envelope, options), record)
             ssl_context = client_context(options, self.resolve)
         except (RenderError, TlsConfigError) as exc:
             return DeliveryOutcome(ok=False, retry=False, error=str(exc))
@@ -204,13 +231,17 @@ class MllpSink:
             # again rather than fail this delivery on a socket the partner has left.
             await self._drop(key)
             client = None
+        message = text.encode("utf-8")
         try:
-            if client is None:
-                client = await MllpClient.connect(
-                    host, port, seconds=target.seconds, ssl_context=target.ssl_context
-                )
-                self._clients[key] = client
-            ack = await client.send(text.encode("utf-8"), control_id, target.seconds)
+            try:
+                ack = await self._exchange(target, client, message, control_id)
+            except ConnectionError:
+                if client is None:
+                    raise
+                # The reused connection turns out closed by the partner (its close was still
+                # queued behind a late frame, or lost in a race): send once more on a new one.
+                await self._drop(key)
+                ack = await self._exchange(target, None, message, control_id)
         except AckTimeout:
             await self._drop(key)
             log.warning("hl7 partner did not acknowledge in time", extra={"outbox_id": outbox_id})
@@ -231,6 +262,17 @@ class MllpSink:
                 extra={"outbox_id": outbox_id, "ack": ack.code, "hl7_error": ack.error_code},
             )
         return outcome
+
+    async def _exchange(
+        self, target: _Target, client: MllpClient | None, message: bytes, control_id: str
+    ) -> Ack:
+        """Send on ``client`` (or on a new connection, kept for the next sends); the ACK."""
+        if client is None:
+            client = await MllpClient.connect(
+                target.host, target.port, seconds=target.seconds, ssl_context=target.ssl_context
+            )
+            self._clients[target.key] = client
+        return await client.send(message, control_id, target.seconds)
 
     async def _drop(self, key: tuple[Any, ...]) -> None:
         client = self._clients.pop(key, None)

@@ -20,6 +20,11 @@ def _existing(path: Path, key: str) -> str:
     return str(path)
 
 
+def _reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's short reason (``PEM_lib`` …): never a file's content or a secret."""
+    return str(exc.reason or "unreadable file")
+
+
 def server_context(tls: TlsSettings) -> ssl.SSLContext:
     """A server context: TLS 1.2+, the hub's certificate, client certificates required when
     ``client_ca_file`` is set (mutual TLS)."""
@@ -34,7 +39,7 @@ def server_context(tls: TlsSettings) -> ssl.SSLContext:
             ctx.load_verify_locations(_existing(tls.client_ca_file, "hl7.tls.client_ca_file"))
             ctx.verify_mode = ssl.CERT_REQUIRED
     except ssl.SSLError as exc:
-        raise TlsConfigError(f"hl7.tls: unusable certificate or key ({exc.reason})") from None
+        raise TlsConfigError(f"hl7.tls: unusable certificate or key ({_reason(exc)})") from None
     return ctx
 
 
@@ -49,17 +54,23 @@ def client_context(
         return None
     table: Mapping[str, Any] = tls if isinstance(tls, Mapping) else {}
     ca = table.get("ca_file")
-    ctx = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=_existing(resolve(str(ca)), "tls.ca_file") if ca else None
-    )
+    cafile = _existing(resolve(str(ca)), "tls.ca_file") if ca else None
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    except ssl.SSLError as exc:
+        raise TlsConfigError(f"tls.ca_file: unusable CA certificates ({_reason(exc)})") from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if table.get("verify", True) is False:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     cert, key = table.get("cert_file"), table.get("key_file")
     if cert:
-        ctx.load_cert_chain(
-            _existing(resolve(str(cert)), "tls.cert_file"),
-            _existing(resolve(str(key)), "tls.key_file") if key else None,
-        )
+        certfile = _existing(resolve(str(cert)), "tls.cert_file")
+        keyfile = _existing(resolve(str(key)), "tls.key_file") if key else None
+        try:
+            ctx.load_cert_chain(certfile, keyfile)
+        except ssl.SSLError as exc:
+            raise TlsConfigError(
+                f"tls.cert_file: unusable certificate or key ({_reason(exc)})"
+            ) from None
     return ctx

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from plugins.hl7.ack import AckError, build_ack
 from plugins.hl7.dtm import format_dtm, parse_date, parse_dtm, sortable
 from plugins.hl7.escaping import Encoding, escape, unescape
 from plugins.hl7.parser import Hl7ParseError, parse_header, parse_message
@@ -104,6 +105,22 @@ def test_custom_delimiters_are_honoured() -> None:
     assert pid is not None
     assert pid.get(3, 4) == "AUTH"
     assert pid.get(5, 2) == "Jane*x"
+
+
+def test_three_character_msh_2_has_no_subcomponents_so_ampersand_is_data() -> None:
+    text = "MSH|^~\\|APP|FAC|||20250101||ADT^A08|7&7|P|2.3\rPID|1||ID&1^^^AUTH^MR||Doe & Roe^Jane\r"
+    m = parse_message(text)
+    assert m.header.control_id == "7&7"
+    pid = m.first("PID")
+    assert pid is not None
+    assert (pid.get(3), pid.get(5), pid.get(5, 1, 2)) == ("ID&1", "Doe & Roe", "")
+    assert pid.composite(5).get(1) == "Doe & Roe"
+    assert pid.composite(5).subs(1) == ["Doe & Roe"]
+    assert escape("a&b", m.enc) == "a&b"
+    ack = build_ack(m.header, "AR", AckError("101", "missing", "PID", field=3))
+    assert ack.startswith("MSH|^~\\|")  # the sender's own three delimiters
+    assert "ERR|PID^1^3^101\r" in ack  # ERR-1.4 without subcomponents it cannot write
+    assert [s.id for s in parse_message(ack).segments] == ["MSH", "MSA", "ERR"]
 
 
 @pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8"])

@@ -3,6 +3,7 @@ hl7apy's strict validation."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -80,6 +81,17 @@ def test_client_renders_as_a31_and_maps_back() -> None:
     }
 
 
+def test_msh_7_is_the_record_version_time_so_a_redelivery_is_the_same_message() -> None:
+    env = Envelope("CTRL-1", receiving_facility="clinic-y")  # no timestamp: not the clock
+    first = render_record(CLIENT, env)
+    assert render_record(CLIENT, env) == first
+    header = parse_message(first).header
+    assert header.timestamp == "20250301180000+0000"  # meta.version 2025-03-01T18:00:00
+    sequenced = dataclasses.replace(CLIENT, meta=dataclasses.replace(CLIENT.meta, version="0042"))
+    stamp = parse_message(render_record(sequenced, env)).header.timestamp
+    assert stamp == "20250301180000+0000"  # not a date: the time the hub received it
+
+
 def test_client_event_option_a08() -> None:
     text = render_record(CLIENT, ENV, {"client_event": "A08"})
     assert text.split("\r")[0].split("|")[8] == "ADT^A08^ADT_A01"
@@ -115,6 +127,21 @@ def test_encounter_renders_as_a08() -> None:
     assert (back.patient_class, back.location, back.facility) == ("E", "ER / 101 / B", "MERCY")
     assert back.admit_time == encounter.admit_time
     assert back.diagnoses == encounter.diagnoses
+
+
+def test_an_encounter_without_visit_number_keeps_its_key_across_versions() -> None:
+    encounter = Encounter(
+        meta=meta("encounter", SourceKey("fhir:cie-211", "ENC-9")),
+        client=KEY,
+        event="A08",
+        patient_class="O",
+    )
+    keys = set()
+    for control in ("CTRL-1", "CTRL-2"):  # two deliveries: two versions, two control ids
+        text = render_record(encounter, Envelope(control, timestamp=STAMP))
+        _client, back = roundtrip(text)
+        keys.add(back.meta.key.id)
+    assert keys == {"ENC-9"}  # one encounter at the partner, not one per control id
 
 
 def test_referral_renders_as_ref_i12() -> None:

@@ -4,11 +4,14 @@ hub's own listener (hub to hub)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+
+import pytest
 
 from hub.context import HubContext
 from hub.plugin_api import Client, Delivery, HumanName, Provenance, RecordMeta, SourceKey
@@ -196,6 +199,136 @@ async def test_a_connection_the_partner_closed_while_idle_is_not_reused() -> Non
         await asyncio.sleep(0.5)
         again = await sink.deliver([delivery(port, 2)])
         assert [(o.ok, o.error) for o in again] == [(True, "")]
+    finally:
+        await sink.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_late_older_version_does_not_overwrite_the_newer_one_at_the_receiver(
+    hl7_hub: HubContext, listener: MllpListener
+) -> None:
+    def version(stamp: str, family: str, n: int) -> Delivery:
+        meta = dataclasses.replace(CLIENT.meta, version=stamp)
+        record = dataclasses.replace(CLIENT, meta=meta, names=(HumanName(family, ("Zebulon",)),))
+        item = delivery(listener.port, n, sending_facility="MERCY")
+        return dataclasses.replace(item, record=record)
+
+    sink = MllpSink()
+    newer = version("2025-03-02T10:00:00", "Newname", 1)
+    older = version("2025-03-01T10:00:00", "Oldname", 2)  # retried, arrives after the newer
+    assert await deliver(sink, newer, older) == [(True, True, ""), (True, True, "")]
+    await sink.close()
+    rows = [r async for batch in hl7_hub.store.iter_records("client") for r in batch]
+    assert len(rows) == 1
+    assert rows[0].version == "2025-03-02T10:00:00"
+    assert b"Newname" in rows[0].payload and b"Oldname" not in rows[0].payload
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "MSH|^~\\&|P|P|||20250301||ACK||P|2.5\rMSA|AA|{control}\r",  # empty MSH-10
+        "MSH|^~\\&|P|P|||20250301||ACK|A1|P|2.5\rMSA|AA|{control}\rzak|1\r",  # odd segment
+    ],
+)
+async def test_an_imperfect_ack_still_answers_the_message(template: str) -> None:
+    received: list[bytes] = []
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = MllpDecoder()
+        while data := await reader.read(65536):
+            for event in decoder.feed(data):
+                if isinstance(event, Frame):
+                    received.append(event.data)
+                    control = parse_message(event.data).header.control_id
+                    writer.write(encode_frame(template.format(control=control).encode()))
+        writer.close()
+
+    server = await asyncio.start_server(answers, "127.0.0.1", 0)
+    sink = MllpSink()
+    try:
+        port = server.sockets[0].getsockname()[1]
+        assert await deliver(sink, delivery(port)) == [(True, True, "")]
+        assert len(received) == 1
+    finally:
+        await sink.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_sensitivity_travels_to_the_partner_as_arv(
+    hl7_hub: HubContext, listener: MllpListener
+) -> None:
+    meta = dataclasses.replace(CLIENT.meta, sensitivity=frozenset({"substance_use"}))
+    item = delivery(listener.port, sending_facility="MERCY")
+    sink = MllpSink()
+    record = dataclasses.replace(CLIENT, meta=meta)
+    assert await deliver(sink, dataclasses.replace(item, record=record)) == [(True, True, "")]
+    await sink.close()
+    rows = [r async for batch in hl7_hub.store.iter_records("client") for r in batch]
+    assert [r.sensitivity for r in rows] == ["substance_use"]
+
+
+async def test_a_closed_connection_with_a_late_frame_still_queued_is_replaced() -> None:
+    """An enhanced-mode partner answers CA, then AA a moment later, and hangs up when idle:
+    the close is queued behind the late AA, so the connection still looks open."""
+    received: list[str] = []
+
+    async def late_aa_then_idle_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        decoder = MllpDecoder()
+        try:
+            while data := await asyncio.wait_for(reader.read(65536), 0.2):
+                for event in decoder.feed(data):
+                    if isinstance(event, Frame):
+                        control = parse_message(event.data).header.control_id
+                        received.append(control)
+                        writer.write(encode_frame(Partner.ack("CA", control)))
+                        await asyncio.sleep(0.05)
+                        writer.write(encode_frame(Partner.ack("AA", control)))
+        except TimeoutError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(late_aa_then_idle_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = MllpSink()
+    try:
+        assert await deliver(sink, delivery(port, 1)) == [(True, True, "")]
+        await asyncio.sleep(0.5)
+        assert await deliver(sink, delivery(port, 2)) == [(True, True, "")]
+        assert len(received) == 2
+    finally:
+        await sink.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_free_text_in_a_partners_err_stays_out_of_the_error_and_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def answers_with_a_name(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        decoder = MllpDecoder()
+        while data := await reader.read(65536):
+            for event in decoder.feed(data):
+                if isinstance(event, Frame):
+                    control = parse_message(event.data).header.control_id
+                    err = b"ERR|||Patient QUIXTANOVA ZEBULON not found|E\r"
+                    writer.write(encode_frame(Partner.ack("AE", control) + err))
+        writer.close()
+
+    server = await asyncio.start_server(answers_with_a_name, "127.0.0.1", 0)
+    sink = MllpSink()
+    try:
+        with caplog.at_level("DEBUG", logger="hub.hl7"):
+            port = server.sockets[0].getsockname()[1]
+            assert await deliver(sink, delivery(port)) == [(False, True, "partner answered AE")]
+        logged = " ".join(str(vars(r)) for r in caplog.records)
+        assert "QUIXTANOVA" not in logged
     finally:
         await sink.close()
         server.close()

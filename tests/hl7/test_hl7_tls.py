@@ -123,6 +123,21 @@ async def test_sink_delivers_over_mutual_tls(tls_listener: MllpListener, pki: Pa
     assert [(o.ok, o.error) for o in outcomes] == [(True, "")]
 
 
+@pytest.mark.parametrize(
+    ("option", "setting"),
+    [("ca_file", "tls.ca_file"), ("cert_file", "tls.cert_file")],
+)
+async def test_an_unusable_sink_certificate_is_a_configuration_error(
+    tmp_path: Path, option: str, setting: str
+) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    item = delivery(1, tls={option: str(junk), "key_file": str(junk)})
+    (outcome,) = await asyncio.wait_for(MllpSink().deliver([item]), 5)
+    assert (outcome.ok, outcome.retry) == (False, False)  # dead letter: fix the feed, replay
+    assert outcome.error.startswith(f"{setting}: unusable")
+
+
 def test_missing_tls_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TlsConfigError) as info:
         server_context(TlsSettings(tmp_path / "nope.pem", tmp_path / "nope.key"))
