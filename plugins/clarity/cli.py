@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from consent.categories import PURPOSES
 from hub.cli_support import CliState, echo_json, fail, run_with_context
 from plugins.clarity.csvio import ImportRefused
 from plugins.clarity.exporter import ExportError, export_hmis
@@ -111,7 +112,10 @@ def import_clarity(
     "--recipient", default=None, help="Agency the export is for: only what its consent permits."
 )
 @click.option(
-    "--purpose", default=None, help="Purpose of use for --recipient (default coordination)."
+    "--purpose",
+    type=click.Choice(PURPOSES),
+    default=None,
+    help="Purpose of use for --recipient (default: [clarity] export_purpose, coordination).",
 )
 @click.option(
     "--since", default=None, help="Only rows updated on or after this date (a delta export)."

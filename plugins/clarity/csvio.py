@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from plugins.clarity.findings import Report
-from plugins.clarity.spec import Column
+from plugins.clarity.spec import Column, renamed_columns
 
 csv.field_size_limit(1 << 24)
 
@@ -311,7 +311,15 @@ def _open_table(
     spec_names = [c.name for c in columns]
     by_lower = {n.lower(): i for i, n in enumerate(spec_names)}
     names = [raw_name.strip().strip('"').strip() for raw_name in header]
-    unknown = sum(1 for n in names if n.lower() not in by_lower)
+    # A renamed column under the other version's name is that column (when the file does
+    # not also carry it under this version's name).
+    given = {n.lower() for n in names}
+    renamed = {
+        old.lower(): by_lower[new.lower()]
+        for old, new in renamed_columns(file).items()
+        if new.lower() in by_lower and new.lower() not in given
+    }
+    unknown = sum(1 for n in names if n.lower() not in by_lower and n.lower() not in renamed)
     if unknown * 2 > len(names):
         report.error(
             name,
@@ -327,6 +335,27 @@ def _open_table(
     index = [-1] * len(columns)
     for pos, (raw_name, cleaned) in enumerate(zip(header, names, strict=True)):
         at = by_lower.get(cleaned.lower())
+        if at is None and cleaned.lower() in renamed:
+            at = renamed[cleaned.lower()]
+            if index[at] < 0:
+                report.warn(
+                    name,
+                    1,
+                    spec_names[at],
+                    "renamed-column",
+                    f"{spec_names[at]}: column {pos + 1} has this column's name in the other "
+                    "HMIS CSV version; read as this column",
+                )
+                index[at] = pos
+            else:
+                report.warn(
+                    name,
+                    1,
+                    spec_names[at],
+                    "duplicate-column",
+                    f"{spec_names[at]}: column given twice (column {pos + 1}); first kept",
+                )
+            continue
         if at is None:
             # Never the cell's text: it may be data (client data) rather than a name.
             if cleaned:

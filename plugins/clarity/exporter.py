@@ -28,12 +28,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from consent.categories import PURPOSES
 from hub.plugin_api import Record, SourceRow
 from plugins.clarity import hashing
 from plugins.clarity.csvio import format_row, header_line
@@ -247,7 +248,11 @@ async def export_hmis(
         raise ExportError(f"unsupported --csv-version {csv_version!r} (2024 or 2026)")
     if hash_status not in (None, "1", "4"):
         raise ExportError(f"unsupported --hash-status {hash_status!r} (1 or 4)")
-    when = (export_date or datetime.now(UTC)).replace(microsecond=0)
+    if recipient is not None and purpose not in PURPOSES:
+        # The gate would deny every record (PURPOSE_NOT_PERMITTED): an empty export.
+        raise ExportError(f"unknown --purpose {purpose!r} ({', '.join(PURPOSES)})")
+    # HUD times (type T) are local times without a zone: the hub's clock, not UTC.
+    when = (export_date or datetime.now()).replace(microsecond=0)
     export_id = "hub" + when.strftime("%Y%m%d%H%M%S")
     summary = ExportSummary(
         out=str(out),
@@ -261,12 +266,13 @@ async def export_hmis(
     await restore_agencies(ctx)
     if recipient is not None and recipient not in ctx.gate.agencies:
         raise ExportError(f"unknown agency {recipient!r} for --recipient")
-    src, export_row = await _source(ctx, source)
+    src, export_row, default_owner = await _source(ctx, source)
     summary.source = src
     # Stored data of an organisation that became a victim service provider after it was
     # imported (by a hub before this check existed) is marked before anything is read.
     summary.restricted_marked = await restrict_vsp_data(ctx, src)
     job = _Export(ctx, version, summary, src, since, hash_status or "1", export_id)
+    job.default_owner = default_owner
     statuses = await job.client_hash_statuses(hash_status, everything=recipient is None)
     job.hash_status = summary.hash_status = decide_hash_status(hash_status, statuses)
     writer = _Writer(out, version, summary)
@@ -282,27 +288,29 @@ async def export_hmis(
     return summary
 
 
-async def _source(ctx: Any, wanted: str | None) -> tuple[str, dict[str, str]]:
-    """The HMIS source to export and its latest stored Export.csv row."""
-    latest: dict[str, tuple[str, dict[str, str]]] = {}
+async def _source(ctx: Any, wanted: str | None) -> tuple[str, dict[str, str], str]:
+    """The HMIS source to export, its latest stored Export.csv row and that row's owner (the
+    import's default owner: the agency of the export's first organisation, see
+    :meth:`_Export.everything`)."""
+    latest: dict[str, tuple[str, dict[str, str], str]] = {}
     async for rows in ctx.store.iter_records("hmis.Export"):
         for row in rows:
             fields = orjson.loads(row.payload).get("fields", {})
             seen = latest.get(row.source)
             if seen is None or row.version >= seen[0]:
-                latest[row.source] = (row.version, fields)
+                latest[row.source] = (row.version, fields, row.owner)
     if wanted:
         key = wanted if wanted.startswith("hmis:") else f"hmis:{wanted}"
         if key not in latest:
             raise ExportError(f"no HMIS source {wanted!r} in the store")
-        return key, latest[key][1]
+        return key, latest[key][1], latest[key][2]
     if not latest:
         raise ExportError("no HUD CSV data in the store (import an export first)")
     if len(latest) > 1:
         names = ", ".join(sorted(s.removeprefix("hmis:") for s in latest))
         raise ExportError(f"several HMIS sources in the store ({names}); choose one with --source")
     key = next(iter(latest))
-    return key, latest[key][1]
+    return key, latest[key][1], latest[key][2]
 
 
 class _Export:
@@ -331,6 +339,8 @@ class _Export:
         self.dv_projects: set[str] = set()
         """Projects of exported clients fleeing domestic violence (their locations are
         withheld from the recipient)."""
+        self.default_owner = ""
+        """The owner of the source's latest Export row (its import's default owner)."""
 
     # ---- rows ----------------------------------------------------------------------------
 
@@ -394,10 +404,17 @@ class _Export:
         writer.write(file, values)
 
     async def everything(self, writer: _Writer) -> None:
-        """Every exportable record of the source, file by file, in id order."""
+        """Every exportable record of the source, file by file, in id order.
+
+        Organizations owned by the default owner come first: an import takes the agency of
+        the first organisation as the owner of User rows, so re-importing the export leaves
+        them where they are.
+        """
         for file in FILES:
             if file == "Export":
                 continue
+            first: list[list[str]] = []
+            later: list[list[str]] = []
             async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
                 for row in rows:
                     if not self._exportable(row):
@@ -408,7 +425,12 @@ class _Export:
                         continue
                     if row.deleted and not _date_deleted(writer, file, values):
                         continue
-                    writer.write(file, values)
+                    if file != "Organization":
+                        writer.write(file, values)
+                    else:  # a few rows
+                        (first if row.owner == self.default_owner else later).append(values)
+            for values in (*first, *later):
+                writer.write(file, values)
 
     async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
         """What the gate releases to ``recipient``, person by person, then the descriptors.
@@ -562,6 +584,13 @@ class _Export:
             "HashStatus": self.hash_status,
             "ImplementationID": self.source.removeprefix("hmis:"),
         }
+        # FY2026 SourceID (S350, several CoC codes) may not fit FY2024's S32: an optional
+        # value too long for the version is dropped (and reported), never cut.
+        for col in columns(self.version, "Export"):
+            if col.type == "S" and not col.required and len(values[col.name]) > col.length:
+                values[col.name] = ""
+                dropped = self.summary.dropped_columns.setdefault("Export.csv", {})
+                dropped[col.name] = dropped.get(col.name, 0) + 1
         return [values[n] for n in names]
 
 

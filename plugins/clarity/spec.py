@@ -427,6 +427,12 @@ def rename_column(file: str, name: str, from_version: str, to_version: str) -> s
     return name
 
 
+def renamed_columns(file: str) -> Mapping[str, str]:
+    """A file's renamed columns, each version's name → the other version's (both ways)."""
+    renamed = RENAMED_FY2026.get(file, {})
+    return {**renamed, **{new: old for old, new in renamed.items()}}
+
+
 # ---- relations ------------------------------------------------------------------------------
 
 KEY_COLUMN: Mapping[str, str] = MappingProxyType({f: COLUMNS[FY2024][f][0].name for f in FILES})
