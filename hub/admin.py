@@ -4,13 +4,17 @@ HTTP (every route needs a bearer key):
 
 =====================================  ==========================================================
 ``GET  /admin/outbox``                 entries, newest first (``status``, ``recipient``,
-                                       ``feed``, ``limit``); a partner sees only its own
+                                       ``feed``, ``limit``, ``before``); a partner sees
+                                       only its own
 ``GET  /admin/outbox/{id}``            one entry (``?payload=1`` adds the payload; admin)
 ``POST /admin/outbox/{id}/retry``      an entry waiting to retry: send it now (admin)
 ``POST /admin/outbox/{id}/replay``     a dead letter: queue it again (admin)
-``GET  /admin/dead-letters``           dead entries (``feed``, ``limit``; admin)
+``GET  /admin/dead-letters``           dead entries (``feed``, ``limit``, ``before``; admin)
 ``POST /admin/dead-letters/replay``    every dead entry, or a feed's (``?feed=``; admin)
 =====================================  ==========================================================
+
+Paging: a list answers ``{"entries": […], "count": n}``, plus ``"next": ID`` when the page is
+full; ``?before=ID`` then gives the entries older than that one, with the same filters.
 
 Who sees what: an admin sees every entry with its record key and internal person id. A
 partner (non-admin key) sees only entries addressed to its own agency, without record keys
@@ -106,15 +110,21 @@ async def list_entries(
     feed: str | None = None,
     limit: int = DEFAULT_LIMIT,
     hide_withheld: bool = False,
+    before_id: int | None = None,
 ) -> list[OutboxRow]:
     """Entries, newest first, by status, recipient and feed (withheld ones left out with
-    ``hide_withheld``, before the limit is applied)."""
+    ``hide_withheld``, before the limit is applied); only those older than ``before_id``."""
     if status is not None and status not in STATUSES:
         raise OutboxOpError(
             400, "bad_request", f"unknown status {status!r} (one of {', '.join(STATUSES)})"
         )
     return await ctx.store.list_outbox(
-        status=status, recipient=recipient, limit=limit, feed=feed, hide_withheld=hide_withheld
+        status=status,
+        recipient=recipient,
+        limit=limit,
+        feed=feed,
+        hide_withheld=hide_withheld,
+        before_id=before_id,
     )
 
 
@@ -180,6 +190,24 @@ def _limit(request: web.Request) -> int:
     return limit
 
 
+def _before(request: web.Request) -> int | None:
+    text = request.query.get("before")
+    if text is None:
+        return None
+    before = whole_number(text)
+    if before is None:
+        raise OutboxOpError(400, "bad_request", "before must be an outbox entry id")
+    return before
+
+
+def _page(rows: list[OutboxRow], entries: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """A list answer: the entries, their count and, when the page is full, the cursor."""
+    page: dict[str, Any] = {"entries": entries, "count": len(entries)}
+    if rows and len(rows) >= limit:
+        page["next"] = rows[-1].id
+    return page
+
+
 def _id(request: web.Request) -> int:
     outbox_id = whole_number(request.match_info["id"])
     if outbox_id is None:
@@ -201,16 +229,18 @@ async def get_outbox_list(request: web.Request) -> web.Response:
             return json_error(403, "forbidden", "a partner may list only its own outbox entries")
         recipient = caller.agency
     status = request.query.get("status") or None
+    limit = _limit(request)
     rows = await list_entries(
         ctx,
         status=status,
         recipient=recipient,
         feed=request.query.get("feed") or None,
-        limit=_limit(request),
+        limit=limit,
         hide_withheld=not caller.is_admin,
+        before_id=_before(request),
     )
     entries = [entry_json(r, admin=caller.is_admin) for r in rows if visible_to(r, caller)]
-    return json_response({"entries": entries, "count": len(entries)})
+    return json_response(_page(rows, entries, limit))
 
 
 async def get_outbox_entry(request: web.Request) -> web.Response:
@@ -245,14 +275,16 @@ async def post_replay(request: web.Request) -> web.Response:
 async def get_dead_letters(request: web.Request) -> web.Response:
     """``GET /admin/dead-letters`` (admin)."""
     require_admin(request)
+    limit = _limit(request)
     rows = await list_entries(
         request.app[CONTEXT],
         status="dead",
         feed=request.query.get("feed") or None,
-        limit=_limit(request),
+        limit=limit,
+        before_id=_before(request),
     )
     entries = [entry_json(r, admin=True) for r in rows]
-    return json_response({"entries": entries, "count": len(entries)})
+    return json_response(_page(rows, entries, limit))
 
 
 async def post_replay_dead(request: web.Request) -> web.Response:

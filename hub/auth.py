@@ -3,10 +3,15 @@
 A key reads ``hub_<key id>_<secret>``. The key id finds the stored row; the secret is checked
 against its scrypt hash. Verified keys are cached briefly (by a fast hash of the whole key)
 so that a busy partner does not pay scrypt on every request; revocation clears the cache.
+scrypt runs in a worker thread (it must not stall the event loop), one check serves every
+concurrent request with the same key, and the checks of one key id are limited
+(:data:`CHECKS_PER_MINUTE`): past the limit that key id is refused without running scrypt
+until its bucket refills, so guessing secrets costs the hub little.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -17,6 +22,9 @@ from typing import Any
 
 ROLES = ("partner", "admin")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+CHECKS_PER_MINUTE = 10
+"""scrypt checks of one key id per minute (bursts up to the same number). A verified key is
+cached, so a partner uses one now and then; only guesses at its secret use them up."""
 
 FULL_SCOPE = "system/*.read system/*.write"
 """What a SMART access token is granted when its request names no scope."""
@@ -86,22 +94,63 @@ def split_key(key: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+class RateLimiter:
+    """A token bucket per caller: ``per_minute`` requests, bursts up to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, who: str, now: float | None = None) -> float:
+        """0 when the request may go ahead, else the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(who, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[who] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self._buckets[who] = (tokens - 1.0, now)
+        return 0.0
+
+
+class KeyThrottled(Exception):
+    """Too many checks of one key id: refused without checking (retry later)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"key checks paused for {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
 class KeyVerifier:
     """Checks bearer keys against the store.
 
     The key row is read on every call (an indexed look-up), so a revocation takes effect at
     once; only the scrypt check is cached, keyed by a fast hash of the whole key together
-    with the stored digest it was checked against.
+    with the stored digest it was checked against. scrypt checks are counted per key id
+    (``checks_per_minute``); past that, :meth:`verify` raises :class:`KeyThrottled` for any
+    key of that id not already verified, without running scrypt.
     """
 
-    def __init__(self, store: Any, ttl_seconds: float = 300.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Any,
+        ttl_seconds: float = 300.0,
+        max_entries: int = 10_000,
+        checks_per_minute: int = CHECKS_PER_MINUTE,
+    ) -> None:
         self.store = store
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._checked: dict[tuple[str, bytes], float] = {}
+        self._checks = RateLimiter(checks_per_minute)
+        self._running: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
 
     async def verify(self, key: str) -> Caller | None:
-        """The caller a key belongs to, or None (malformed, unknown, revoked or wrong)."""
+        """The caller a key belongs to, or None (malformed, unknown, revoked or wrong).
+
+        Raises :class:`KeyThrottled` when its key id was checked too often lately.
+        """
         parts = split_key(key)
         if parts is None:
             return None
@@ -113,10 +162,24 @@ class KeyVerifier:
         memo = (hashlib.sha256(key.encode()).hexdigest(), digest)
         now = time.monotonic()
         if self._checked.get(memo, 0.0) <= now:
-            got = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
-            if not hmac.compare_digest(got, digest):
+            running = self._running.get(memo)
+            if running is None:
+                wait = self._checks.take(key_id, now)
+                if wait > 0:
+                    raise KeyThrottled(wait)
+                running = asyncio.ensure_future(_secret_matches(secret, salt, digest))
+                self._running[memo] = running
+                running.add_done_callback(lambda _done: self._running.pop(memo, None))
+            if not await asyncio.shield(running):
                 return None
+            now = time.monotonic()
             if len(self._checked) >= self.max_entries:
                 self._checked.clear()
             self._checked[memo] = now + self.ttl
         return Caller(agency, role, key_id)
+
+
+async def _secret_matches(secret: str, salt: bytes, digest: bytes) -> bool:
+    """Whether the secret's scrypt hash is the stored one (computed in a worker thread)."""
+    got = await asyncio.to_thread(hashlib.scrypt, secret.encode(), salt=salt, **_SCRYPT)
+    return hmac.compare_digest(got, digest)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from hub.auth import Caller, KeyVerifier
+from hub.auth import Caller, KeyThrottled, KeyVerifier, RateLimiter
 from hub.context import HubContext
 from hub.core.ports import OUTBOX_STATUSES
 from hub.tls import certificate_mapping
@@ -71,7 +71,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        # Keep what the exception says besides its body (``Allow`` of a 405 …).
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
     except Exception as exc:
         log.error(
             "unhandled error in HTTP handler",
@@ -80,26 +85,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         ctx = request.app[CONTEXT]
         ctx.metrics.errors.labels("http", type(exc).__name__).inc()
         return json_error(500, "internal_error", "the hub could not complete the request")
-
-
-class RateLimiter:
-    """A token bucket per caller: ``per_minute`` requests, bursts up to the same number."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = float(per_minute)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, who: str, now: float | None = None) -> float:
-        """0 when the request may go ahead, else the seconds to wait."""
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.get(who, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[who] = (tokens, now)
-            return (1.0 - tokens) / self.rate
-        self._buckets[who] = (tokens - 1.0, now)
-        return 0.0
 
 
 LIMITER = web.AppKey("hub_rate_limiter", RateLimiter)
@@ -127,7 +112,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     challenge = {"WWW-Authenticate": 'Bearer realm="cie-hub"'}
     caller: Caller | None = None
     if scheme.lower() == "bearer" and token:
-        caller = await request.app[VERIFIER].verify(token.strip())
+        try:
+            caller = await request.app[VERIFIER].verify(token.strip())
+        except KeyThrottled as exc:
+            ctx.metrics.auth_failures.labels("throttled").inc()
+            log.info("refused credentials: too many wrong secrets", extra={"path": request.path})
+            return json_error(
+                429,
+                "too_many_requests",
+                "too many failed authentication attempts",
+                **{"Retry-After": str(max(1, int(exc.retry_after + 0.999)))},
+            )
         if caller is None:
             for verify in ctx.extras.get("token_verifiers", []):
                 caller = await verify(token.strip())

@@ -8,7 +8,8 @@ into an MPA consent record, validated like ``hub consent import``, and stores th
 A bad row is reported (file, line, column, what is wrong — never the cell's value) and left
 out; the other rows are imported. A row whose quote is never closed swallows the lines below
 it into one row: that row is reported and the lines after its first are read again. A file
-whose header lacks a mapped column, or that is not UTF-8 text, is refused as a whole.
+whose header lacks a mapped column or repeats one, or that is not UTF-8 text, is refused as
+a whole.
 """
 
 from __future__ import annotations
@@ -146,6 +147,12 @@ def read_rows(
             f"{path} line 1: missing column(s) {', '.join(repr(c) for c in missing)} "
             f"that mapping {mapping.name!r} needs"
         )
+    twice = [c for c in dict.fromkeys(mapping.needed_columns) if header.count(c) > 1]
+    if twice:
+        raise CsvFileError(
+            f"{path} line 1: column(s) {', '.join(repr(c) for c in twice)} that mapping "
+            f"{mapping.name!r} reads appear more than once"
+        )
     name = str(path)
     base = 0  # lines before the current reader's first
     end = reader.line_num
@@ -156,12 +163,29 @@ def read_rows(
         except StopIteration:
             return
         except csv.Error as exc:
-            line = base + reader.line_num
-            raise CsvFileError(f"{path} line {line}: not valid CSV: {exc}") from None
+            # A row csv cannot read (a field over csv's size limit): report it, read on.
+            yield (
+                start,
+                RowError(
+                    name,
+                    start,
+                    None,
+                    f"not valid CSV: {exc}; the lines after line {start} are read again",
+                ),
+            )
+            reader = csv.reader(lines[start:], delimiter=mapping.delimiter)
+            base = end = start
+            continue
         end = base + reader.line_num
         if not any(v.strip() for v in values):
             continue
-        if len(values) != len(header) and end > start and '"' in lines[start - 1]:
+        if (
+            end > start
+            and '"' in lines[start - 1]
+            and (len(values) != len(header) or not _strict_csv(lines[start - 1 : end], mapping))
+        ):
+            # A quote left open swallows the lines below it until some later quote closes
+            # it, whatever the number of cells that makes.
             yield (
                 start,
                 RowError(
@@ -184,6 +208,17 @@ def read_rows(
             )
             continue
         yield start, dict(zip(header, values, strict=True))
+
+
+def _strict_csv(lines: list[str], mapping: CsvMapping) -> bool:
+    """Whether ``lines`` read as well-formed CSV: every quoted cell closed and followed by
+    a delimiter or the end of its line (how a row that swallowed others gives itself away)."""
+    try:
+        for _ in csv.reader(lines, delimiter=mapping.delimiter, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def map_row(

@@ -4,21 +4,33 @@ Feed options:
 
 * ``mapping`` — the ``[csv.mappings.<name>]`` that lays out the columns (required);
 * ``dir`` — a folder (relative to ``hub.toml``): the file is written to a temporary name
-  and renamed, so a partner's pick-up job never sees half a file;
+  and then linked under its final name, so a partner's pick-up job never sees half a file;
+  a file already there is never replaced (the new one is named ``<stem>-1.csv``, ``-2`` …);
+  files are readable by the hub's user and group only (mode 0640);
 * ``file_name`` — pattern with ``{feed}``, ``{recipient}``, ``{timestamp}``, ``{date}``,
   ``{first_id}``, ``{count}`` (default ``{feed}-{timestamp}-{first_id}.csv``);
 * ``url`` with ``secret_envs`` (and ``timeout_seconds``) — instead of ``dir``: POST the CSV
   signed like the webhook (``X-Hub-Signature``, ``Idempotency-Key`` for the batch);
-* ``key_column`` — optional column name carrying each row's idempotency key.
+* ``key_column`` — optional column name carrying each row's idempotency key;
+* ``escape_formulas`` — true by default: a cell starting with ``=``, ``+``, ``-``, ``@``, a tab
+  or a carriage return (and not a plain number) is written with a leading ``'``, so a
+  spreadsheet opening the file shows it as text instead of running it as a formula.
+
+Every record of a batch must be of the mapping's kind: a record of another kind is
+dead-lettered (it would otherwise be written as a row of blank cells).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import errno
 import hashlib
 import io
 import os
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,18 +50,45 @@ from plugins.csv.mapping import CsvMapping, get_path
 
 DEFAULT_FILE_NAME = "{feed}-{timestamp}-{first_id}.csv"
 DEFAULT_TIMEOUT_SECONDS = 30.0
+FILE_MODE = 0o640
+"""Mode of a written file: the hub's user and group may read it, other users may not."""
+MAX_NAME_SUFFIX = 1000
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def escape_formula(cell: str) -> str:
+    """The cell, with a leading ``'`` when a spreadsheet would run it as a formula.
+
+    A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula
+    to Excel and LibreOffice (OWASP "CSV injection"); a plain number such as ``-3`` is not
+    changed.
+    """
+    if cell.startswith(FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def render_csv(
-    mapping: CsvMapping, deliveries: Sequence[Delivery], key_column: str | None
+    mapping: CsvMapping,
+    deliveries: Sequence[Delivery],
+    key_column: str | None,
+    *,
+    escape_formulas: bool = True,
 ) -> bytes:
-    """The CSV bytes (UTF-8, CRLF, header first) of a batch of deliveries."""
+    """The CSV bytes (UTF-8, CRLF, header first) of a batch of deliveries.
+
+    With ``escape_formulas`` every cell goes through :func:`escape_formula`.
+    """
     out = io.StringIO()
     writer = csv.writer(out, delimiter=mapping.delimiter, lineterminator="\r\n")
     header = mapping.header + ([key_column] if key_column else [])
     writer.writerow(header)
     for d in deliveries:
         row = [c.to_partner(get_path(d.payload, c.path)) for c in mapping.columns]
+        if escape_formulas:
+            row = [escape_formula(cell) for cell in row]
         if key_column:
             row.append(d.idempotency_key)
         writer.writerow(row)
@@ -82,20 +121,63 @@ def file_name(pattern: str, deliveries: Sequence[Delivery], now: datetime) -> st
 
 
 def write_atomic(folder: Path, name: str, data: bytes) -> Path:
-    """Write ``data`` to ``folder/name`` through a temporary file and a rename."""
+    """Write ``data`` to ``folder/name`` (mode :data:`FILE_MODE`) through a temporary file.
+
+    The whole file appears at once under its final name, which never replaces a file
+    already there (a partner may not have picked that one up yet): the name then gets a
+    ``-1``, ``-2`` … before its extension. Returns the path written.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
     try:
-        with open(tmp, "wb") as fh:
+        with open(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        final = _publish(tmp, folder, name)
+        _fsync_dir(folder)
     finally:
-        if tmp.exists():
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return final
+
+
+def _publish(tmp: Path, folder: Path, name: str) -> Path:
+    """Give ``tmp`` the first free name of ``name``, ``<stem>-1<suffix>`` …; never replace."""
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:
+        stem, dot, suffix = name, "", ""
+    for n in range(MAX_NAME_SUFFIX):
+        final = folder / (name if n == 0 else f"{stem}-{n}{dot}{suffix}")
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            # A file system without hard links: rename, after checking the name is free.
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if final.exists():
+                continue
+            os.rename(tmp, final)
+        return final
+    raise FileExistsError(errno.EEXIST, "no free file name", str(folder / name))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a new directory entry durable (where the platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class CsvFileSink:
@@ -115,10 +197,20 @@ class CsvFileSink:
         self._session: aiohttp.ClientSession | None = None
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[DeliveryOutcome]:
-        """One file per feed in the batch; every row of a file shares its outcome."""
+        """One file per feed in the batch; every row of a file shares its outcome.
+
+        A record whose kind is not its feed mapping's kind is dead-lettered on its own.
+        """
         outcomes: list[DeliveryOutcome | None] = [None] * len(deliveries)
         groups: dict[int, list[int]] = {}
         for i, d in enumerate(deliveries):
+            mapping = self.mappings.get(str(d.options.get("mapping", "")))
+            if mapping is not None and d.kind and d.kind != mapping.kind:
+                outcomes[i] = _dead(
+                    f"a {d.kind} record cannot be written with mapping {mapping.name!r} "
+                    f"(kind {mapping.kind})"
+                )
+                continue
             groups.setdefault(id(d.options), []).append(i)
         for indexes in groups.values():
             outcome = await self._deliver_file([deliveries[i] for i in indexes])
@@ -132,7 +224,12 @@ class CsvFileSink:
         if mapping is None:
             return _dead("feed option 'mapping' must name a [csv.mappings.<name>] table")
         key_column = options.get("key_column")
-        data = render_csv(mapping, group, key_column if isinstance(key_column, str) else None)
+        data = render_csv(
+            mapping,
+            group,
+            key_column if isinstance(key_column, str) else None,
+            escape_formulas=options.get("escape_formulas", True) is not False,
+        )
         if "dir" in options:
             return await self._write(options, group, data)
         if "url" in options:
