@@ -42,6 +42,8 @@ def _within(default: Any, low: float, high: float) -> Any:
 
 
 DAY_SECONDS = 86_400.0
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Default of ``[http] max_body_bytes``: the largest request body the hub reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +268,21 @@ class _Checker:
             raise self.fail(f"{key}.{name}", f"expected {want}, got {type(value).__name__}")
         return value
 
+    def bounded(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        name: str,
+        default: int | float,
+        low: float,
+        high: float,
+    ) -> Any:
+        """:meth:`typed` (the default's type), also refusing a value outside ``low``…``high``."""
+        value = self.typed(table, key, name, type(default), default)
+        if not low <= value <= high:
+            raise self.fail(f"{key}.{name}", f"must be from {low:g} to {high:g}")
+        return value
+
     def tables(self, table: Mapping[str, Any], key: str, name: str) -> list[Mapping[str, Any]]:
         """An array of tables (``[[key.name]]`` or ``name = [{…}, …]``); empty when absent."""
         value = table.get(name, [])
@@ -441,12 +458,11 @@ def _dataclass_section(c: _Checker, raw: Any, key: str, cls: Any) -> Any:
     c.known(t, key, set(fields))
     kwargs = {}
     for name, f in fields.items():
-        default = f.default
-        value = c.typed(t, key, name, type(default), default)
         bounds = f.metadata.get("range")
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            raise c.fail(f"{key}.{name}", f"must be from {bounds[0]:g} to {bounds[1]:g}")
-        kwargs[name] = value
+        if bounds is None:
+            kwargs[name] = c.typed(t, key, name, type(f.default), f.default)
+        else:
+            kwargs[name] = c.bounded(t, key, name, f.default, *bounds)
     return cls(**kwargs)
 
 
@@ -520,8 +536,8 @@ def _auth(c: _Checker, raw: Any, agencies: Mapping[str, Agency], base_dir: Path)
     return AuthConfig(
         clients=tuple(clients),
         certificates=tuple(certs),
-        token_lifetime_seconds=c.typed(t, "auth", "token_lifetime_seconds", int, 300),
-        requests_per_minute=c.typed(t, "auth", "requests_per_minute", int, 1200),
+        token_lifetime_seconds=c.bounded(t, "auth", "token_lifetime_seconds", 300, 1, DAY_SECONDS),
+        requests_per_minute=c.bounded(t, "auth", "requests_per_minute", 1200, 1, 10_000_000),
         token_url=token_url,
     )
 
@@ -609,6 +625,7 @@ def load_config(
     port = c.typed(http, "http", "port", int, 8080)
     if not 0 <= port <= 65535:
         raise c.fail("http.port", f"port {port} out of range 0-65535")
+    c.bounded(http, "http", "max_body_bytes", MAX_BODY_BYTES, 1, 1 << 30)
 
     agencies, orgs = _agencies(c, raw.get("agencies", []))
     try:

@@ -15,17 +15,20 @@ import orjson
 from aiohttp import web
 
 from hub.auth import Caller, KeyThrottled, KeyVerifier, RateLimiter
+from hub.config import MAX_BODY_BYTES
 from hub.context import HubContext
 from hub.core.ports import OUTBOX_STATUSES
 from hub.tls import certificate_mapping
 
 log = logging.getLogger("hub.http")
 
+DEFAULT_MAX_BODY = MAX_BODY_BYTES
+"""The largest request body read when ``[http] max_body_bytes`` is not set."""
+
 CONTEXT = web.AppKey("hub_context", HubContext)
 VERIFIER = web.AppKey("hub_key_verifier", KeyVerifier)
 CALLER = web.RequestKey("hub_caller", Caller)
 PUBLIC_PATHS = frozenset({"/healthz", "/.well-known/smart-configuration", "/auth/token"})
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -57,6 +57,13 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[delivery]\nmax_attempts = -3\n", "'delivery.max_attempts': must be from 1 to"),
         ("[delivery]\nlease_seconds = 0\n", "'delivery.lease_seconds': must be from 0.1 to"),
         ("[delivery]\npoll_seconds = nan\n", "'delivery.poll_seconds': must be from 0.001 to"),
+        # 0 answered every authenticated request with a 500; a negative number meant no limit.
+        ("[auth]\nrequests_per_minute = 0\n", "'auth.requests_per_minute': must be from 1 to"),
+        ("[auth]\nrequests_per_minute = -5\n", "'auth.requests_per_minute': must be from 1 to"),
+        ("[auth]\ntoken_lifetime_seconds = 0\n", "'auth.token_lifetime_seconds': must be from"),
+        # "10MB" stopped the hub at start with a bare ValueError; -1 refused every body.
+        ('[http]\nmax_body_bytes = "10MB"\n', "'http.max_body_bytes': expected int, got str"),
+        ("[http]\nmax_body_bytes = -1\n", "'http.max_body_bytes': must be from 1 to"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, needle: str) -> None:
