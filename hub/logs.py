@@ -2,7 +2,10 @@
 
 Call sites log ids (record keys, person ids, agency ids) and never client data. As a second
 line of defence, :class:`PiiFilter` masks anything that looks like an SSN, a date of birth,
-a phone number or an e-mail address in every message and extra field.
+a phone number or an e-mail address in every message and extra field. An exception logged
+by a library (aiohttp, asyncio …) is named by its type only: its text can quote the bytes a
+caller sent (a request line or header aiohttp could not parse), which no pattern recognises
+as a name.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ _PATTERNS = [
     re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"),  # e-mail
 ]
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_OWN_LOGGERS = ("hub", "plugins", "consent")
+"""Loggers whose exception texts are the hub's own (scrubbed, kept); other loggers' are not."""
 
 
 def scrub(text: str) -> str:
@@ -48,9 +53,17 @@ class PiiFilter(logging.Filter):
                 setattr(record, key, scrub(value))
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            record.exc_text = f"{type(exc).__name__}: {scrub(str(exc))}"
+            if _is_own(record.name):
+                record.exc_text = f"{type(exc).__name__}: {scrub(str(exc))}"
+            else:
+                record.exc_text = type(exc).__name__
             record.exc_info = None
         return True
+
+
+def _is_own(logger: str) -> bool:
+    """Whether a logger is the hub's (or a plugin's) rather than a library's."""
+    return logger.split(".", 1)[0] in _OWN_LOGGERS
 
 
 class JsonFormatter(logging.Formatter):
