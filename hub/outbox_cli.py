@@ -49,20 +49,32 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--limit", type=click.IntRange(1, 100_000), default=DEFAULT_LIMIT, show_default=True
     )
+    @click.option(
+        "--before",
+        type=OUTBOX_ID,
+        default=None,
+        help="only entries older than this id (the next page: the last id listed)",
+    )
     @click.pass_obj
     def list_command(
-        state: CliState, status: str | None, recipient: str | None, feed: str | None, limit: int
+        state: CliState,
+        status: str | None,
+        recipient: str | None,
+        feed: str | None,
+        limit: int,
+        before: int | None,
     ) -> None:
         """List outbox entries, newest first, as JSON.
 
         \b
         Example:
           hub outbox list --status retry --recipient cie-211
+          hub outbox list --status delivered --before 5120   # the page after id 5120
         """
 
         async def work(ctx: HubContext) -> list[dict[str, Any]]:
             rows = await list_entries(
-                ctx, status=status, recipient=recipient, feed=feed, limit=limit
+                ctx, status=status, recipient=recipient, feed=feed, limit=limit, before_id=before
             )
             return [entry_json(r, admin=True) for r in rows]
 
@@ -106,8 +118,16 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--limit", type=click.IntRange(1, 100_000), default=DEFAULT_LIMIT, show_default=True
     )
+    @click.option(
+        "--before",
+        type=OUTBOX_ID,
+        default=None,
+        help="only entries older than this id (the next page: the last id listed)",
+    )
     @click.pass_obj
-    def dead_letter_command(state: CliState, feed: str | None, limit: int) -> None:
+    def dead_letter_command(
+        state: CliState, feed: str | None, limit: int, before: int | None
+    ) -> None:
         """List dead letters (entries that ran out of attempts or were refused), as JSON.
 
         \b
@@ -116,7 +136,7 @@ def register(cli: click.Group) -> None:
         """
 
         async def work(ctx: HubContext) -> list[dict[str, Any]]:
-            rows = await list_entries(ctx, status="dead", feed=feed, limit=limit)
+            rows = await list_entries(ctx, status="dead", feed=feed, limit=limit, before_id=before)
             return [entry_json(r, admin=True) for r in rows]
 
         echo_json(_run(state, work))

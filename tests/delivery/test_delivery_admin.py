@@ -155,6 +155,21 @@ def test_delivery_outbox_cli(hub_dir, hub_cli, h) -> None:
     result = hub_cli("outbox", "list", "--recipient", "hospital-x")
     assert {e["recipient"] for e in json.loads(result.output)} == {"hospital-x"}
 
+    # page by page: --before the last id listed gives the next page, the same filters kept
+    pages: list[list[int]] = []
+    before: list[str] = []
+    while True:
+        result = hub_cli("outbox", "list", "--feed", "to-211", "--limit", "2", *before)
+        page = [e["id"] for e in json.loads(result.output)]
+        if not page:
+            break
+        pages.append(page)
+        before = ["--before", str(page[-1])]
+    everything = [e["id"] for e in json.loads(hub_cli("outbox", "list", "--feed", "to-211").output)]
+    assert len(pages) > 1 and [i for p in pages for i in p] == everything
+    result = hub_cli("outbox", "dead-letter", "--before", str(ids["cie-211:A2"]))
+    assert json.loads(result.output) == []
+
     result = hub_cli("outbox", "show", str(ids["cie-211:A1"]), "--payload")
     shown = json.loads(result.output)
     assert shown["status"] == "delivered" and shown["payload"]["identifiers"][0]["value"] == "A1"
