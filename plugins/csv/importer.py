@@ -9,7 +9,8 @@ A bad row is reported (file, line, column, what is wrong — never the cell's va
 out; the other rows are imported. A row whose quote is never closed swallows the lines below
 it into one row: that row is reported and the lines after its first are read again. A file
 whose header lacks a mapped column or repeats one, or that is not UTF-8 text, is refused as
-a whole.
+a whole. A consent roster speaks for the importing agency: a row whose ``recorded_by`` names
+another agency is reported and left out.
 """
 
 from __future__ import annotations
@@ -409,7 +410,18 @@ async def import_consent_rows(
             p = problems[0]
             summary.errors.append(RowError(str(path), line, p.column, p.message))
             continue
-        payload.setdefault("recorded_by", agency)
+        recorded_by = payload.setdefault("recorded_by", agency)
+        if recorded_by != agency:
+            # The roster is the importing agency's word: it may not speak for another.
+            summary.errors.append(
+                RowError(
+                    str(path),
+                    line,
+                    mapping.column_of("recorded_by"),
+                    "consent field 'recorded_by': names another agency than the importing one",
+                )
+            )
+            continue
         try:
             record = parse_consent(
                 payload, agencies=ctx.config.agencies, policy=ctx.config.consent_policy, index=line

@@ -256,3 +256,38 @@ async def test_delivery_csv_review_a_header_repeating_a_mapped_column_is_refused
         await import_roster(
             hub, "Client ID,First Name,Last Name,DOB,Last Name\nR1,Ada,Lovelace,12/10/1815,\n"
         )
+
+
+async def test_delivery_csv_review_a_consent_roster_speaks_only_for_its_agency(hub, h) -> None:
+    consent_mapping = """
+[csv.mappings.consents]
+kind = "consent"
+defaults = { "client.system" = "urn:hmis" }
+columns = [
+  { column = "Consent ID", field = "id" },
+  { column = "HMIS ID", field = "client.value" },
+  { column = "Signed", field = "signed_on", format = "%m/%d/%Y" },
+  { column = "Networks", field = "networks", split = ";" },
+  { column = "Recorded By", field = "recorded_by" },
+]
+"""
+    hub.write(extra=MAPPINGS + consent_mapping)
+    mappings, errors = parse_section(hub.config().section("csv"))
+    assert errors == []
+    path = hub.root / "consents.csv"
+    path.write_text(
+        "Consent ID,HMIS ID,Signed,Networks,Recorded By\n"
+        "c-1,K1,01/15/2025,cie,shelter\n"
+        "c-2,K2,01/15/2025,cie,clinic\n"  # the shelter's file speaking for the clinic
+        "c-3,K3,01/15/2025,cie,\n",
+        encoding="utf-8",
+    )
+    async with hub.open() as ctx:
+        got = await import_csv(ctx, path, mappings["consents"], "shelter")
+        async with ctx.store.transaction() as tx:
+            bodies = await tx.all_consents()
+        stored = {c["id"]: c["recorded_by"] for c in map(json.loads, bodies)}
+    assert got.imported == 2
+    assert [(e.line, e.column) for e in got.errors] == [(3, "Recorded By")]
+    assert "names another agency" in got.errors[0].message
+    assert stored == {"c-1": "shelter", "c-3": "shelter"}
