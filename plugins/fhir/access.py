@@ -4,7 +4,9 @@
   (``ctx.engine.disclose_person``, audited); nothing released reads as "not found".
 * A stored Task, ServiceRequest, Procedure or Consent is visible to the agency that owns it,
   and to a party of the referral it belongs to (the Task's requester or owner) when the gate
-  releases the patient to that party for purpose ``referral``. Anyone else gets the same
+  releases both the patient and that very resource to that party for purpose ``referral``
+  (audited): a resource labelled sensitive, or kept by a Part 2 program or a victim service
+  provider, leaves its owner only as the client's consent allows. Anyone else gets the same
   "not found" as for an id that does not exist.
 """
 
@@ -14,9 +16,10 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from hub.plugin_api import Record, SourceKey
+from consent.categories import SENSITIVE_CATEGORIES
+from hub.plugin_api import Record, SourceKey, SourceRow
 from plugins.fhir import codes
-from plugins.fhir.repo import Repository, Stored
+from plugins.fhir.repo import CATEGORIES, Repository, Stored, kind_of
 
 REFERRAL_PURPOSE = "referral"
 PATIENT_ELEMENT = {
@@ -26,6 +29,10 @@ PATIENT_ELEMENT = {
     "Consent": "patient",
 }
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+RESOURCE_CATEGORIES = frozenset(CATEGORIES.values()) | SENSITIVE_CATEGORIES
+"""What a read of a stored resource asks the gate for: its own category and any sensitive
+one its security labels or its owner (a Part 2 program) add to it; the gate releases the
+resource only when every category it carries is released."""
 
 Released = list[tuple[Record, dict[str, Any]]]
 
@@ -73,6 +80,7 @@ class Viewer:
         self.repo = Repository(ctx.store)
         self._released: dict[tuple[str, str], Released] = {}
         self._persons: dict[SourceKey, str | None] = {}
+        self._records: dict[tuple[str, str], set[str]] = {}
         self.key_persons: dict[str, set[str]] = {}
         """Persons per blind match key, read ahead in one query for a Bundle's conditional
         creates (:func:`plugins.fhir.patients.read_ahead_identifiers`); cleared on commit."""
@@ -98,6 +106,32 @@ class Viewer:
                 person_id, recipient=self.agency, purpose=use, kinds=["client"]
             )
         self._released[key] = found
+        return found
+
+    async def released_resources(self, person_id: str, resource_type: str) -> set[str]:
+        """Ids of the person's stored resources of a type that the gate releases whole to the
+        caller for purpose ``referral`` (each decision audited, once per request)."""
+        key = (person_id, resource_type)
+        cached = self._records.get(key)
+        if cached is not None:
+            return cached
+        found: set[str] = set()
+        if FHIR_ID.fullmatch(person_id):
+            if self.before_disclosure is not None:
+                await self.before_disclosure()
+            released = await self.ctx.engine.disclose_person(
+                person_id,
+                recipient=self.agency,
+                purpose=REFERRAL_PURPOSE,
+                kinds=[kind_of(resource_type)],
+                categories=RESOURCE_CATEGORIES,
+            )
+            found = {
+                rec.meta.key.id
+                for rec, _payload in released
+                if isinstance(rec, SourceRow) and rec.fields.get("resource")
+            }
+        self._records[key] = found
         return found
 
     async def sees_person(self, person_id: str, purpose: str | None = None) -> bool:
@@ -166,7 +200,9 @@ class Viewer:
         if self.agency not in await self.parties(stored):
             return False
         person = await self.person_of(stored)
-        return person is not None and await self.sees_person(person, REFERRAL_PURPOSE)
+        if person is None or not await self.sees_person(person, REFERRAL_PURPOSE):
+            return False
+        return stored.id in await self.released_resources(person, stored.type)
 
     async def render(self, stored: Stored) -> dict[str, Any]:
         """The resource as the API returns it: the patient reference is the current person."""

@@ -43,13 +43,16 @@ from plugins.fhir.patients import PATIENT_PARAMS, patient_view, search_patients
 from plugins.fhir.queries import search_stored
 from plugins.fhir.repo import STORED_TYPES, Stored
 from plugins.fhir.search import (
-    SEARCH_PARAMS,
     Query,
     any_of,
     fold,
+    id_key,
     identifier_matches,
+    page_bounds,
     parse_query,
     searchset,
+    sort_key,
+    stored_params,
 )
 from plugins.fhir.settings import FhirSettings
 from plugins.fhir.validation import (
@@ -83,6 +86,7 @@ def fhir_endpoint(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         """The handler, with failures as OperationOutcomes."""
         try:
+            _check_format(request)
             _check_scopes(request)
             return await handler(request)
         except FhirError as exc:
@@ -98,6 +102,33 @@ def fhir_endpoint(handler: Handler) -> Handler:
             )
 
     return wrapped
+
+
+_FORMATS = frozenset({"json", *JSON_TYPES} - {"application/octet-stream"})
+_ANY = frozenset({"*/*", "application/*"})
+
+
+def _check_format(request: web.Request) -> None:
+    """A request whose ``_format`` or ``Accept`` rules out JSON gets a 406 (the API speaks
+    JSON only: answering XML requests with JSON would break a client's parser)."""
+    wanted = request.query.get("_format")
+    if wanted is not None:
+        if wanted.split(";")[0].strip().lower() not in _FORMATS:
+            raise FhirError.of(406, "not-supported", "_format: only JSON is supported")
+        return
+    accept = request.headers.get("Accept", "").strip()
+    if not accept:
+        return
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        weights = [v for k, _, v in (p.partition("=") for p in params) if k.strip() == "q"]
+        try:
+            weight = float(weights[0]) if weights else 1.0
+        except ValueError:
+            weight = 1.0
+        if media.strip().lower() in _FORMATS | _ANY and weight > 0:
+            return
+    raise FhirError.of(406, "not-supported", "Accept: only application/fhir+json is supported")
 
 
 def _check_scopes(request: web.Request) -> None:
@@ -204,8 +235,10 @@ def _stored_headers(stored: Stored, base: str) -> dict[str, str]:
 
 
 async def _written(request: web.Request, viewer: Viewer, outcome: Outcome) -> web.Response:
-    """The response to a create or update."""
+    """The response to a create or update (no resource for a caller that may not read its
+    type)."""
     base = base_url(request)
+    readable = caller_of(request).allows(outcome.resource_type, False)
     headers: dict[str, str] = {}
     body: dict[str, Any] | None
     if outcome.stored is not None:
@@ -219,14 +252,17 @@ async def _written(request: web.Request, viewer: Viewer, outcome: Outcome) -> we
         person = outcome.person or ""
         if outcome.status == 201:
             headers["Location"] = f"{base}/Patient/{person}"
-        body = outcome.patient or (await patient_view(viewer, person) if person else None)
+        shown = person and readable
+        body = outcome.patient or (await patient_view(viewer, person) if shown else None)
     preference = _prefer(request, "return")
-    if preference == "minimal":
-        body = None
-    elif preference == "OperationOutcome":
+    if preference == "OperationOutcome":
         body = operation_outcome(
             [Issue("informational", f"{outcome.resource_type} stored", (), "information")]
         )
+    elif preference == "minimal" or not readable:
+        # A token that may write but not read a type gets no resource back: what the hub
+        # holds (a matched Patient, merged over sources) would be a read.
+        body = None
     return fhir_response(body, outcome.status, headers)
 
 
@@ -262,7 +298,8 @@ async def search_patient(request: web.Request) -> web.StreamResponse:
     viewer = viewer_of(request)
     query = _query(request, "Patient", PATIENT_PARAMS)
     found = await search_patients(viewer, query)
-    return fhir_response(searchset(base_url(request), "Patient", found, query))
+    page = searchset(base_url(request), "Patient", found, query, key=id_key, descending=False)
+    return fhir_response(page)
 
 
 @fhir_endpoint
@@ -314,10 +351,10 @@ async def search(request: web.Request) -> web.StreamResponse:
     """``GET /fhir/{type}?…``: stored resources the caller may see."""
     rtype = request.path.rstrip("/").split("/")[-1]
     viewer = viewer_of(request)
-    query = _query(request, rtype, {*SEARCH_PARAMS[rtype], "patient"})
+    query = _query(request, rtype, stored_params(rtype))
     found = await search_stored(viewer, rtype, query)
-    page = found[query.offset : query.offset + query.count]
-    rendered = {s.id: await viewer.render(s) for s in page}
+    start, end = page_bounds([sort_key(s.resource) for s in found], query, query.descending)
+    rendered = {s.id: await viewer.render(s) for s in found[start:end]}
     resources = [rendered.get(s.id, s.resource) for s in found]
     return fhir_response(searchset(base_url(request), rtype, resources, query))
 
@@ -339,7 +376,9 @@ async def update(request: web.Request) -> web.StreamResponse:
         else:
             if not request.query_string:
                 raise FhirError.of(400, "invalid", "PUT needs an id or search criteria")
-            await batch.conditional_update(dict(data), request.query_string, rtype)
+            await batch.conditional_update(
+                dict(data), request.query_string, rtype, if_match=request.headers.get("If-Match")
+            )
         outcome = (await batch.commit())[0]
     return await _written(request, viewer, outcome)
 
@@ -397,7 +436,8 @@ async def search_organization(request: web.Request) -> web.StreamResponse:
     agencies = request.app[CONTEXT].config.agencies
     found = [o for o in map(organization, agencies.values()) if _org_matches(o, query)]
     found.sort(key=lambda o: str(o["id"]))
-    return fhir_response(searchset(base_url(request), "Organization", found, query))
+    page = searchset(base_url(request), "Organization", found, query, key=id_key, descending=False)
+    return fhir_response(page)
 
 
 @fhir_endpoint

@@ -92,6 +92,12 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                             {"name": "family", "type": "string"},
                             {"name": "given", "type": "string"},
                             {"name": "birthdate", "type": "date"},
+                            {
+                                "name": "_lastUpdated",
+                                "type": "date",
+                                "documentation": "newest change among the released records; "
+                                "narrows a search with other criteria",
+                            },
                         ],
                     },
                     {

@@ -8,9 +8,10 @@ Search: ``identifier`` (``system|value``, ``|value`` or ``value``) and ``_id`` f
 through the blind index; a ``name`` of two or more words (or ``family`` with ``given``)
 through the blind name keys (first given name and family name of a record's first name);
 anything else (one-word names, ``birthdate`` alone) by reading the Client records. A search
-without criteria finds nothing (the hub does not list every person). Candidates are then
-filtered on what the gate released to the caller, so a search can never match on a field
-the caller may not see.
+without criteria finds nothing (the hub does not list every person); ``_lastUpdated`` (the
+newest change among the released records) only narrows a search with other criteria.
+Candidates are then filtered on what the gate released to the caller, so a search can never
+match on a field the caller may not see.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from plugins.fhir.search import (
     Query,
     any_of,
     birthdate_matches,
+    date_matches,
     fold,
     identifier_matches,
 )
 from plugins.fhir.systems import canonical_system
 
 PATIENT_PARAMS = ("identifier", "name", "family", "given", "birthdate")
+_FILTERS = ("identifier", "_lastUpdated")
+"""Criteria a scan of the stored Client records cannot test (matched on the released view)."""
 
 
 async def patient_view(viewer: Viewer, person_id: str) -> dict[str, Any] | None:
@@ -114,7 +118,7 @@ async def _scan(ctx: Any, query: Query) -> set[str]:
                 continue
             payload = orjson.loads(row.payload)
             patient = client_to_patient(payload)
-            if patient_matches(patient, query, ignore=("identifier",)):
+            if patient_matches(patient, query, ignore=_FILTERS):
                 found.add(row.person_id)
     return found
 
@@ -137,7 +141,7 @@ async def candidate_persons(viewer: Viewer, query: Query) -> set[str]:
         words = [w for n in ("family", "given") for v in query.values(n) for w in v.split()]
     if len(words) >= 2:
         return await persons_with(viewer.ctx, _name_keys(blind, words))
-    if query.criteria:
+    if any(name != "_lastUpdated" for name, _value in query.criteria):
         return await _scan(viewer.ctx, query)
     return set()
 
@@ -181,6 +185,10 @@ def patient_matches(patient: Mapping[str, Any], query: Query, ignore: Iterable[s
             ok = any_of(value, lambda v, e=element: _name_matches(names, v, e))  # type: ignore[misc]
         elif param == "birthdate":
             ok = birthdate_matches(patient.get("birthDate"), value)
+        elif param == "_lastUpdated":
+            meta = patient.get("meta")
+            stamp = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
+            ok = date_matches(str(stamp) if stamp else None, value, param)
         else:
             ok = True
         if not ok:

@@ -2,10 +2,19 @@
 
 Supported per type (see :data:`SEARCH_PARAMS`); every type also takes ``_id``,
 ``_lastUpdated`` (prefixes eq, ne, gt, lt, ge, le, sa, eb), ``_count`` (page size),
-``_offset`` (where the page starts; the hub writes it into ``next`` links) and ``_sort``
-(``_lastUpdated`` or ``-_lastUpdated``; default: oldest change first). A comma in a value
+``_offset`` (where the page starts) and ``_sort`` (``_lastUpdated`` or ``-_lastUpdated``;
+default: oldest change first). A comma in a value
 means OR; a repeated parameter means AND. Unknown parameters are ignored (and left out of
 the ``self`` link) unless the request says ``Prefer: handling=strict``, then they are a 400.
+A known parameter with a modifier (``name:exact``, ``status:not``) is always a 400: no
+modifier is supported, and ignoring one would answer another question.
+
+Paging links name a position, not a count: ``next`` asks for what follows the sort key of
+the page's last entry (``_after``), ``previous`` for what precedes its first (``_before``).
+So a record created, changed or no longer visible between two pages neither hides another
+record nor repeats one (in the default order a record changed meanwhile comes again, at its
+new place; ``-_lastUpdated`` skips changes made after the first page, as a new poll finds
+them). Links keep the criteria, ``_count``, ``_sort`` and ``_purpose`` of the request.
 """
 
 from __future__ import annotations
@@ -24,13 +33,31 @@ from plugins.fhir.outcome import FhirError
 from plugins.fhir.systems import canonical_system
 
 RESULT_PARAMS = frozenset(
-    {"_count", "_offset", "_sort", "_format", "_pretty", "_totalMethod", "_purpose"}
+    {
+        "_count",
+        "_offset",
+        "_after",
+        "_before",
+        "_sort",
+        "_format",
+        "_pretty",
+        "_totalMethod",
+        "_purpose",
+    }
 )
+DATE_PARAMS = frozenset({"_lastUpdated", "birthdate"})
+"""Date parameters: their values are checked as the query is read."""
 _DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 _FHIR_DATETIME = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
+
+
+Key = tuple[str, ...]
+"""Where a result stands in the order of a search (compared as a tuple)."""
+
+_KEY_SEPARATOR = "|"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +68,12 @@ class Query:
     count: int
     offset: int
     descending: bool
+    after: Key | None = None
+    """``_after``: the page starts after this sort key (a ``next`` link)."""
+    before: Key | None = None
+    """``_before``: the page ends before this sort key (a ``previous`` link)."""
+    carried: tuple[tuple[str, str], ...] = ()
+    """Parameters that do not filter but change the answer (``_purpose``): kept in links."""
 
     def values(self, name: str) -> list[str]:
         """Every value given for a parameter (one per occurrence)."""
@@ -58,13 +91,22 @@ def parse_query(
     """Check and split the query parameters of a search."""
     allowed_set = set(allowed) | {"_id", "_lastUpdated"}
     criteria: list[tuple[str, str]] = []
+    carried: list[tuple[str, str]] = []
     count, offset, descending = default_count, 0, False
+    after: Key | None = None
+    before: Key | None = None
     for name, value in params:
         base = name.split(":", 1)[0]
         if name == "_count":
             count = _int(value, "_count", 0, max_count)
         elif name == "_offset":
             offset = _int(value, "_offset", 0, 10**9)
+        elif name == "_after":
+            after = tuple(value.split(_KEY_SEPARATOR))
+        elif name == "_before":
+            before = tuple(value.split(_KEY_SEPARATOR))
+        elif name == "_purpose":
+            carried = [(name, value)]
         elif name == "_sort":
             if value not in ("_lastUpdated", "-_lastUpdated"):
                 raise FhirError.of(400, "not-supported", "_sort: only _lastUpdated is supported")
@@ -74,10 +116,17 @@ def parse_query(
         elif base in allowed_set and name == base:
             if not value:
                 raise FhirError.of(400, "invalid", f"{name}: empty value")
+            if name in DATE_PARAMS:
+                for part in value.split(","):
+                    date_matches(None, part, name)  # a bad date is a 400 whatever is stored
             criteria.append((name, value))
+        elif base in allowed_set:
+            # Ignoring it would widen the search (``status:not=completed`` finding completed
+            # Tasks): an unsupported modifier is always refused.
+            raise FhirError.of(400, "not-supported", f"{base}: modifiers are not supported")
         elif strict:
             raise FhirError.of(400, "not-supported", f"search parameter {name!r} is not supported")
-    return Query(tuple(criteria), count, offset, descending)
+    return Query(tuple(criteria), count, offset, descending, after, before, tuple(carried))
 
 
 def _int(value: str, name: str, low: int, high: int) -> int:
@@ -232,6 +281,21 @@ SEARCH_PARAMS: dict[str, dict[str, Matcher]] = {
 }
 """Parameters on stored resources (``patient`` is matched on the person, see the API)."""
 
+PERSON_PARAMS: dict[str, tuple[str, ...]] = {
+    "Task": ("patient", "subject"),
+    "ServiceRequest": ("patient", "subject"),
+    "Procedure": ("patient", "subject"),
+    "Consent": ("patient",),
+}
+"""The parameters of each stored type that name its patient (matched on the person the
+resource is about now, not on the stored reference)."""
+
+
+def stored_params(resource_type: str) -> set[str]:
+    """Every search parameter of a stored type."""
+    return {*SEARCH_PARAMS[resource_type], *PERSON_PARAMS[resource_type]}
+
+
 PARAM_DOCS: dict[str, dict[str, tuple[str, str]]] = {
     "Task": {
         "identifier": ("token", "Task.identifier"),
@@ -242,6 +306,7 @@ PARAM_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "output": ("reference", "Task.output.valueReference (Procedure)"),
         "intent": ("token", "Task.intent"),
         "patient": ("reference", "Task.for (Patient)"),
+        "subject": ("reference", "Task.for (Patient)"),
     },
     "ServiceRequest": {
         "identifier": ("token", "ServiceRequest.identifier"),
@@ -251,12 +316,14 @@ PARAM_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "owner": ("reference", "ServiceRequest.performer (alias of performer)"),
         "intent": ("token", "ServiceRequest.intent"),
         "patient": ("reference", "ServiceRequest.subject (Patient)"),
+        "subject": ("reference", "ServiceRequest.subject (Patient)"),
     },
     "Procedure": {
         "identifier": ("token", "Procedure.identifier"),
         "status": ("token", "Procedure.status"),
         "based-on": ("reference", "Procedure.basedOn (ServiceRequest)"),
         "patient": ("reference", "Procedure.subject (Patient)"),
+        "subject": ("reference", "Procedure.subject (Patient)"),
     },
     "Consent": {
         "identifier": ("token", "Consent.identifier"),
@@ -271,7 +338,7 @@ def resource_matches(resource: Mapping[str, Any], resource_type: str, query: Que
     """Whether a stored resource meets every criterion but ``patient`` (AND over params)."""
     matchers = SEARCH_PARAMS[resource_type]
     for name, value in query.criteria:
-        if name == "patient":
+        if name in PERSON_PARAMS[resource_type]:
             continue
         if name == "_id":
             if not any_of(value, lambda v: v == resource.get("id")):
@@ -290,14 +357,35 @@ def resource_matches(resource: Mapping[str, Any], resource_type: str, query: Que
 
 
 def patient_ids(query: Query) -> list[set[str]]:
-    """The person ids each ``patient`` criterion allows (one set per occurrence)."""
+    """The person ids each ``patient`` (or ``subject``) criterion allows (one set per
+    occurrence)."""
     return [
         {part.rstrip("/").split("/")[-1] for part in value.split(",")}
-        for value in query.values("patient")
+        for name, value in query.criteria
+        if name in ("patient", "subject")
     ]
 
 
 # ---- searchset Bundles ----------------------------------------------------------------------
+
+
+def page_bounds(keys: Sequence[Key], query: Query, descending: bool) -> tuple[int, int]:
+    """``[start, end)`` of the page among results whose sort keys are ``keys`` (in the order
+    of the search: ascending, or descending when ``descending``)."""
+
+    def precedes(a: Key, b: Key) -> bool:
+        return a > b if descending else a < b
+
+    if query.after is not None:
+        after = query.after
+        start = next((i for i, k in enumerate(keys) if precedes(after, k)), len(keys))
+    elif query.before is not None:
+        before = query.before
+        stop = next((i for i, k in enumerate(keys) if not precedes(k, before)), len(keys))
+        return max(stop - query.count, 0), stop
+    else:
+        start = min(query.offset, len(keys))
+    return start, min(start + query.count, len(keys))
 
 
 def searchset(
@@ -305,24 +393,49 @@ def searchset(
     resource_type: str,
     resources: Sequence[Mapping[str, Any]],
     query: Query,
+    *,
+    key: Callable[[Mapping[str, Any]], Key] | None = None,
+    descending: bool | None = None,
 ) -> dict[str, Any]:
-    """One page of a searchset Bundle with ``total`` and ``self``/``next``/``previous`` links."""
-    page = resources[query.offset : query.offset + query.count]
+    """One page of a searchset Bundle with ``total`` and ``self``/``next``/``previous`` links.
 
-    def link(offset: int) -> str:
-        """The URL of the page starting at ``offset``."""
-        params = [*query.criteria, ("_count", str(query.count))]
+    ``resources`` are every match, ordered by ``key`` (default :func:`sort_key`), descending
+    when ``descending`` (default: as the query asks).
+    """
+    key_of = key or sort_key
+    down = query.descending if descending is None else descending
+    keys = [key_of(r) for r in resources]
+    start, end = page_bounds(keys, query, down)
+    page = resources[start:end]
+
+    def link(position: tuple[str, str] | None) -> str:
+        """The URL of the page at ``position`` (a paging parameter), else the first."""
+        params = [*query.criteria, ("_count", str(query.count)), *query.carried]
         if query.descending:
             params.append(("_sort", "-_lastUpdated"))
-        if offset:
-            params.append(("_offset", str(offset)))
+        if position is not None:
+            params.append(position)
         return f"{base_url}/{resource_type}?{urlencode(params)}"
 
-    links = [{"relation": "self", "url": link(query.offset)}]
-    if query.count and query.offset + query.count < len(resources):
-        links.append({"relation": "next", "url": link(query.offset + query.count)})
-    if query.offset > 0:
-        links.append({"relation": "previous", "url": link(max(query.offset - query.count, 0))})
+    here: tuple[str, str] | None = None
+    if query.after is not None:
+        here = ("_after", _KEY_SEPARATOR.join(query.after))
+    elif query.before is not None:
+        here = ("_before", _KEY_SEPARATOR.join(query.before))
+    elif query.offset:
+        here = ("_offset", str(query.offset))
+    links = [{"relation": "self", "url": link(here)}]
+    if page and end < len(resources):
+        links.append(
+            {"relation": "next", "url": link(("_after", _KEY_SEPARATOR.join(keys[end - 1])))}
+        )
+    if start > 0:
+        previous = (
+            ("_before", _KEY_SEPARATOR.join(keys[start]))
+            if page
+            else ("_offset", str(max(start - query.count, 0)))
+        )
+        links.append({"relation": "previous", "url": link(previous)})
     return {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -339,7 +452,12 @@ def searchset(
     }
 
 
-def sort_key(resource: Mapping[str, Any]) -> tuple[str, str]:
+def id_key(resource: Mapping[str, Any]) -> Key:
+    """By id (Patients, Organizations)."""
+    return (str(resource.get("id", "")),)
+
+
+def sort_key(resource: Mapping[str, Any]) -> Key:
     """Oldest change first, then id."""
     meta = resource.get("meta")
     stamp = meta.get("lastUpdated") if isinstance(meta, Mapping) else None

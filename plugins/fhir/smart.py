@@ -44,6 +44,8 @@ def load_private_key(pem: bytes) -> tuple[Any, str]:
     if isinstance(key, rsa.RSAPrivateKey):
         return key, "RS384"
     if isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key.curve, ec.SECP384R1):
+            raise TokenError("SMART private key: an EC key must be on curve P-384", False)
         return key, "ES384"
     raise TokenError("SMART private key: must be an RSA or EC key", False)
 
@@ -88,11 +90,18 @@ class SmartTokenSource:
         """A valid access token (cached, or fetched now)."""
         if self._token and self.clock() < self._expires - EARLY_REFRESH:
             return self._token
+        try:
+            signed = self.assertion()
+        except (jwt.PyJWTError, ValueError, TypeError, NotImplementedError):
+            # e.g. an ``alg`` in the feed's options that the key cannot sign with
+            raise TokenError(
+                f"SMART client assertion: the key cannot sign with {self.algorithm}", False
+            ) from None
         form = {
             "grant_type": "client_credentials",
             "scope": self.scope,
             "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": self.assertion(),
+            "client_assertion": signed,
         }
         try:
             async with session.post(

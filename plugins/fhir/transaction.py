@@ -97,8 +97,8 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
             full_url=full_url,
             new_id=None if rtype == "Patient" else str(uuid.uuid4()),
         )
+    if_match = request.get("ifMatch")
     if len(parts) == 2 and not query:
-        if_match = request.get("ifMatch")
         return _Plan(
             index,
             method,
@@ -109,7 +109,15 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
             full_url=full_url,
         )
     if len(parts) == 1 and query:
-        return _Plan(index, method, rtype, resource, criteria=query, full_url=full_url)
+        return _Plan(
+            index,
+            method,
+            rtype,
+            resource,
+            criteria=query,
+            if_match=str(if_match) if if_match else None,
+            full_url=full_url,
+        )
     raise FhirError.of(
         400,
         "invalid",
@@ -185,7 +193,7 @@ async def run_transaction(
                 )
             else:
                 outcomes[plan.index] = await batch.conditional_update(
-                    plan.resource, plan.criteria or "", path
+                    plan.resource, plan.criteria or "", path, if_match=plan.if_match
                 )
         except FhirError as exc:
             raise at_entry(exc, plan.index) from None

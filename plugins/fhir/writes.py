@@ -48,7 +48,7 @@ from plugins.fhir.patients import (
 from plugins.fhir.prepare import PREPARE
 from plugins.fhir.queries import search_stored
 from plugins.fhir.repo import Stored, record_token, resource_record, stamp
-from plugins.fhir.search import SEARCH_PARAMS, Query, parse_query
+from plugins.fhir.search import Query, parse_query, stored_params
 from plugins.fhir.systems import canonical_system
 
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
@@ -287,7 +287,7 @@ class Batch:
         allowed = (
             {"identifier", "name", "family", "given", "birthdate"}
             if resource_type == "Patient"
-            else {*SEARCH_PARAMS[resource_type], "patient"}
+            else stored_params(resource_type)
         )
         params = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
         try:
@@ -336,9 +336,15 @@ class Batch:
         return [Match(s.id, stored=s) for s in found]
 
     async def conditional_update(
-        self, resource: dict[str, Any], query_string: str, path: str
+        self,
+        resource: dict[str, Any],
+        query_string: str,
+        path: str,
+        *,
+        if_match: str | None = None,
     ) -> Outcome:
-        """``PUT Type?criteria``: update the one match, create when none, 412 when several."""
+        """``PUT Type?criteria``: update the one match (``If-Match`` checked when given),
+        create when none, 412 when several."""
         rtype = str(resource["resourceType"])
         existing = await self._conditional_matches(rtype, query_string, path)
         if len(existing) > 1:
@@ -348,7 +354,7 @@ class Batch:
         if rtype == "Patient":
             return self.create_patient(resource, path)
         if existing:
-            return await self.update(rtype, existing[0].id, resource, path)
+            return await self.update(rtype, existing[0].id, resource, path, if_match=if_match)
         return await self._create_stored(rtype, dict(resource), path, None)
 
     # ---- stored resources -------------------------------------------------------------------
