@@ -660,7 +660,19 @@ class ConsentGate:
             categories=shape.asked,
             at=at,
         )
-        if meta.restricted and recipient != meta.owner:
+        if recipient == meta.owner:
+            if decision.permitted and shape.extra:
+                # Not a disclosure (rule 1): the owner reads its own record whole, its
+                # sensitive labels (a Part 2 program's substance_use) included.
+                decision = Decision(
+                    decision.outcome,
+                    decision.released | shape.extra,
+                    decision.redacted - shape.extra,
+                    decision.reasons,
+                    decision.consent_id,
+                    decision.location_withheld,
+                )
+        elif meta.restricted:
             owner = self.agencies.get(meta.owner)
             reason = VSP_RECORD if owner is not None and owner.kind == "vsp" else RECORD_RESTRICTED
             decision = Decision("deny", frozenset(), shape.asked, (reason,), decision.consent_id)

@@ -57,3 +57,26 @@ async def test_a_part2_client_record_leaves_when_consent_names_the_recipient(
     assert orjson.loads(row.payload)["identifiers"][0]["value"] == "77"
     [entry] = audit
     assert entry.decision == "permit" and "substance_use" in entry.released
+
+
+async def test_a_part2_program_reads_its_own_client_whole(hub_factory: Any) -> None:
+    """Rule 1: the owner reading its own record is not a disclosure, so the record's
+    sensitive label (a Part 2 program's substance_use) hides nothing from it; any other
+    agency asking the same gets nothing without consent."""
+    async with hub_factory() as ctx:
+        result = await ctx.engine.ingest(
+            [client("77", given="Ada", owner="recovery-p2", source="p2:src")]
+        )
+        person = result.persons["p2:src/77"]
+        own = await ctx.engine.disclose_person(
+            person, recipient="recovery-p2", purpose="treatment", kinds=["client"]
+        )
+        other = await ctx.engine.disclose_person(
+            person, recipient="cie-211", purpose="treatment", kinds=["client"]
+        )
+        entries = [entry_from_row(r) async for batch in ctx.store.iter_audit() for r in batch]
+    [(_record, payload)] = own
+    assert payload["names"][0]["given"] == ["Ada"] and payload["birth_date"]
+    assert other == []
+    [mine] = [e for e in entries if e.recipient == "recovery-p2"]
+    assert mine.decision == "permit" and "substance_use" in mine.released
