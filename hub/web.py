@@ -47,6 +47,29 @@ def json_error(status: int, code: str, message: str, **headers: str) -> web.Resp
     return resp
 
 
+ErrorRenderer = Callable[[int, str, str, dict[str, str]], web.Response]
+"""How an API mounted by a plugin words an error the core answers for it (status, code,
+message, headers): a FHIR API answers an OperationOutcome, not the core's JSON."""
+ERROR_RENDERERS = web.AppKey("hub_error_renderers", dict[str, ErrorRenderer])
+
+
+def add_error_renderer(app: web.Application, prefix: str, render: ErrorRenderer) -> None:
+    """Word the core's errors (authentication, rate limits, failures) on paths under
+    ``prefix`` (``/fhir/``; the bare ``/fhir`` too) with ``render``."""
+    app[ERROR_RENDERERS][prefix] = render
+
+
+def error_for(
+    request: web.Request, status: int, code: str, message: str, **headers: str
+) -> web.Response:
+    """:func:`json_error`, or the error as the API the path belongs to words it."""
+    path = request.path
+    for prefix, render in request.app[ERROR_RENDERERS].items():
+        if path.startswith(prefix) or path == prefix.rstrip("/"):
+            return render(status, code, message, headers)
+    return json_error(status, code, message, **headers)
+
+
 def caller_of(request: web.Request) -> Caller:
     """The authenticated caller of a request (set by the auth middleware)."""
     caller: Caller = request[CALLER]
@@ -74,12 +97,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         if exc.status < 400:
             raise
-        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
         # Keep what the exception says besides its body (``Allow`` of a 405 …).
-        for name, value in exc.headers.items():
-            if name.lower() not in ("content-type", "content-length"):
-                response.headers[name] = value
-        return response
+        kept = {
+            name: value
+            for name, value in exc.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return error_for(
+            request, exc.status, exc.reason.lower().replace(" ", "_"), exc.reason, **kept
+        )
     except Exception as exc:
         log.error(
             "unhandled error in HTTP handler",
@@ -87,7 +113,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
         ctx = request.app[CONTEXT]
         ctx.metrics.errors.labels("http", type(exc).__name__).inc()
-        return json_error(500, "internal_error", "the hub could not complete the request")
+        return error_for(request, 500, "internal_error", "the hub could not complete the request")
 
 
 LIMITER = web.AppKey("hub_rate_limiter", RateLimiter)
@@ -120,7 +146,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         except KeyThrottled as exc:
             ctx.metrics.auth_failures.labels("throttled").inc()
             log.info("refused credentials: too many wrong secrets", extra={"path": request.path})
-            return json_error(
+            return error_for(
+                request,
                 429,
                 "too_many_requests",
                 "too many failed authentication attempts",
@@ -135,16 +162,19 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             ctx.metrics.auth_failures.labels("invalid").inc()
             log.info("refused credentials", extra={"path": request.path})
             challenge["WWW-Authenticate"] += ', error="invalid_token"'
-            return json_error(401, "unauthorized", "invalid or revoked credentials", **challenge)
+            return error_for(
+                request, 401, "unauthorized", "invalid or revoked credentials", **challenge
+            )
     else:
         caller = certificate_caller(request)
     if caller is None:
         ctx.metrics.auth_failures.labels("missing").inc()
-        return json_error(401, "unauthorized", "bearer credentials required", **challenge)
+        return error_for(request, 401, "unauthorized", "bearer credentials required", **challenge)
     wait = request.app[LIMITER].take(caller.key_id)
     if wait > 0:
         ctx.metrics.auth_failures.labels("rate_limited").inc()
-        return json_error(
+        return error_for(
+            request,
             429,
             "too_many_requests",
             "request rate limit reached",
@@ -188,6 +218,7 @@ def make_app(ctx: HubContext) -> web.Application:
     max_body = int(ctx.config.section("http").get("max_body_bytes", DEFAULT_MAX_BODY))
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=max_body)
     app[CONTEXT] = ctx
+    app[ERROR_RENDERERS] = {}
     app[VERIFIER] = KeyVerifier(ctx.store)
     app[LIMITER] = RateLimiter(ctx.config.auth.requests_per_minute)
     app.router.add_get("/healthz", healthz)

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from consent.categories import PURPOSES
 from hub.auth import Caller
-from hub.web import CALLER, CONTEXT, DEFAULT_MAX_BODY, caller_of
+from hub.web import CALLER, CONTEXT, DEFAULT_MAX_BODY, add_error_renderer, caller_of
 from plugins.fhir import codes
 from plugins.fhir.access import Viewer
 from plugins.fhir.capability import capability_statement
@@ -34,6 +34,7 @@ from plugins.fhir.ingest import READ_METHODS, apply_bundle, write_lock
 from plugins.fhir.outcome import (
     FhirError,
     Issue,
+    core_error,
     error_response,
     fhir_response,
     not_found,
@@ -450,8 +451,10 @@ async def fallback(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application, fhir_settings: FhirSettings) -> None:
-    """Register every FHIR route on the hub's application."""
+    """Register every FHIR route on the hub's application (and the OperationOutcome form of
+    the errors the core answers under ``/fhir``)."""
     app[SETTINGS] = fhir_settings
+    add_error_renderer(app, "/fhir/", core_error)
     r = app.router
     r.add_get("/fhir/metadata", metadata)
     r.add_post("/fhir", transaction)

@@ -105,6 +105,28 @@ def error_response(error: FhirError) -> web.Response:
     return fhir_response(operation_outcome(error.issues), error.status, error.headers)
 
 
+_ISSUE_TYPES = {
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    413: "too-costly",
+    429: "throttled",
+}
+
+
+def core_error(status: int, _code: str, message: str, headers: dict[str, str]) -> web.Response:
+    """An error the hub's core answers on a FHIR path (a missing or wrong credential, a rate
+    limit, an unexpected failure), as the OperationOutcome a FHIR client expects."""
+    issue = Issue(
+        _ISSUE_TYPES.get(status, "exception" if status >= 500 else "processing"),
+        message,
+        (),
+        "fatal" if status >= 500 else "error",
+    )
+    return fhir_response(operation_outcome([issue]), status, headers)
+
+
 def not_found() -> FhirError:
     """The one answer for a resource that does not exist *or* that the caller may not see.
 
