@@ -1,7 +1,8 @@
 """One inbound message, from frame bytes to the ACK bytes to write back.
 
 The order of checks: readable MSH → not an ACK (never acknowledged) → supported version →
-supported type and event → listed sender → strict validation (when configured) → mapping →
+supported type and event → processing id (MSH-11: ``[hl7] processing_ids``, production only
+by default) → listed sender → strict validation (when configured) → mapping →
 ``engine.ingest`` (durable commit) → ACK. Every refusal is answered with the right code and
 an ERR segment; nothing raised here reaches the connection, so one bad message never costs
 the connection its other messages. Logs carry control ids, facilities and codes only.
@@ -129,6 +130,20 @@ class Hl7Intake:
                     field=9,
                 ),
                 "unsupported_type",
+            )
+        processing = header.processing_id.upper()
+        if processing and processing not in self.settings.processing_ids:
+            # A sender's test or debug message must not become a real client's record.
+            raise Rejected(
+                "unsupported",
+                AckError(
+                    "202",
+                    f"processing id {processing[:1] or '?'} is not taken here "
+                    f"(this hub takes {', '.join(sorted(self.settings.processing_ids))})",
+                    "MSH",
+                    field=11,
+                ),
+                "unsupported_processing_id",
             )
         sender = self.settings.sender(header.sending_facility)
         if sender is None:

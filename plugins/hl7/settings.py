@@ -8,6 +8,7 @@ max_frame_bytes = 1048576       # a larger frame is refused (AR when its MSH is 
 idle_timeout_seconds = 30       # a connection silent this long is closed
 frame_timeout_seconds = 60      # a frame must be complete this long after it starts
 stop_grace_seconds = 5          # how long `stop` lets in-flight messages finish
+processing_ids = ["P"]          # MSH-11 accepted; a test ("T") or debug ("D") message gets AR
 [hl7.tls]                       # optional; client_ca_file turns on mutual TLS
 cert_file = "certs/hub.pem"
 key_file = "certs/hub.key"
@@ -29,6 +30,8 @@ from typing import Any
 DEFAULT_PORT = 2575
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 VALIDATION_MODES = ("none", "strict")
+PROCESSING_IDS = ("P", "T", "D")
+"""HL7 table 0103: production, training (test), debugging."""
 
 _TOP_KEYS = {
     "port": int,
@@ -37,6 +40,7 @@ _TOP_KEYS = {
     "idle_timeout_seconds": (int, float),
     "frame_timeout_seconds": (int, float),
     "stop_grace_seconds": (int, float),
+    "processing_ids": list,
     "senders": list,
     "tls": dict,
 }
@@ -77,6 +81,8 @@ class Hl7Settings:
     idle_timeout_seconds: float = 30.0
     frame_timeout_seconds: float = 60.0
     stop_grace_seconds: float = 5.0
+    processing_ids: frozenset[str] = frozenset({"P"})
+    """MSH-11 values this hub takes: a production hub refuses a sender's test messages."""
     senders: Mapping[str, SenderConfig] = field(default_factory=dict)
     tls: TlsSettings | None = None
 
@@ -126,6 +132,13 @@ def validate_section(value: Any, agencies: frozenset[str]) -> list[str]:
         number = value.get(key)
         if isinstance(number, int | float) and not isinstance(number, bool) and number <= 0:
             errors.append(f"hl7.{key}: must be greater than 0")
+    processing = value.get("processing_ids")
+    if isinstance(processing, list) and (
+        not processing or any(p not in PROCESSING_IDS for p in processing)
+    ):
+        errors.append(
+            f"hl7.processing_ids: a non-empty list of {', '.join(PROCESSING_IDS)} (HL7 table 0103)"
+        )
     senders = value.get("senders", [])
     if isinstance(senders, list):
         seen: dict[str, int] = {}
@@ -189,6 +202,7 @@ def load_settings(section: Mapping[str, Any], resolve: Callable[[str], Path] = P
         idle_timeout_seconds=float(section.get("idle_timeout_seconds", 30.0)),
         frame_timeout_seconds=float(section.get("frame_timeout_seconds", 60.0)),
         stop_grace_seconds=float(section.get("stop_grace_seconds", 5.0)),
+        processing_ids=frozenset(section.get("processing_ids", ["P"])),
         senders=senders,
         tls=tls,
     )

@@ -224,6 +224,27 @@ async def test_unsupported_type_in_enhanced_mode_is_an_application_reject(
     assert msa(ack)[1] == "AR"
 
 
+@pytest.mark.parametrize("processing", ["T", "D", "T^A"])
+async def test_a_test_or_debug_message_is_rejected_not_stored(
+    intake: Hl7Intake, engine: FakeEngine, processing: str
+) -> None:
+    """MSH-11 T (training/test) or D (debugging) at a production hub: AR with error 202, so a
+    sender's test patient never becomes a client record."""
+    (ack,) = await answer(intake, adt().replace("|C0001|P|", f"|C0001|{processing}|"))
+    assert msa(ack)[1:3] == ["AR", "C0001"]
+    err = segment(ack, "ERR")
+    assert err is not None and err[3].startswith("202^")
+    assert "processing id" in err[8]
+    assert engine.stored == []
+
+
+async def test_a_hub_may_take_test_messages_when_configured(engine: FakeEngine) -> None:
+    settings = Hl7Settings(senders=SETTINGS.senders, processing_ids=frozenset({"P", "T"}))
+    test_hub = Hl7Intake(engine, settings)
+    (ack,) = await answer(test_hub, adt().replace("|C0001|P|", "|C0001|T|"))
+    assert msa(ack)[1] == "AA" and engine.stored
+
+
 async def test_unlisted_sender_is_rejected(intake: Hl7Intake, engine: FakeEngine) -> None:
     (ack,) = await answer(intake, adt(facility="STRANGER"))
     assert msa(ack)[1:3] == ["AR", "C0001"]

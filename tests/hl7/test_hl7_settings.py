@@ -58,6 +58,8 @@ def test_valid_section_has_no_errors() -> None:
         ),
         ({"tls": {"cert_file": "a.pem"}}, "hl7.tls.key_file: required"),
         ({"senders": "MERCY"}, "hl7.senders: expected array of tables, got str"),
+        ({"processing_ids": ["X"]}, "hl7.processing_ids: a non-empty list of P, T, D"),
+        ({"processing_ids": []}, "hl7.processing_ids: a non-empty list of P, T, D"),
     ],
 )
 def test_errors_name_the_key(section: dict[str, object], error: str) -> None:
@@ -82,6 +84,7 @@ def test_load_settings_resolves_paths_and_defaults(tmp_path: Path) -> None:
     settings = load_settings(section, lambda p: tmp_path / p)
     assert settings.port == 2575 and settings.host == "127.0.0.1"
     assert settings.max_frame_bytes == 1 << 20
+    assert settings.processing_ids == {"P"}  # production messages only
     sender = settings.sender("MERCY")
     assert sender is not None and sender.agency == "hospital-x" and not sender.strict
     assert settings.sender("OTHER") is None
