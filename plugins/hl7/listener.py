@@ -276,6 +276,12 @@ class MllpListener:
 
     async def _on_event(self, event: Any, conn: _Connection, writer: asyncio.StreamWriter) -> None:
         if isinstance(event, Frame):
+            if not event.data.strip():
+                # An empty frame: some engines send one to keep an idle connection open.
+                # It is activity, not a message, so it gets no answer (an AR would be logged
+                # as an error at the sender every time).
+                log.debug("hl7 empty frame (keep-alive)", extra={"peer": conn.peer})
+                return
             await self._write(writer, await self.intake.handle(event.data, peer_agency=conn.agency))
         elif isinstance(event, OversizeStarted):
             if parse_header(event.head) is None:

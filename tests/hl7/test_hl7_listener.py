@@ -110,6 +110,16 @@ async def test_an_ack_sent_to_the_listener_is_not_answered(
     assert msa(ack)[2] == "AFTER"  # the first answer is for the message after the ACK
 
 
+async def test_an_empty_keep_alive_frame_gets_no_answer_and_keeps_the_connection(
+    listener: MllpListener, mllp: Open
+) -> None:
+    client: MllpTestClient = await mllp(listener.port)
+    await client.send_raw(b"\x0b\x1c\r\x0b\r\n\x1c\r")
+    ack = await client.request(adt("A01", "AFTER-KEEPALIVE"))
+    await client.close()
+    assert msa(ack)[1:3] == ["AA", "AFTER-KEEPALIVE"]  # the first answer is this message's
+
+
 async def test_garbage_and_missing_msh_do_not_stop_the_connection(
     listener: MllpListener, mllp: Open
 ) -> None:
