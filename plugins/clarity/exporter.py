@@ -17,6 +17,15 @@ project in which an exported client fleeing domestic violence is enrolled leave 
 their location columns (address, city, state, ZIP, geocode: where that person stays), as
 the person's own location columns do.
 
+A delta (``since``) is a self-contained file set, as a full one is: its client-level rows
+are those updated since that date, and everything they refer to comes with them — the
+descriptor files (Organization, User, Project and the project descriptor files) whole, as
+a full export writes them, the enrollment of every row below an enrollment, the Client row
+of every client named, and every enrollment of those clients (a Client's owner is decided
+by its earliest enrollment). Rows not updated since leave unchanged (their own
+``DateUpdated``), so a receiver that has them finds nothing to do; an empty hub that imports
+the delta gets no unknown parent and the same owners (see :class:`_DeltaScope`).
+
 Before anything is read, the stored data of organisations that became victim service
 providers is marked restricted (``ownership.restrict_vsp_data``). ``HashStatus`` in
 Export.csv is the status the client rows carry: never clear text over hashed values (see
@@ -38,10 +47,13 @@ from consent.categories import PURPOSES
 from hub.plugin_api import Record, SourceRow
 from plugins.clarity import hashing
 from plugins.clarity.csvio import format_row, header_line
+from plugins.clarity.idmap import IdMap, ck
 from plugins.clarity.ownership import restore_agencies, restrict_vsp_data
 from plugins.clarity.records import ROW_FIELDS
+from plugins.clarity.refresh import client_of, enrollment_of
 from plugins.clarity.spec import (
     CSV_VERSION_LABEL,
+    ENROLLMENT_FILES,
     FILES,
     FY2024,
     FY2026,
@@ -273,6 +285,8 @@ async def export_hmis(
     summary.restricted_marked = await restrict_vsp_data(ctx, src)
     job = _Export(ctx, version, summary, src, since, hash_status or "1", export_id)
     job.default_owner = default_owner
+    if job.since:
+        job.scope = await job.delta_scope()
     statuses = await job.client_hash_statuses(hash_status, everything=recipient is None)
     job.hash_status = summary.hash_status = decide_hash_status(hash_status, statuses)
     writer = _Writer(out, version, summary)
@@ -340,6 +354,8 @@ class _Export:
         """Projects of exported clients fleeing domestic violence (their locations are
         withheld from the recipient)."""
         self.default_owner = ""
+        self.scope: _DeltaScope | None = None
+        """A delta's unchanged parents (set before anything is written)."""
         """The owner of the source's latest Export row (its import's default owner)."""
 
     # ---- rows ----------------------------------------------------------------------------
@@ -375,7 +391,13 @@ class _Export:
         counts: dict[str, int] = {}
         async for rows in self.ctx.store.iter_records("client", self.source):
             for row in rows:
-                if row.restricted or (self.since and row.version < self.since):
+                if row.restricted:
+                    continue
+                if (
+                    self.since
+                    and row.version < self.since
+                    and (self.scope is None or not self.scope.carries("Client", row))
+                ):
                     continue
                 status = ""
                 if row.deleted or b'"hmis_hash_status"' in row.payload:  # else: clear
@@ -388,11 +410,13 @@ class _Export:
                 counts[status] = counts.get(status, 0) + 1
         return counts
 
-    def _exportable(self, row: Any) -> bool:
+    def _exportable(self, row: Any, *, whole: bool = False) -> bool:
+        """Not restricted, and updated since ``since`` (unless ``whole``: a descriptor file,
+        which a delta carries whole)."""
         if row.restricted:
             self.summary.restricted_skipped += 1
             return False
-        return not (self.since and row.version < self.since)
+        return whole or not (self.since and row.version < self.since)
 
     def _emit(self, writer: _Writer, file: str, values: list[str]) -> None:
         names = writer.converters[file].names
@@ -410,14 +434,24 @@ class _Export:
         the first organisation as the owner of User rows, so re-importing the export leaves
         them where they are.
         """
+        scope = self.scope
         for file in FILES:
             if file == "Export":
                 continue
             first: list[list[str]] = []
             later: list[list[str]] = []
+            whole = file in _DESCRIPTORS  # a delta carries the descriptor files whole
             async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
                 for row in rows:
-                    if not self._exportable(row):
+                    if row.restricted:
+                        self.summary.restricted_skipped += 1
+                        continue
+                    if (
+                        self.since
+                        and row.version < self.since
+                        and not whole
+                        and not (scope is not None and scope.carries(file, row))
+                    ):
                         continue
                     payload = orjson.loads(row.payload)
                     values = self._values(writer, file, payload)
@@ -431,6 +465,34 @@ class _Export:
                         (first if row.owner == self.default_owner else later).append(values)
             for values in (*first, *later):
                 writer.write(file, values)
+
+    async def delta_scope(self) -> _DeltaScope:
+        """The unchanged parents a delta must carry for the rows updated since ``since``."""
+        scope = _DeltaScope()
+        for file in sorted(ENROLLMENT_FILES, key=FILES.index):
+            async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
+                for row in rows:
+                    if row.restricted or row.version < self.since:
+                        continue
+                    payload = orjson.loads(row.payload)
+                    enrollment, client = enrollment_of(payload), client_of(row, payload)
+                    if enrollment:
+                        scope.enrollments[ck(enrollment)] = True
+                    if client:
+                        scope.clients[ck(client)] = True
+        async for rows in self.ctx.store.iter_records("enrollment", self.source):
+            for row in rows:
+                if row.restricted:
+                    continue
+                if row.version >= self.since or ck(row.source_id) in scope.enrollments:
+                    client = client_of(row, orjson.loads(row.payload))
+                    if client:
+                        scope.clients[ck(client)] = True
+        async for rows in self.ctx.store.iter_records("client", self.source):
+            for row in rows:
+                if not row.restricted and row.version >= self.since:
+                    scope.clients[ck(row.source_id)] = True
+        return scope
 
     async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
         """What the gate releases to ``recipient``, person by person, then the descriptors.
@@ -456,10 +518,16 @@ class _Export:
             if ours:
                 self.summary.persons += 1
             ours.sort(key=lambda p: (order.get(p[0].meta.kind, 99), p[0].meta.key.id))
+            if self.since:  # the person's rows updated since, with their Client and enrollments
+                changed = any(item[2].version >= self.since for item in ours)
+                ours = [
+                    item
+                    for item in ours
+                    if changed
+                    and (item[2].version >= self.since or item[0].meta.kind in _PARENT_KINDS)
+                ]
             self.named = set()
             for rec, redacted, row in ours:
-                if self.since and row.version < self.since:
-                    continue
                 self._released_row(writer, rec, redacted, orjson.loads(row.payload))
             if self.named:
                 named[person] = self.named
@@ -512,7 +580,11 @@ class _Export:
         project_rows: list[list[str]] = []
         async for rows in self.ctx.store.iter_records("hmis.Project", self.source):
             for row in rows:
-                if row.source_id in self.projects and self._exportable(row) and not row.deleted:
+                if (
+                    row.source_id in self.projects
+                    and self._exportable(row, whole=True)
+                    and not row.deleted
+                ):
                     values = self._values(writer, "Project", orjson.loads(row.payload))
                     if values is not None:
                         project_rows.append(values)
@@ -536,7 +608,7 @@ class _Export:
         project = names.index("ProjectID") if located and "ProjectID" in names else -1
         async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
             for row in rows:
-                if row.deleted or not self._exportable(row):
+                if row.deleted or not self._exportable(row, whole=True):
                     continue
                 values = self._values(writer, file, orjson.loads(row.payload))
                 if values is None or not want(values, names):
@@ -595,6 +667,30 @@ class _Export:
 
 
 _DESCRIPTORS = frozenset({"Organization", "Project", "User", *PROJECT_FILES})
+_PARENT_KINDS = frozenset({"client", "enrollment"})
+
+
+class _DeltaScope:
+    """What a delta carries besides the rows updated since its date (compact keys): the
+    enrollments of the rows below an enrollment, and the clients named by those rows and
+    enrollments or updated themselves — with every enrollment of those clients, so that an
+    import that starts from nothing gives each client the owner of its earliest enrollment,
+    as the import that stored it did."""
+
+    def __init__(self) -> None:
+        self.enrollments: IdMap[bool] = IdMap()
+        self.clients: IdMap[bool] = IdMap()
+
+    def carries(self, file: str, row: Any) -> bool:
+        """Whether a stored row not updated since the delta's date goes in all the same."""
+        if file == "Client":
+            return ck(row.source_id) in self.clients
+        if file == "Enrollment":
+            if ck(row.source_id) in self.enrollments:
+                return True
+            client = row.client_source_id or client_of(row, orjson.loads(row.payload))
+            return bool(client) and ck(client) in self.clients
+        return False
 
 
 def released_categories(rec: Record, redacted: Mapping[str, Any]) -> frozenset[str]:

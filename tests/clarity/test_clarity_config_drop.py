@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -99,3 +102,64 @@ async def test_clarity_no_drop_folder_no_job(make_hub: Any) -> None:
     async with make_hub() as ctx:
         assert plugin.hub_scheduled_jobs(ctx=ctx) == []
         assert [s.name for s in plugin.hub_services(ctx=ctx)] == ["clarity-agencies"]
+
+
+async def test_clarity_drop_folder_entry_not_movable_to_done_is_imported_once(
+    make_hub: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """An entry imported but not movable to done/ (done is a file) goes to failed/, saying it
+    was imported; the next scan does not import it again."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    write_export(drop / "october", clients=5, seed=1)
+    (drop / "done").write_text("not a folder")
+    extra = f'\n[clarity]\ndrop_folder = "{drop}"\ndrop_settle_seconds = 0\n'
+    async with make_hub(extra=extra) as ctx:
+        with caplog.at_level(logging.INFO, logger="hub.clarity"):
+            outcomes = await scan_drop_folder(ctx)
+        assert [(o["entry"], o["status"], o.get("filed")) for o in outcomes] == [
+            ("october", "done", "failed")
+        ]
+        assert outcomes[0]["summary"]["inserted"] > 0
+        assert not (drop / "october").exists() and (drop / "failed" / "october").is_dir()
+        note = (drop / "failed" / "october.error.txt").read_text(encoding="utf-8")
+        assert note.startswith("imported (") and "could not be moved to done/" in note
+        assert (drop / "failed" / "october.summary.json").exists()
+        lines = [r.getMessage() for r in caplog.records if "october" in r.getMessage()]
+        assert len(lines) == 1 and "\n" not in lines[0]
+        assert lines[0].startswith(
+            "clarity drop folder: october imported but could not be moved to done/ ("
+        )
+        assert lines[0].endswith("; moved to failed/")
+        assert await scan_drop_folder(ctx) == []
+
+
+async def test_clarity_drop_folder_entry_not_movable_at_all_is_skipped(
+    make_hub: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """Neither done/ nor failed/ usable: the entry stays, is imported once, logged once, and
+    imported again only when it changes."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    folder = write_export(drop / "october", clients=5, seed=1)
+    (drop / "done").write_text("not a folder")
+    (drop / "failed").write_text("not a folder either")
+    extra = f'\n[clarity]\ndrop_folder = "{drop}"\ndrop_settle_seconds = 0\n'
+    async with make_hub(extra=extra) as ctx:
+        with caplog.at_level(logging.INFO, logger="hub.clarity"):
+            first = await scan_drop_folder(ctx)
+            assert [(o["entry"], o["status"]) for o in first] == [("october", "done")]
+            assert "moved" not in first[0]
+            assert await scan_drop_folder(ctx) == []
+            assert await scan_drop_folder(ctx) == []
+        logged = [r for r in caplog.records if "october" in r.getMessage()]
+        assert len(logged) == 1 and logged[0].levelno == logging.ERROR
+        message = logged[0].getMessage()
+        assert "\n" not in message and "left in place" in message
+        assert (drop / "october").is_dir()
+        # Changed (a new copy dropped under the same name): imported again.
+        os.utime(folder, (time.time() - 100, time.time() - 100))
+        os.utime(folder / "Client.csv")
+        again = await scan_drop_folder(ctx)
+        assert [o["entry"] for o in again] == ["october"]
+        assert again[0]["summary"]["unchanged"] == again[0]["summary"]["rows_read"]
