@@ -7,18 +7,20 @@ never a guess.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
 _DTM = re.compile(
     r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?(?:([+-])(\d{2})(\d{2}))?"
 )
 
 
-def parse_dtm(value: str) -> datetime | None:
+def parse_dtm(value: str, zone: tzinfo | None = None) -> datetime | None:
     """A DTM/TS value as a datetime (aware when it carries an offset); None when invalid.
 
     Missing precision is filled with the start of the period (``2025`` → 2025-01-01 00:00).
     A TS with a degree-of-precision component (``2025^D``) is read by its first component.
+    A value without an offset is in ``zone`` when one is given (the sender's time zone:
+    HL7 reads such a value as the sender's local time), else it stays naive.
     """
     if not value:
         return None
@@ -27,7 +29,7 @@ def parse_dtm(value: str) -> datetime | None:
     if m is None:
         return None
     year, month, day, hour, minute, second, frac, sign, oh, om = m.groups()
-    tz: timezone | None = None
+    tz: tzinfo | None = zone
     if sign is not None:
         hours, minutes = int(oh), int(om)
         if hours > 23 or minutes > 59:

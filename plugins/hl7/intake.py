@@ -29,7 +29,7 @@ from plugins.hl7.parser import (
     parse_header,
     parse_message,
 )
-from plugins.hl7.settings import Hl7Settings
+from plugins.hl7.settings import Hl7Settings, SenderConfig
 from plugins.hl7.strict import validate_strict
 
 log = logging.getLogger("hub.hl7")
@@ -98,8 +98,8 @@ class Hl7Intake:
 
     # ---- the steps -------------------------------------------------------------------------
 
-    def _check(self, message: Message) -> tuple[str, str]:
-        """Version, type and sender checks; returns (agency, structure) or raises Rejected."""
+    def _check(self, message: Message) -> tuple[SenderConfig, str]:
+        """Version, type and sender checks; returns (sender, structure) or raises Rejected."""
         header = message.header
         if header.version not in SUPPORTED_VERSIONS:
             raise Rejected(
@@ -158,7 +158,7 @@ class Hl7Intake:
                 ),
                 "unknown_sender",
             )
-        return sender.agency, structure
+        return sender, structure
 
     async def _validate(self, message: Message, structure: str) -> None:
         finding = await asyncio.to_thread(validate_strict, message.text, structure)
@@ -168,14 +168,15 @@ class Hl7Intake:
             )
 
     def _map(
-        self, message: Message, agency: str, raw_hash: str, received: datetime
+        self, message: Message, sender: SenderConfig, raw_hash: str, received: datetime
     ) -> list[Record]:
         context = SenderContext(
             facility=message.header.sending_facility,
-            owner=agency,
+            owner=sender.agency,
             received_at=received,
             payload_hash=raw_hash,
             directory=self.directory,
+            zone=self.settings.zone_of(sender),
         )
         try:
             return map_message(message, context)
@@ -231,8 +232,8 @@ class Hl7Intake:
             )
             return b""
         try:
-            agency, structure = self._check(message)
-            if peer_agency is not None and agency != peer_agency:
+            sender, structure = self._check(message)
+            if peer_agency is not None and sender.agency != peer_agency:
                 raise Rejected(
                     "unsupported",
                     AckError(
@@ -244,11 +245,10 @@ class Hl7Intake:
                     ),
                     "certificate_mismatch",
                 )
-            sender = self.settings.sender(header.sending_facility)
-            if sender is not None and sender.strict:
+            if sender.strict:
                 await self._validate(message, structure)
             text_hash = payload_hash(message.text)
-            records = self._map(message, agency, payload_hash(frame), received)
+            records = self._map(message, sender, payload_hash(frame), received)
         except Rejected as exc:
             log.warning(
                 "hl7 message rejected",

@@ -23,7 +23,7 @@ MSH-7 as a sortable UTC ISO string, else the time of receipt. The owner is the s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from hub.plugin_api import (
     Address,
@@ -127,6 +127,8 @@ class SenderContext:
     received_at: datetime
     payload_hash: str
     directory: AgencyDirectory
+    zone: tzinfo | None = None
+    """The sender's time zone, for its date-times without an offset (None: left naive)."""
 
 
 def message_event(message: Message) -> str:
@@ -236,8 +238,8 @@ def _telecom(x: Composite, default_use: str) -> ContactPoint | None:
     return ContactPoint(system, number, use)
 
 
-def _deceased(pid: Segment) -> str:
-    when = parse_dtm(pid.get(29))
+def _deceased(pid: Segment, zone: tzinfo | None) -> str:
+    when = parse_dtm(pid.get(29), zone)
     if when is not None:
         return when.isoformat()
     flag = _clean(pid.get(30)).upper()
@@ -257,7 +259,9 @@ def _client_key(pid: Segment, facility: str) -> tuple[str, list[Identifier]]:
     return mrn, identifiers
 
 
-def map_client(pid: Segment, meta: RecordMeta, identifiers: list[Identifier]) -> Client:
+def map_client(
+    pid: Segment, meta: RecordMeta, identifiers: list[Identifier], zone: tzinfo | None = None
+) -> Client:
     """The canonical Client of a PID segment."""
     ssn = _clean(pid.get(19)) or next((i.value for i in identifiers if i.type == "SS"), "")
     telecom = [t for x in pid.composites(13) if (t := _telecom(x, "home"))]
@@ -275,7 +279,7 @@ def map_client(pid: Segment, meta: RecordMeta, identifiers: list[Identifier]) ->
         sex=SEX.get(_clean(pid.get(8)).upper(), ""),
         race=race,
         ethnicity=_clean(ethnic.get(1)) or _clean(ethnic.get(2)),
-        deceased=_deceased(pid),
+        deceased=_deceased(pid, zone),
     )
 
 
@@ -295,7 +299,12 @@ def _diagnoses(message: Message) -> tuple[str, ...]:
 
 
 def map_encounter(
-    message: Message, pv1: Segment, meta: RecordMeta, client: SourceKey, event: str
+    message: Message,
+    pv1: Segment,
+    meta: RecordMeta,
+    client: SourceKey,
+    event: str,
+    zone: tzinfo | None = None,
 ) -> Encounter:
     """The canonical Encounter of a PV1 segment (with the message's DG1 diagnoses)."""
     pl = pv1.composite(3)
@@ -307,8 +316,8 @@ def map_encounter(
         patient_class=_clean(pv1.get(2)).upper(),
         location=location,
         visit_number=_clean(pv1.get(19)),
-        admit_time=parse_dtm(pv1.get(44)),
-        discharge_time=parse_dtm(pv1.get(45)),
+        admit_time=parse_dtm(pv1.get(44), zone),
+        discharge_time=parse_dtm(pv1.get(45), zone),
         facility=_clean(pl.get(4, 1)) or message.header.sending_facility,
         diagnoses=_diagnoses(message),
     )
@@ -373,16 +382,17 @@ def map_referral(
         reason=reason,
         diagnoses=_diagnoses(message),
         notes=_notes(message, rf1),
-        authored_on=parse_dtm(rf1.get(9)) or parse_dtm(rf1.get(7)),
+        authored_on=parse_dtm(rf1.get(9), sender.zone) or parse_dtm(rf1.get(7), sender.zone),
     )
 
 
 # ---- the message ---------------------------------------------------------------------------
 
 
-def record_version(header: Header, received_at: datetime) -> str:
-    """MSH-7 as a sortable UTC ISO string; the time of receipt when MSH-7 is unreadable."""
-    stamp = parse_dtm(header.timestamp)
+def record_version(header: Header, received_at: datetime, zone: tzinfo | None = None) -> str:
+    """MSH-7 as a sortable UTC ISO string (read in ``zone`` when it has no offset); the time
+    of receipt when MSH-7 is unreadable."""
+    stamp = parse_dtm(header.timestamp, zone)
     return sortable(stamp if stamp is not None else received_at)
 
 
@@ -423,10 +433,9 @@ def map_message(message: Message, sender: SenderContext) -> list[Record]:
     source = f"hl7:{sender.facility}"
     mrn, identifiers = _client_key(pid, sender.facility)
     client_key = SourceKey(source, mrn)
-    version = record_version(header, sender.received_at)
-    records: list[Record] = [
-        map_client(pid, _meta("client", client_key, header, sender, patient, version), identifiers)
-    ]
+    version = record_version(header, sender.received_at, sender.zone)
+    client_meta = _meta("client", client_key, header, sender, patient, version)
+    records: list[Record] = [map_client(pid, client_meta, identifiers, sender.zone)]
     if header.message_type == "REF":
         rf1 = message.first("RF1")
         if rf1 is None:
@@ -441,7 +450,7 @@ def map_message(message: Message, sender: SenderContext) -> list[Record]:
             visit_id = _clean(pv1.get(19)) or header.control_id
             key = SourceKey(source, visit_id)
             meta = _meta("encounter", key, header, sender, patient | visit, version)
-            records.append(map_encounter(message, pv1, meta, client_key, event))
+            records.append(map_encounter(message, pv1, meta, client_key, event, sender.zone))
     return records
 
 

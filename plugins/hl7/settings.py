@@ -9,6 +9,7 @@ idle_timeout_seconds = 30       # a connection silent this long is closed
 frame_timeout_seconds = 60      # a frame must be complete this long after it starts
 stop_grace_seconds = 5          # how long `stop` lets in-flight messages finish
 processing_ids = ["P"]          # MSH-11 accepted; a test ("T") or debug ("D") message gets AR
+timezone = "America/Los_Angeles"  # optional: senders' zone for times without an offset
 [hl7.tls]                       # optional; client_ca_file turns on mutual TLS
 cert_file = "certs/hub.pem"
 key_file = "certs/hub.key"
@@ -17,15 +18,22 @@ client_ca_file = "certs/partners-ca.pem"
 facility = "MERCYGEN"           # MSH-4 namespace id
 agency = "hospital-x"           # owner of what it sends
 validation = "strict"           # optional: check its messages with hl7apy ("none" default)
+timezone = "America/New_York"   # optional: this sender's zone (default: [hl7] timezone)
 ```
+
+HL7 reads a date-time without an offset as the sender's local time. With no ``timezone``
+such a value stays as written and is taken as UTC where a zone is needed (FHIR, ordering):
+set it when senders leave the offset out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_PORT = 2575
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
@@ -41,10 +49,11 @@ _TOP_KEYS = {
     "frame_timeout_seconds": (int, float),
     "stop_grace_seconds": (int, float),
     "processing_ids": list,
+    "timezone": str,
     "senders": list,
     "tls": dict,
 }
-_SENDER_KEYS = {"facility": str, "agency": str, "validation": str}
+_SENDER_KEYS = {"facility": str, "agency": str, "validation": str, "timezone": str}
 _TLS_KEYS = {"cert_file": str, "key_file": str, "client_ca_file": str}
 
 
@@ -55,6 +64,8 @@ class SenderConfig:
     facility: str
     agency: str
     validation: str = "none"
+    zone: tzinfo | None = None
+    """Its time zone for date-times without an offset (None: the ``[hl7]`` one)."""
 
     @property
     def strict(self) -> bool:
@@ -83,12 +94,26 @@ class Hl7Settings:
     stop_grace_seconds: float = 5.0
     processing_ids: frozenset[str] = frozenset({"P"})
     """MSH-11 values this hub takes: a production hub refuses a sender's test messages."""
+    zone: tzinfo | None = None
+    """Senders' time zone for date-times without an offset (None: left as written)."""
     senders: Mapping[str, SenderConfig] = field(default_factory=dict)
     tls: TlsSettings | None = None
 
     def sender(self, facility: str) -> SenderConfig | None:
         """The configured sender with that MSH-4 facility, or None (an unlisted sender)."""
         return self.senders.get(facility)
+
+    def zone_of(self, sender: SenderConfig) -> tzinfo | None:
+        """The time zone a sender's date-times without an offset are in."""
+        return sender.zone or self.zone
+
+
+def time_zone(name: str) -> tzinfo | None:
+    """The IANA time zone of that name (``America/Los_Angeles``), or None when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _type_name(tp: Any) -> str:
@@ -139,6 +164,7 @@ def validate_section(value: Any, agencies: frozenset[str]) -> list[str]:
         errors.append(
             f"hl7.processing_ids: a non-empty list of {', '.join(PROCESSING_IDS)} (HL7 table 0103)"
         )
+    _check_zone(value, "hl7", errors)
     senders = value.get("senders", [])
     if isinstance(senders, list):
         seen: dict[str, int] = {}
@@ -163,6 +189,7 @@ def validate_section(value: Any, agencies: frozenset[str]) -> list[str]:
                 errors.append(f"{path}.agency: required (the agency that owns its messages)")
             elif agency not in agencies:
                 errors.append(f"{path}.agency: unknown agency {agency!r}")
+            _check_zone(sender, path, errors)
             mode = sender.get("validation", "none")
             if isinstance(mode, str) and mode not in VALIDATION_MODES:
                 modes = ", ".join(VALIDATION_MODES)
@@ -176,6 +203,15 @@ def validate_section(value: Any, agencies: frozenset[str]) -> list[str]:
     return errors
 
 
+def _check_zone(table: Mapping[str, Any], path: str, errors: list[str]) -> None:
+    name = table.get("timezone")
+    if isinstance(name, str) and time_zone(name) is None:
+        errors.append(
+            f"{path}.timezone: unknown time zone {name!r} (an IANA name such as "
+            "'America/Los_Angeles')"
+        )
+
+
 def load_settings(section: Mapping[str, Any], resolve: Callable[[str], Path] = Path) -> Hl7Settings:
     """Typed settings from a validated ``[hl7]`` section; paths resolved with ``resolve``."""
     senders = {
@@ -183,6 +219,7 @@ def load_settings(section: Mapping[str, Any], resolve: Callable[[str], Path] = P
             facility=str(s["facility"]).strip(),
             agency=str(s["agency"]),
             validation=str(s.get("validation", "none")),
+            zone=time_zone(str(s["timezone"])) if s.get("timezone") else None,
         )
         for s in section.get("senders", [])
     }
@@ -203,6 +240,7 @@ def load_settings(section: Mapping[str, Any], resolve: Callable[[str], Path] = P
         frame_timeout_seconds=float(section.get("frame_timeout_seconds", 60.0)),
         stop_grace_seconds=float(section.get("stop_grace_seconds", 5.0)),
         processing_ids=frozenset(section.get("processing_ids", ["P"])),
+        zone=time_zone(str(section["timezone"])) if section.get("timezone") else None,
         senders=senders,
         tls=tls,
     )

@@ -332,3 +332,41 @@ async def test_err_text_never_carries_client_data(intake: Hl7Intake) -> None:
     for text in (bad, adt(facility="STRANGER"), adt(version="9.9")):
         for ack in await answer(intake, text):
             assert "Quixtanova" not in ack and "Zebulon" not in ack and "19610723" not in ack
+
+
+async def test_times_without_an_offset_are_read_in_the_senders_time_zone(
+    engine: FakeEngine,
+) -> None:
+    """A San Diego hospital writes local times without an offset: its admit time is 10:00
+    Pacific (18:00 UTC), not 10:00 UTC, and its MSH-7 orders against stamps with offsets."""
+    from zoneinfo import ZoneInfo
+
+    pacific = ZoneInfo("America/Los_Angeles")
+    senders = {"MERCY": SenderConfig("MERCY", "hospital-x", zone=pacific)}
+    local = Hl7Intake(engine, Hl7Settings(senders=senders))
+    text = adt("A01", "TZ1", timestamp="20250301100000").replace(
+        "20250301100000-0800|20250302120000-0800", "20250301100000|20250302120000"
+    )
+    (ack,) = await answer(local, text)
+    assert msa(ack)[1] == "AA"
+    client, encounter = engine.stored
+    assert encounter.admit_time == datetime(2025, 3, 1, 18, 0, tzinfo=UTC)
+    assert encounter.admit_time.utcoffset() is not None
+    assert client.meta.version == "2025-03-01T18:00:00"  # MSH-7 in UTC, as offsets are
+
+
+def test_a_time_zone_setting_must_name_a_zone() -> None:
+    from plugins.hl7.settings import load_settings, validate_section
+
+    agencies = frozenset({"hospital-x"})
+    section = {
+        "timezone": "Pacific/Nowhere",
+        "senders": [{"facility": "A", "agency": "hospital-x", "timezone": "PST8PDT"}],
+    }
+    assert validate_section(section, agencies) == [
+        "hl7.timezone: unknown time zone 'Pacific/Nowhere' (an IANA name such as "
+        "'America/Los_Angeles')"
+    ]
+    settings = load_settings({**section, "timezone": "UTC"})
+    sender = settings.sender("A")
+    assert sender is not None and str(settings.zone_of(sender)) == "PST8PDT"
