@@ -53,7 +53,9 @@ def verify_signature(
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isascii() and value.isdigit():
+        if not value.isascii():
+            continue  # int() and compare_digest() would raise on other characters
+        if key == "t" and value.isdigit():
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value)

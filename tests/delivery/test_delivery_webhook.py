@@ -100,6 +100,8 @@ def test_delivery_retry_after_http_date() -> None:
 
 def test_a_signature_header_with_a_non_ascii_timestamp_is_invalid_not_an_error() -> None:
     assert not verify_signature("t=²,v1=00", BODY, [b"secret-a"], now=1_700_000_000)
+    # a non-ASCII signature: compare_digest() raises TypeError on such str values
+    assert not verify_signature("t=1700000000,v1=é", BODY, [b"secret-a"], now=1_700_000_000)
 
 
 def test_delivery_url_policy() -> None:
@@ -253,3 +255,4 @@ def test_delivery_documented_receiver_code_verifies_hub_signatures() -> None:
     assert verify(header, BODY, [b"new"], now=1_700_000_100)
     assert not verify(header, BODY, [b"new"], now=1_700_000_301)
     assert not verify(header, BODY + b"x", [b"new"], now=1_700_000_000)
+    assert not verify("t=1700000000,v1=é", BODY, [b"new"], now=1_700_000_000)
