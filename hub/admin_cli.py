@@ -110,7 +110,12 @@ def register(cli: click.Group) -> None:
     @partners.command("list")
     @click.pass_obj
     def partners_list(state: CliState) -> None:
-        """List API keys (ids and agencies; never the keys)."""
+        """List API keys (ids and agencies; never the keys) as JSON.
+
+        \b
+        Example:
+          hub partners list
+        """
         rows = run_with_context(state, lambda ctx: ctx.store.list_partner_keys())
         echo_json(
             [

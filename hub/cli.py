@@ -306,6 +306,8 @@ def identity_review(state: CliState, resolve_id: int | None, link_to: str | None
     """
     from hub.identity_admin import list_reviews, resolve_review
 
+    if link_to is not None and resolve_id is None:
+        raise click.UsageError("--link needs --resolve ID (the review item to close)")
     if resolve_id is None:
         echo_json(run_with_context(state, list_reviews))
     else:
@@ -322,6 +324,10 @@ def identity_unlink(state: CliState, record: str) -> None:
     """Undo a record's link to its person (RECORD is kind/source/id, e.g. client/hmis:1/42).
 
     The record gets a new person of its own and the old link goes on the review list.
+
+    \b
+    Example:
+      hub identity unlink client/hmis:1/42
     """
     from hub.identity_admin import unlink
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from consent import ClientFacts, ConsentRecord
-from consent.categories import CATEGORIES, DEFAULT_CATEGORIES
+from consent.categories import CATEGORIES, DEFAULT_CATEGORIES, PURPOSES
 from consent.parsing import ConsentValidationError, parse_consent_file
 from hub.cli_support import CliState, echo_json, fail, run_with_context
 from hub.context import ConsentImportError, HubContext
@@ -211,7 +211,7 @@ def register(cli: click.Group) -> None:
     @click.option("--client-system", "system", default=None, help="Identifier system.")
     @click.option("--owner", required=True, help="Agency that owns the record.")
     @click.option("--recipient", required=True, help="Agency that would receive it.")
-    @click.option("--purpose", required=True, help="Purpose of use (coordination, …).")
+    @click.option("--purpose", required=True, type=click.Choice(PURPOSES), help="Purpose of use.")
     @click.option(
         "--categories",
         default=None,
