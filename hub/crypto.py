@@ -23,7 +23,10 @@ the sealed form. Blobs (outbox payloads, consent bodies) and single values (birt
 persons) are one token each (:meth:`FieldCipher.seal_blob`, :meth:`FieldCipher.seal`).
 
 A token names its key id, so data keys can be rotated online (``hub keys rotate``) while old
-tokens still decrypt.
+tokens still decrypt. A cipher given a ``reload`` (the key ring's, for a key file) reads the
+keys again when it meets a token of a key id it does not hold, so a hub that was running when
+``hub keys rotate`` wrote a new key reads what the rotation re-encrypted, and from then on
+encrypts with the new active key.
 """
 
 from __future__ import annotations
@@ -56,8 +59,17 @@ _CATEGORIES = "categories"
 _ERROR = "a protected value does not decrypt (unknown key id or tampered data)"
 
 
-class DecryptionError(RuntimeError):
+class KeyError_(RuntimeError):
+    """The key file is missing, unreadable, too open, or malformed (re-exported by
+    :mod:`hub.keys`); the CLI prints it as a one-line error."""
+
+
+class DecryptionError(KeyError_):
     """A stored value could not be decrypted: wrong key ring, or the data was tampered with."""
+
+
+MISSING_KEYS_REMEMBERED = 1000
+"""Key ids looked for in vain that a cipher remembers (it does not read the file again)."""
 
 
 def _protected_fields(kind: str) -> frozenset[str]:
@@ -99,14 +111,48 @@ def _sealed_at(payload: bytes) -> int:
 class FieldCipher:
     """Encrypts and decrypts protected values with the key ring's data keys."""
 
-    def __init__(self, keys: Mapping[str, bytes], active: str) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active: str,
+        reload: Callable[[], tuple[Mapping[str, bytes], str]] | None = None,
+    ) -> None:
+        """``reload``, when given, returns the data keys and active key id as they are now
+        (the key file read again); it is called for a token of a key id not held."""
         if active not in keys:
             raise ValueError(f"active data key {active!r} is not in the key ring")
         self._aead = {kid: AESGCM(key) for kid, key in keys.items()}
+        self._reload = reload
+        self._missing: set[str] = set()
+        self._use(active)
+
+    def _use(self, active: str) -> None:
         self.active = active
         self._active_aead = self._aead[active]
         self._prefix = f"{PREFIX}{active}:"
         self._prefix_b = self._prefix.encode()
+
+    def _aead_of(self, kid: str) -> AESGCM:
+        """The cipher of a key id; unknown ones are looked for once in the reloaded keys
+        (adding the keys found and using the active key found). ``KeyError`` if not found."""
+        aead = self._aead.get(kid)
+        if aead is not None:
+            return aead
+        if self._reload is None or kid in self._missing:
+            raise KeyError(kid)
+        try:
+            keys, active = self._reload()
+        except (KeyError_, OSError):
+            keys, active = {}, self.active
+        if kid not in keys:
+            if len(self._missing) >= MISSING_KEYS_REMEMBERED:
+                self._missing.clear()
+            self._missing.add(kid)
+            raise KeyError(kid)
+        for new_kid, key in keys.items():
+            self._aead.setdefault(new_kid, AESGCM(key))
+        self._use(active)
+        return self._aead[kid]
 
     # ---- single values -------------------------------------------------------------------
 
@@ -124,7 +170,7 @@ class FieldCipher:
         try:
             _, kid, body = token.split(":", 2)
             raw = binascii.a2b_base64(body)
-            return self._aead[kid].decrypt(raw[:12], raw[12:], aad)
+            return self._aead_of(kid).decrypt(raw[:12], raw[12:], aad)
         except (ValueError, KeyError, InvalidTag, binascii.Error):
             raise DecryptionError(_ERROR) from None
 

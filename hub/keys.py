@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from hub.crypto import FieldCipher
+from hub.crypto import KeyError_ as KeyError_  # defined beside DecryptionError, its subclass
 
-
-class KeyError_(RuntimeError):
-    """The key file is missing, unreadable, too open, or malformed."""
+DATA_KEY_SIZES = (16, 24, 32)
+"""AES key lengths in bytes; the hub generates 32."""
+MIN_INDEX_KEY_SIZE = 16
+"""The shortest blind-index (HMAC) key accepted, in bytes; the hub generates 32."""
 
 
 def _b64(data: bytes) -> str:
@@ -46,6 +49,8 @@ class KeyRing:
     signing_key_id: str
     data_keys: tuple[tuple[str, bytes], ...]
     active_data_key: str
+    source: Path | None = field(default=None, repr=False, compare=False)
+    """The key file the ring was read from (None: generated, or from ``$HUB_KEYS``)."""
     _pads: tuple[Any, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,8 +83,15 @@ class KeyRing:
         return digest[:16].hex()
 
     def cipher(self) -> FieldCipher:
-        """The field cipher over the ring's data keys (the active one encrypts)."""
-        return FieldCipher(dict(self.data_keys), self.active_data_key)
+        """The field cipher over the ring's data keys (the active one encrypts).
+
+        A ring read from a key file gives a cipher that reads the file again when it meets a
+        token of a key it does not hold: ``hub keys rotate`` writes the new key to the file,
+        then re-encrypts while hubs keep running, and those hubs must still read every row.
+        """
+        source = self.source
+        reload = None if source is None else (lambda: _data_keys_of(source))
+        return FieldCipher(dict(self.data_keys), self.active_data_key, reload=reload)
 
     def signer(self) -> Ed25519PrivateKey:
         """The Ed25519 key that signs audit checkpoints."""
@@ -115,27 +127,81 @@ class KeyRing:
         )
 
     @classmethod
-    def from_json(cls, text: str, where: str) -> KeyRing:
-        """Parse key file JSON; errors name ``where`` and the missing field, never a key."""
+    def from_json(cls, text: str, where: str, source: Path | None = None) -> KeyRing:
+        """Parse key file JSON; errors name ``where`` and the missing field, never a key.
+
+        A key of the wrong length (a truncated or hand-edited file), an active key that is
+        not in the ring, or two data keys with one id are refused here, before anything is
+        decrypted or written with them.
+        """
         try:
             data = json.loads(text)
-            return cls(
+            ring = cls(
                 index_key=_unb64(data["index_key"]),
                 signing_key=_unb64(data["signing_key"]),
                 signing_key_id=str(data["signing_key_id"]),
-                data_keys=tuple((d["id"], _unb64(d["key"])) for d in data["data_keys"]),
+                data_keys=tuple((str(d["id"]), _unb64(d["key"])) for d in data["data_keys"]),
                 active_data_key=str(data["active_data_key"]),
+                source=source,
             )
+            ring.check()
+            return ring
         except (ValueError, KeyError, TypeError) as exc:
             raise KeyError_(f"{where}: malformed key file ({type(exc).__name__}: {exc})") from None
 
+    def check(self) -> None:
+        """Raise ``ValueError`` (naming key ids and lengths, never a key) when the ring
+        cannot work: a key of the wrong length, an unknown active key, a repeated key id."""
+        if len(self.index_key) < MIN_INDEX_KEY_SIZE:
+            raise ValueError(f"index_key is {len(self.index_key)} bytes, at least 16 needed")
+        if len(self.signing_key) != 32:
+            raise ValueError(f"signing_key is {len(self.signing_key)} bytes, 32 needed")
+        ids = [kid for kid, _ in self.data_keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("two data keys have the same id")
+        for kid, key in self.data_keys:
+            if len(key) not in DATA_KEY_SIZES:
+                raise ValueError(f"data key {kid!r} is {len(key)} bytes, 16, 24 or 32 needed")
+        if self.active_data_key not in ids:
+            raise ValueError(f"active data key {self.active_data_key!r} is not in data_keys")
+
     def write(self, path: Path) -> None:
-        """Write the key file with 0600 permissions."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.to_json())
-        os.chmod(path, 0o600)
+        """Write the key file with 0600 permissions, atomically.
+
+        The keys go to a new 0600 file beside it, flushed to disk, which then replaces the
+        old file in one step: a crash or a full disk mid-write leaves the old key file whole
+        (never a truncated one, which would leave every stored value unreadable), and the
+        keys are never in a file others can read. A symbolic link is followed.
+        """
+        self.check()
+        target = path.resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(self.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _hmac_pads(key: bytes) -> tuple[Any, Any]:
@@ -163,4 +229,18 @@ def load_keyring(path: Path | None) -> KeyRing:
         raise KeyError_(f"{path}: key file not found (run 'hub init' to create one)") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyError_(f"{path}: key file is readable by others; run 'chmod 600 {path}'")
-    return KeyRing.from_json(path.read_text(encoding="utf-8"), str(path))
+    return _read_key_file(path)
+
+
+def _read_key_file(path: Path) -> KeyRing:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KeyError_(f"{path}: malformed key file (not UTF-8 text)") from None
+    return KeyRing.from_json(text, str(path), source=path)
+
+
+def _data_keys_of(path: Path) -> tuple[dict[str, bytes], str]:
+    """The data keys and the active key id the key file holds now (for a running cipher)."""
+    ring = _read_key_file(path)
+    return dict(ring.data_keys), ring.active_data_key

@@ -24,8 +24,9 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def keys_rotate(state: CliState) -> None:
         """Add a new data key, make it active and re-encrypt every stored value with it, in
-        small batches while the hub keeps running. Restart running hubs afterwards so they
-        encrypt with the new key, run rotate once more, then retire the old key.
+        small batches while the hub keeps running. Prints the new key id and the old ones
+        (``old_keys``). Restart running hubs afterwards so they encrypt with the new key,
+        run rotate once more, then retire the old keys.
 
         \b
         Example:
@@ -47,7 +48,9 @@ def register(cli: click.Group) -> None:
             return await ctx.store.reencrypt(new.cipher())
 
         counts = run_with_context(state, work)
-        echo_json({"active_key": kid, "reencrypted": counts})
+        # The ids `hub keys retire` takes once running hubs have restarted.
+        old = [old_kid for old_kid, _key in ring.data_keys]
+        echo_json({"active_key": kid, "reencrypted": counts, "old_keys": old})
 
     @keys.command("retire")
     @click.argument("key_id")
@@ -59,6 +62,9 @@ def register(cli: click.Group) -> None:
         Example:
           hub keys retire k1a2b3c4
         """
+        if os.environ.get("HUB_KEYS"):
+            # The ring would be the variable's, written over the key file's own keys.
+            fail("keys come from $HUB_KEYS: retire in the key file, then update the variable")
         path = keys_path(state.config)
         ring = load_keyring(path)
         if key_id == ring.active_data_key:

@@ -107,8 +107,10 @@ def test_key_rotation_reencrypts_everything_and_old_key_can_go(hub_dir, hub_cli,
     old = load_keyring(tmp_path / "hub-data" / "keys.json").active_data_key
     result = hub_cli("keys", "rotate")
     assert result.exit_code == 0, result.output
-    counts = orjson.loads(result.stdout)["reencrypted"]
+    rotated = orjson.loads(result.stdout)
+    counts = rotated["reencrypted"]
     assert counts["records"] >= 1 and counts["outbox"] == 1 and counts["consents"] == 1
+    assert rotated["old_keys"] == [old]  # what `hub keys retire` takes next
     retire = hub_cli("keys", "retire", old)
     assert retire.exit_code == 0, retire.output
     ring = load_keyring(tmp_path / "hub-data" / "keys.json")
