@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from hub.crypto import FieldCipher
 from hub.crypto import KeyError_ as KeyError_  # defined beside DecryptionError, its subclass
+from hub.fileio import fsync_dir
 
 DATA_KEY_SIZES = (16, 24, 32)
 """AES key lengths in bytes; the hub generates 32."""
@@ -187,21 +188,7 @@ class KeyRing:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (where the platform allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(target.parent)
 
 
 def _hmac_pads(key: bytes) -> tuple[Any, Any]:

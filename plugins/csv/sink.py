@@ -38,6 +38,7 @@ from typing import Any
 
 import aiohttp
 
+from hub.fileio import fsync_dir
 from hub.plugin_api import (
     Delivery,
     DeliveryOutcome,
@@ -137,7 +138,7 @@ def write_atomic(folder: Path, name: str, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         final = _publish(tmp, folder, name)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -164,20 +165,6 @@ def _publish(tmp: Path, folder: Path, name: str) -> Path:
             os.rename(tmp, final)
         return final
     raise FileExistsError(errno.EEXIST, "no free file name", str(folder / name))
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a new directory entry durable (where the platform allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class CsvFileSink:
