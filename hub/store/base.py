@@ -21,6 +21,8 @@ from hub.store.sql import (
     Row,
     SqlTransaction,
     now_iso,
+    open_outbox_payload,
+    outbox_binding,
     outbox_from_row,
     record_from_row,
 )
@@ -553,9 +555,13 @@ class SqlStore(ABC):
                     )
             last = tuple(rows[-1][:3])
         # outbox and consents: whole blobs
-        for table, key_col, aad in (("outbox", "id", None), ("consents", "id", "consent|{}")):
+        entry = (
+            "feed, recipient, person_id, record_kind, record_source, record_source_id, "
+            "record_version, idempotency_key"
+        )
+        for table, key_col in (("outbox", "id"), ("consents", "id")):
             last = (0,) if table == "outbox" else ("",)
-            cols = f"{key_col}, idempotency_key" if table == "outbox" else key_col
+            cols = f"{key_col}, {entry}" if table == "outbox" else key_col
             value = "payload" if table == "outbox" else "body"
             while rows := await stale(table, key_col, f"{value}, {cols}", last):
                 async with self.transaction() as tx:
@@ -563,8 +569,12 @@ class SqlStore(ABC):
                         key, blob = row[0], bytes(row[1])
                         if not blob.startswith(b"enc1:") or blob.startswith(active.encode()):
                             continue
-                        bind = row[3] if table == "outbox" else str(aad).format(key)
-                        fresh = cipher.seal_blob(cipher.open_blob(blob, bind), bind)
+                        if table == "outbox":  # re-sealed bound to the whole entry
+                            plain = open_outbox_payload(cipher, blob, row[3:11])
+                            fresh = cipher.seal_blob(plain, outbox_binding(row[3:11]))
+                        else:
+                            aad = f"consent|{key}"
+                            fresh = cipher.seal_blob(cipher.open_blob(blob, aad), aad)
                         counts[table] += await tx._c.execute(
                             f"UPDATE {table} SET {value}=? WHERE {key_col}=? AND {value}=?",
                             (fresh, key, blob),

@@ -24,7 +24,7 @@ from hub.core.ports import (
     UpsertOutcome,
     classify,
 )
-from hub.crypto import PREFIX, FieldCipher
+from hub.crypto import PREFIX, DecryptionError, FieldCipher
 
 Row = Sequence[Any]
 
@@ -129,11 +129,29 @@ def record_from_row(r: Row, cipher: FieldCipher | None = None) -> RecordRow:
     )
 
 
+def outbox_binding(fields: Sequence[Any]) -> str:
+    """What an outbox payload's ciphertext is bound to (its associated data): the entry's
+    feed, recipient, person, record version and idempotency key, in :data:`OUTBOX_COLUMNS`
+    order (``fields`` = columns 1–8). A payload moved to another entry, or an entry whose
+    person or record was edited, does not decrypt."""
+    return "outbox|" + "|".join(str(f) for f in fields[:8])
+
+
+def open_outbox_payload(cipher: FieldCipher, blob: bytes, fields: Sequence[Any]) -> bytes:
+    """An outbox payload decrypted (``fields`` as for :func:`outbox_binding`). One sealed by
+    an earlier release is bound to the idempotency key alone (``hub keys rotate`` re-seals
+    it bound to the whole entry)."""
+    try:
+        return cipher.open_blob(blob, outbox_binding(fields))
+    except DecryptionError:
+        return cipher.open_blob(blob, str(fields[7]))
+
+
 def outbox_from_row(r: Row, cipher: FieldCipher | None = None) -> OutboxRow:
     """An :class:`OutboxRow` from a row selected with :data:`OUTBOX_COLUMNS` (decrypted)."""
     payload = bytes(r[16])
     if cipher is not None:
-        payload = cipher.open_blob(payload, r[8])
+        payload = open_outbox_payload(cipher, payload, r[1:9])
     return OutboxRow(
         id=int(r[0]),
         feed=r[1],
@@ -658,7 +676,7 @@ class SqlTransaction:
             await self._c.executemany(_INSERT_OUTBOX, [self._outbox_args(r) for r in rows])
 
     def _outbox_args(self, r: OutboxRow) -> tuple[Any, ...]:
-        return (
+        entry = (
             r.feed,
             r.recipient,
             r.person_id,
@@ -667,13 +685,16 @@ class SqlTransaction:
             r.record_source_id,
             r.record_version,
             r.idempotency_key,
+        )
+        return (
+            *entry,
             r.status,
             r.attempts,
             r.next_attempt_at,
             r.created_at,
             r.last_error,
             r.audit_seq,
-            self._seal_blob(r.payload, r.idempotency_key),
+            self._seal_blob(r.payload, outbox_binding(entry)),
             r.recipient,
             r.person_id,
         )

@@ -38,9 +38,13 @@ async def audit_bodies(ctx: Any) -> list[dict[str, Any]]:
 
 
 async def lose_record(ctx: Any, outbox_id: int) -> None:
-    """Point an outbox entry at a record that does not exist (as if it were purged)."""
+    """Remove the record an outbox entry was queued for (as if it were purged)."""
     async with ctx.store.transaction() as tx:
-        await tx._c.execute("UPDATE outbox SET record_source_id='gone' WHERE id=?", (outbox_id,))
+        await tx._c.execute(
+            "DELETE FROM records WHERE (kind, source, source_id) IN (SELECT record_kind, "
+            "record_source, record_source_id FROM outbox WHERE id=?)",
+            (outbox_id,),
+        )
 
 
 async def test_delivery_chunk_recheck_audits_each_decision_and_withholds(
