@@ -48,9 +48,19 @@ def register(cli: click.Group) -> None:
             return await ctx.store.reencrypt(new.cipher())
 
         counts = run_with_context(state, work)
+        unreadable = counts.pop("unreadable", 0)
         # The ids `hub keys retire` takes once running hubs have restarted.
         old = [old_kid for old_kid, _key in ring.data_keys]
-        echo_json({"active_key": kid, "reencrypted": counts, "old_keys": old})
+        echo_json(
+            {"active_key": kid, "reencrypted": counts, "unreadable": unreadable, "old_keys": old}
+        )
+        if unreadable:
+            click.echo(
+                f"warning: {unreadable} stored value(s) decrypt with no key (damaged or tampered "
+                "with); they were left as they are and keep their key in use (the log names "
+                "them)",
+                err=True,
+            )
 
     @keys.command("retire")
     @click.argument("key_id")
@@ -72,7 +82,10 @@ def register(cli: click.Group) -> None:
         if key_id not in dict(ring.data_keys):
             fail(f"no data key {key_id!r} in {path}")
         if run_with_context(state, lambda ctx: ctx.store.key_in_use(key_id)):
-            fail(f"values are still encrypted with {key_id}; run 'hub keys rotate' again")
+            fail(
+                f"values are still encrypted with {key_id}; run 'hub keys rotate' again (a value "
+                "that decrypts with no key keeps its key in use: rotate reports them)"
+            )
         kept = tuple((k, v) for k, v in ring.data_keys if k != key_id)
         dataclasses.replace(ring, data_keys=kept).write(path)
         click.echo(f"retired {key_id}")

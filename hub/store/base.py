@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hub.core.ports import AuditRow, FeedCursor, OutboxRow, RecordRow
-from hub.crypto import FieldCipher
+from hub.crypto import DecryptionError, FieldCipher
 from hub.store import schema
 from hub.store.sql import (
     OPEN_REPORTED,
@@ -26,6 +27,8 @@ from hub.store.sql import (
     outbox_from_row,
     record_from_row,
 )
+
+log = logging.getLogger("hub.store")
 
 HEAD_REPAIR_SECONDS = 30.0
 """How often a PostgreSQL store's claims first repair outbox heads a race left unmarked."""
@@ -523,9 +526,20 @@ class SqlStore(ABC):
         transaction, so the hub keeps serving while this runs. A value written by someone
         else between the read and the rewrite (a revocation, a newer version) is left as
         they wrote it: each rewrite applies only while the stored value is the one read.
+
+        A value that decrypts with no key (damaged, or tampered with) is left as it is,
+        logged by its reference (never its content) and counted as ``unreadable``: it keeps
+        its key in use, but no longer stops the rotation of everything else.
         """
-        counts = {"records": 0, "outbox": 0, "consents": 0, "persons": 0}
+        counts = {"records": 0, "outbox": 0, "consents": 0, "persons": 0, "unreadable": 0}
         active = f"enc1:{cipher.active}:"
+
+        def unreadable(table: str, ref: str) -> None:
+            counts["unreadable"] += 1
+            log.warning(
+                "a stored value does not decrypt with any key; left as it is",
+                extra={"table": table, "ref": ref},
+            )
 
         async def stale(
             table: str, key_cols: str, value_col: str, last: tuple[Any, ...]
@@ -547,7 +561,11 @@ class SqlStore(ABC):
                     raw = bytes(payload)
                     if not cipher.payload_needs_rewrite(raw):
                         continue
-                    plain = cipher.reveal_payload(kind, source, sid, raw)
+                    try:
+                        plain = cipher.reveal_payload(kind, source, sid, raw)
+                    except DecryptionError:
+                        unreadable("records", f"{kind}/{source}/{sid}")
+                        continue
                     counts["records"] += await tx._c.execute(
                         "UPDATE records SET payload=? WHERE kind=? AND source=? AND source_id=? "
                         "AND payload=?",
@@ -569,12 +587,16 @@ class SqlStore(ABC):
                         key, blob = row[0], bytes(row[1])
                         if not blob.startswith(b"enc1:") or blob.startswith(active.encode()):
                             continue
-                        if table == "outbox":  # re-sealed bound to the whole entry
-                            plain = open_outbox_payload(cipher, blob, row[3:11])
-                            fresh = cipher.seal_blob(plain, outbox_binding(row[3:11]))
-                        else:
-                            aad = f"consent|{key}"
-                            fresh = cipher.seal_blob(cipher.open_blob(blob, aad), aad)
+                        try:
+                            if table == "outbox":  # re-sealed bound to the whole entry
+                                plain = open_outbox_payload(cipher, blob, row[3:11])
+                                fresh = cipher.seal_blob(plain, outbox_binding(row[3:11]))
+                            else:
+                                aad = f"consent|{key}"
+                                fresh = cipher.seal_blob(cipher.open_blob(blob, aad), aad)
+                        except DecryptionError:
+                            unreadable(table, str(key))
+                            continue
                         counts[table] += await tx._c.execute(
                             f"UPDATE {table} SET {value}=? WHERE {key_col}=? AND {value}=?",
                             (fresh, key, blob),
@@ -587,7 +609,11 @@ class SqlStore(ABC):
                     if not birth or not birth.startswith("enc1:") or birth.startswith(active):
                         continue
                     bind = f"person|{pid}".encode()
-                    token = cipher.seal(cipher.open(birth, bind), bind)
+                    try:
+                        token = cipher.seal(cipher.open(birth, bind), bind)
+                    except DecryptionError:
+                        unreadable("persons", pid)
+                        continue
                     counts["persons"] += await tx._c.execute(
                         "UPDATE persons SET birth_date=? WHERE id=? AND birth_date=?",
                         (token, pid, birth),

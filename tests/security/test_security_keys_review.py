@@ -180,3 +180,35 @@ def test_a_hub_running_during_rotation_reads_what_was_reencrypted(
 
     asyncio.run(main())
     assert hub_cli("keys", "retire", old_key).exit_code == 0
+
+
+def test_rotation_goes_past_a_value_that_decrypts_with_no_key(
+    hub_dir: Any, hub_cli: Any, tmp_path: Path
+) -> None:
+    """One damaged record used to stop every `hub keys rotate` at the same row, so the old
+    key could never be retired; now it is left as it is, reported, and the rest rotates."""
+    import sqlite3
+
+    from hub.config import load_config
+    from hub.context import make_plugins, open_context
+    from hub.synthetic import client
+
+    config = hub_dir()
+
+    async def seed() -> None:
+        cfg = load_config(config)
+        async with open_context(cfg, make_plugins(cfg), migrate=True) as ctx:
+            await ctx.engine.ingest([client(str(i), family="Evans") for i in range(5)])
+
+    asyncio.run(seed())
+    with sqlite3.connect(tmp_path / "hub-data" / "hub.db") as db:
+        [(payload,)] = db.execute("SELECT payload FROM records WHERE source_id='0'").fetchall()
+        damaged = bytes(payload).replace(b'__sealed__":"enc1:', b'__sealed__":"enc1:x')
+        assert damaged != bytes(payload)
+        db.execute("UPDATE records SET payload=? WHERE source_id='0'", (damaged,))
+    result = hub_cli("keys", "rotate")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["unreadable"] == 1 and report["reencrypted"]["records"] == 4
+    assert "1 stored value(s) decrypt with no key" in result.stderr
+    assert "Evans" not in result.output
