@@ -1,7 +1,8 @@
 """The ``hl7-mllp`` sink: renders deliveries as HL7 v2 and sends them over MLLP.
 
 Feed options: ``host``, ``port`` (required), ``timeout_seconds`` (connect and ACK wait,
-default 10), ``tls`` (``true`` or a table, see :func:`plugins.hl7.tls.client_context`), and
+default 10), ``idle_reconnect_seconds`` (a kept connection unused this long is replaced
+before the next send, default 60), ``tls`` (``true`` or a table, see :func:`plugins.hl7.tls.client_context`), and
 the envelope options of :class:`plugins.hl7.render.Envelope` plus ``client_event``. A record's
 consent sensitivity travels as ARV segments (:func:`plugins.hl7.codec.with_arv`), so the
 partner keeps the label the gate released the record under.
@@ -36,6 +37,10 @@ from plugins.hl7.tls import TlsConfigError, client_context
 log = logging.getLogger("hub.hl7")
 
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_IDLE_RECONNECT = 60.0
+"""Seconds a kept connection may sit unused before the next send opens a new one: a
+firewall or load balancer may have dropped it without a word, and a send on such a socket
+would only find out after a whole ACK timeout."""
 MAX_ACK_BYTES = 1 << 20
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,19}")
 
@@ -97,6 +102,8 @@ class MllpClient:
         self.writer = writer
         self.decoder = MllpDecoder(MAX_ACK_BYTES)
         self._pending: list[bytes] = []
+        self.last_used = asyncio.get_running_loop().time()
+        """When a message was last answered on it (the event loop's clock)."""
 
     @classmethod
     async def connect(
@@ -138,6 +145,7 @@ class MllpClient:
         while True:
             ack = read_ack(await self._next_frame(deadline))
             if ack is not None and ack.control_id == control_id:
+                self.last_used = loop.time()
                 return ack
 
     async def close(self) -> None:
@@ -170,6 +178,7 @@ class _Target:
     port: int
     ssl_context: ssl.SSLContext | None
     seconds: float
+    idle_reconnect: float = DEFAULT_IDLE_RECONNECT
 
 
 class MllpSink:
@@ -205,6 +214,7 @@ class MllpSink:
                 ok=False, retry=False, error="feed options need host (string) and port (integer)"
             )
         timeout = float(options.get("timeout_seconds", DEFAULT_TIMEOUT))
+        idle = float(options.get("idle_reconnect_seconds", DEFAULT_IDLE_RECONNECT))
         record = delivery.record
         if not isinstance(record, Record):
             return DeliveryOutcome(ok=False, retry=False, error="delivery carries no record")
@@ -218,7 +228,7 @@ class MllpSink:
         key = (host, port, repr(options.get("tls")))
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            target = _Target(key, host, port, ssl_context, timeout)
+            target = _Target(key, host, port, ssl_context, timeout, idle)
             return await self._send(target, text, control_id, delivery.outbox_id)
 
     async def _send(
@@ -226,9 +236,11 @@ class MllpSink:
     ) -> DeliveryOutcome:
         key, host, port = target.key, target.host, target.port
         client = self._clients.get(key)
-        if client is not None and not client.is_open:
-            # Partners close idle connections (the hub's own listener after 30 s): connect
-            # again rather than fail this delivery on a socket the partner has left.
+        idle_for = asyncio.get_running_loop().time() - client.last_used if client else 0.0
+        if client is not None and (not client.is_open or idle_for > target.idle_reconnect):
+            # Partners close idle connections (the hub's own listener after 30 s), and a
+            # firewall may drop one without a word: connect again rather than fail this
+            # delivery on a socket the partner has left.
             await self._drop(key)
             client = None
         message = text.encode("utf-8")

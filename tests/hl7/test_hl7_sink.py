@@ -333,3 +333,41 @@ async def test_free_text_in_a_partners_err_stays_out_of_the_error_and_the_log(
         await sink.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_connection_idle_too_long_is_replaced_before_the_next_send() -> None:
+    """A firewall that drops an idle connection says nothing: the old socket looks open and a
+    send on it would wait the whole ACK timeout. Past ``idle_reconnect_seconds`` the sink
+    opens a new connection instead."""
+    connections: list[int] = []
+
+    async def answers_once_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        connections.append(len(connections) + 1)
+        decoder = MllpDecoder()
+        answered = False
+        try:
+            while data := await reader.read(65536):
+                for event in decoder.feed(data):
+                    if isinstance(event, Frame) and not answered:  # later frames: lost
+                        control = parse_message(event.data).header.control_id
+                        writer.write(encode_frame(Partner.ack("AA", control)))
+                        await writer.drain()
+                        answered = True
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answers_once_per_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = MllpSink()
+    try:
+        idle = {"idle_reconnect_seconds": 0.1}
+        assert await deliver(sink, delivery(port, 1, **idle)) == [(True, True, "")]
+        await asyncio.sleep(0.3)
+        assert await deliver(sink, delivery(port, 2, **idle)) == [(True, True, "")]
+        assert connections == [1, 2]
+    finally:
+        await sink.close()
+        server.close()
+        await server.wait_closed()
