@@ -2,10 +2,11 @@
 
 Feed options: ``host``, ``port`` (required), ``timeout_seconds`` (connect and ACK wait,
 default 10), ``idle_reconnect_seconds`` (a kept connection unused this long is replaced
-before the next send, default 60), ``tls`` (``true`` or a table, see :func:`plugins.hl7.tls.client_context`), and
-the envelope options of :class:`plugins.hl7.render.Envelope` plus ``client_event``. A record's
-consent sensitivity travels as ARV segments (:func:`plugins.hl7.codec.with_arv`), so the
-partner keeps the label the gate released the record under.
+before the next send, default 60), ``tls`` (``true`` or a table, see
+:func:`plugins.hl7.tls.client_context`), and the envelope options of
+:class:`plugins.hl7.render.Envelope` plus ``client_event``. A record's consent sensitivity
+travels as ARV segments (:func:`plugins.hl7.codec.with_arv`), so the partner keeps the
+label the gate released the record under.
 
 Outcome per delivery, by the partner's ACK (MSA-1): ``AA``/``CA`` → delivered; ``AE``/``CE``
 → retry; ``AR``/``CR`` → not retried (dead letter, a re-send would be refused again); no
