@@ -41,9 +41,14 @@ _FIELDS = frozenset(
 )
 _CLIENT_FIELDS = frozenset({"system", "value"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""What ends a JSON Lines record. Not ``str.splitlines``: it also breaks at U+2028,
+U+2029 and U+0085, which JSON allows unescaped inside a string."""
 _NETWORKS = frozenset(NETWORKS)
 _PURPOSES = frozenset(PURPOSES)
 _TOO_DEEP = "nested too deeply"
+_TOO_LONG = "a number has too many digits"
+_NOT_TEXT = "not valid Unicode text (a lone surrogate)"
 
 
 class ConsentValidationError(ValueError):
@@ -81,6 +86,16 @@ def _object_pairs(pairs: list[tuple[str, object]]) -> _JsonObject:
             seen.add(key)
         obj.duplicate_keys = tuple(duplicates)
     return obj
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be stored and printed: no lone surrogate (JSON lets an
+    escape such as ``\\ud800`` through, UTF-8 cannot encode it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _show(value: object) -> str:
@@ -162,9 +177,13 @@ def _client(reader: _Reader) -> ClientRef:
     ident = value.get("value")
     if not isinstance(ident, str) or not ident.strip():
         reader.fail("client.value", "required, a non-empty string")
+    if not _is_text(ident):
+        reader.fail("client.value", _NOT_TEXT)
     system = value.get("system")
     if system is not None and (not isinstance(system, str) or not system.strip()):
         reader.fail("client.system", "must be a non-empty string or null")
+    if system is not None and not _is_text(system):
+        reader.fail("client.system", _NOT_TEXT)
     return ClientRef(system=system, value=ident)
 
 
@@ -200,6 +219,8 @@ def parse_consent(
         raise ConsentValidationError(index, None, "<record>", "must be a JSON object")
     raw_id = data.get("id")
     record_id = raw_id if isinstance(raw_id, str) and raw_id.strip() else None
+    if record_id is not None and not _is_text(record_id):
+        _Reader(data, index, None).fail("id", _NOT_TEXT)
     r = _Reader(data, index, record_id)
     for key in data:
         if key not in _FIELDS:
@@ -264,10 +285,12 @@ def _decoded(text: str) -> Iterator[tuple[int, object]]:
             ) from None
         except RecursionError:
             raise ConsentValidationError(-1, None, "<file>", f"invalid JSON: {_TOO_DEEP}") from None
+        except ValueError:  # an integer past the interpreter's digit limit
+            raise ConsentValidationError(-1, None, "<file>", f"invalid JSON: {_TOO_LONG}") from None
         yield from enumerate(items)
         return
     index = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip():
             continue
         try:
@@ -282,6 +305,10 @@ def _decoded(text: str) -> Iterator[tuple[int, object]]:
         except RecursionError:
             raise ConsentValidationError(
                 index, None, "<json>", f"invalid JSON on line {lineno}: {_TOO_DEEP}"
+            ) from None
+        except ValueError:  # an integer past the interpreter's digit limit
+            raise ConsentValidationError(
+                index, None, "<json>", f"invalid JSON on line {lineno}: {_TOO_LONG}"
             ) from None
         yield index, item
         index += 1
