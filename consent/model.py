@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consent.categories import AGENCY_KINDS, GIVEN_BY, METHODS, NETWORKS
 
@@ -131,7 +132,9 @@ class ConsentRecord:
         }
 
 
-_POLICY_KEYS = frozenset({"default_term_days", "age_of_majority", "accept_verbal_sensitive"})
+_POLICY_KEYS = frozenset(
+    {"default_term_days", "age_of_majority", "accept_verbal_sensitive", "timezone"}
+)
 
 
 def _typed(m: Mapping[str, object], key: str, typ: type[_T], default: _T) -> _T:
@@ -151,12 +154,29 @@ class ConsentPolicy:
     default_term_days: int = 1095
     age_of_majority: int = 18
     accept_verbal_sensitive: bool = False
+    timezone: str = "UTC"
+    """The network's time zone: the calendar day of a decision (signing, expiry and
+    revocation days, birthdays, an agency's active dates) is the day there."""
 
     def __post_init__(self) -> None:
         if self.default_term_days < 1:
             raise ValueError("consent policy: key 'default_term_days' must be at least 1")
         if self.age_of_majority < 0:
             raise ValueError("consent policy: key 'age_of_majority' must not be negative")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"consent policy: key 'timezone': unknown time zone {self.timezone!r} "
+                "(an IANA name such as 'America/Los_Angeles')"
+            ) from None
+
+    def local(self, at: datetime) -> datetime:
+        """``at`` in the network's time zone (a naive ``at``, or the UTC default: as given,
+        its date read in its own zone)."""
+        if self.timezone == "UTC" or at.tzinfo is None:
+            return at
+        return at.astimezone(ZoneInfo(self.timezone))
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, object]) -> ConsentPolicy:
@@ -171,6 +191,7 @@ class ConsentPolicy:
             accept_verbal_sensitive=_typed(
                 m, "accept_verbal_sensitive", bool, d.accept_verbal_sensitive
             ),
+            timezone=_typed(m, "timezone", str, d.timezone),
         )
 
 

@@ -1,6 +1,7 @@
 """The MPA decision: CONSENT.md rules 1-11, in order, first deny wins.
 
-Conventions (all dates are compared with ``request.at.date()``, in ``at``'s own zone):
+Conventions (all dates are compared with the calendar day of ``request.at`` in the
+policy's ``timezone``, the network's; with the default UTC, in ``at``'s own zone):
 
 - The consent in force is the client's consent with the latest ``signed_on`` on or before
   the decision date. Consents signed after it are not in force yet: a newer, future-dated
@@ -24,6 +25,7 @@ Conventions (all dates are compared with ``request.at.date()``, in ``at``'s own 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import MAXYEAR, date, datetime
@@ -200,6 +202,7 @@ def evaluate(
     ``consents`` are all the consents of the record's client. Pure and deterministic: the
     same arguments always give the same decision, whatever the order of ``consents``.
     """
+    request = _in_local_time(request, policy)
     # 1. Not a disclosure.
     if request.recipient == request.owner:
         return Decision(PERMIT, request.categories, _EMPTY, (SAME_AGENCY,), None)
@@ -231,12 +234,19 @@ def evaluate_consent(
     own records are implied (``request.owner`` is not read), so no ``SAME_AGENCY`` permit
     passes a consent that is revoked, expired or excludes the recipient.
     """
+    request = _in_local_time(request, policy)
     recipient = agencies.get(request.recipient)
     if recipient is None:
         return _deny(request, RECIPIENT_UNKNOWN)
     if not recipient.is_active(request.at):
         return _deny(request, RECIPIENT_NOT_ACTIVE)
     return _under_consent(request, consents, recipient, policy)
+
+
+def _in_local_time(request: DecisionRequest, policy: ConsentPolicy) -> DecisionRequest:
+    """The request with its time in the network's zone, whose calendar days the rules use."""
+    local = policy.local(request.at)
+    return request if local is request.at else dataclasses.replace(request, at=local)
 
 
 def _under_consent(
