@@ -479,7 +479,10 @@ class Engine:
     ) -> None:
         audit = AuditWriter(tx, batch=True)
         now = self.clock()
+        # The kinds of record each person holds, among every kind some feed's ``person_has``
+        # asks about: looked up once per person, then each feed checks its own kinds.
         kinds_of: dict[str, list[str]] = {}
+        asked = sorted({kind for f in self.feeds if f.on_change for kind in f.person_has})
         routed = {kind for f in self.feeds if f.on_change for kind in f.kinds}
         people = {
             person
@@ -503,8 +506,7 @@ class Engine:
                 if feed.person_has:
                     if person not in kinds_of:
                         kinds_of[person] = [
-                            r.kind
-                            for r in await tx.records_of_person(person, list(feed.person_has))
+                            r.kind for r in await tx.records_of_person(person, asked)
                         ]
                     if not feed.wants(rec, kinds_of[person]):
                         continue
@@ -683,9 +685,10 @@ class Engine:
         The entries go to ``audit``, which the caller flushes before its transaction ends.
         The data decided on is what was queued (that version, already minimised); the meta
         is the stored record's now (owner, restriction, sensitivity). Per item: None when the
-        record is gone, else the decision and the meta it was made with: the record as it
-        may be sent is ``record_from_payload(meta, disclosure.payload)`` (nothing may be
-        sent when the payload is None). The record is not built here: a sink may not need it.
+        record is gone (not stored, or deleted since it was queued), else the decision and
+        the meta it was made with: the record as it may be sent is
+        ``record_from_payload(meta, disclosure.payload)`` (nothing may be sent when the
+        payload is None). The record is not built here: a sink may not need it.
         """
         heads = await tx.record_heads(
             [(i.record_kind, i.record_source, i.record_source_id) for i in items]
@@ -697,7 +700,9 @@ class Engine:
         out: list[tuple[Disclosure, RecordMeta] | None] = []
         for item in items:
             head = heads.get((item.record_kind, item.record_source, item.record_source_id))
-            if head is None:
+            if head is None or head.deleted:
+                # Deleted at its source since it was queued (entered in error, merged away):
+                # gone, as for every other reader; nothing of it is sent.
                 out.append(None)
                 continue
             # Decide on what was queued (that version, already minimised) with the meta now.

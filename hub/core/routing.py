@@ -17,7 +17,8 @@ class FeedSpec:
     category); ``connector`` names the sink that delivers it (``webhook``, ``fhir-push``,
     ``hl7-mllp``, ``csv-file`` …); ``options`` are the sink's own settings.
     ``person_has`` selects only persons with a record of one of those kinds (e.g. clients
-    with an ADT ``encounter``); ``where`` selects records whose field has one of the values.
+    with an ADT ``encounter``); ``where`` selects records whose field has one of the values
+    (a list field: one of whose values is one of them).
     """
 
     name: str
@@ -52,6 +53,11 @@ class FeedSpec:
             value = getattr(record, name, None)
             if value is None and hasattr(record, "fields"):
                 value = record.fields.get(name)
-            if str(value) not in allowed:
+            if isinstance(value, tuple | list | set | frozenset):
+                # A list field (a referral's service codes, a client's race) matches when
+                # one of its values is allowed.
+                if not any(str(v) in allowed for v in value):
+                    return False
+            elif str(value) not in allowed:
                 return False
         return True

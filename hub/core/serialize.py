@@ -122,18 +122,38 @@ def _encoder(tp: Any) -> Encoder:
     return None
 
 
-PlanStep = tuple[str, Encoder, bool, bool]
-"""(field, encoder, may be left out when empty, is a mapping) for one data field."""
+_REQUIRED: Any = object()
+"""The default of a field that has none (a value is never left out for it)."""
+
+PlanStep = tuple[str, Encoder, Any, bool]
+"""(field, encoder, default, is a mapping) for one data field.
+
+An empty value (None, ``""``, ``()``, an empty mapping) equal to the field's default is left
+out (the payload stays small) and comes back as that default; an empty value that is not the
+default (``ssn=""`` where the default is None) is written, so it comes back as it was."""
 
 
 def _encode_plan(value: Any, plan: list[PlanStep]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, enc, optional, mapping in plan:
+    for name, enc, default, mapping in plan:
         v = getattr(value, name)
-        if optional and (v is None or v == "" or v == () or (mapping and not v)):
+        if (
+            default is not _REQUIRED
+            and (v is None or v == "" or v == () or (mapping and not v))
+            and v == default
+        ):
             continue
         out[name] = v if enc is None else enc(v)
     return out
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    """A field's default value (made once from its factory), or :data:`_REQUIRED`."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _REQUIRED
 
 
 def _is_mapping(tp: Any) -> bool:
@@ -148,19 +168,15 @@ def _plan(cls: Any) -> list[PlanStep]:
     """How each data field of a class is encoded (see :data:`PlanStep`)."""
     hints = typing.get_type_hints(cls)
     return [
-        (
-            f.name,
-            _encoder(hints[f.name]),
-            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
-            _is_mapping(hints[f.name]),
-        )
+        (f.name, _encoder(hints[f.name]), _default(f), _is_mapping(hints[f.name]))
         for f in dataclasses.fields(cls)
         if f.name != "meta"
     ]
 
 
 def record_payload(record: Record) -> dict[str, Any]:
-    """The data fields of a record (not its meta) as a JSON-able dict; empty values left out.
+    """The data fields of a record (not its meta) as a JSON-able dict; empty values that are
+    the field's default left out (see :data:`PlanStep`).
 
     Driven by a per-class plan built once from the field types (this is on every intake).
     """
