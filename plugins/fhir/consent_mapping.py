@@ -311,12 +311,19 @@ def consent_from_fhir(
         raise ConsentMappingError("provision", "not a provision")
     period = root.get("period") if isinstance(root.get("period"), Mapping) else {}
     assert isinstance(period, Mapping)
-    if resource.get("dateTime"):
-        signed_on = _date_of(resource["dateTime"], "dateTime")
-    elif period.get("start"):
-        signed_on = _date_of(period["start"], "provision.period.start")
-    else:
+    # The MPA's consent is in force from ``signed_on``: a provision whose period starts after
+    # the consent was given permits nothing before that start (LEAP: not yet valid).
+    starts = [
+        _date_of(value, element)
+        for value, element in (
+            (resource.get("dateTime"), "dateTime"),
+            (period.get("start"), "provision.period.start"),
+        )
+        if value
+    ]
+    if not starts:
         raise ConsentMappingError("dateTime", "needs the date the consent was given")
+    signed_on = max(starts)
     data: Json = {
         "id": _consent_id(resource, consent_id),
         "client": dict(client) if client else _client_ref(resource),

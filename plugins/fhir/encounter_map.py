@@ -8,12 +8,12 @@ from typing import Any
 from plugins.fhir import codes
 from plugins.fhir.fhirjson import (
     Json,
-    canonical_datetime,
     coding_of,
     coding_text,
     fhir_datetime,
     identifier_type,
 )
+from plugins.fhir.referral_map import canonical_instant
 
 # ---- Encounter ↔ Encounter ---------------------------------------------------------------
 
@@ -99,9 +99,9 @@ def encounter_from_fhir(
     period = resource.get("period")
     if isinstance(period, Mapping):
         if period.get("start"):
-            out["admit_time"] = canonical_datetime(str(period["start"]))
+            out["admit_time"] = canonical_instant(str(period["start"]))
         if period.get("end"):
-            out["discharge_time"] = canonical_datetime(str(period["end"]))
+            out["discharge_time"] = canonical_instant(str(period["end"]))
     diagnoses = [
         coding_text(concept["coding"][0])
         for concept in resource.get("reasonCode") or ()

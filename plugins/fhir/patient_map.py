@@ -248,6 +248,18 @@ def _us_core(patient: Mapping[str, Any], url: str) -> tuple[list[str], str | Non
     return [], None
 
 
+def _ethnicity_from_fhir(omb: Sequence[str], text: str | None) -> str:
+    """The canonical ethnicity of a US Core ethnicity extension: its OMB code (the CDC code
+    the other connectors use, e.g. ``2135-2``), unless its text is the source value the hub
+    wrote beside that code (``1``, ``H`` …: :func:`_ethnicity_extension`). A partner's text
+    is a display (US Core requires one, "Hispanic or Latino"), not a code: taking it would
+    lose the ethnicity in every export that expects a code."""
+    code = next((c for c in omb if c), "")
+    if code and (not text or _ETHNICITY_TO_OMB.get(text) != code):
+        return code
+    return text or ""
+
+
 def _deceased_to_fhir(value: str, out: Json) -> None:
     if value == "Y":
         out["deceasedBoolean"] = True
@@ -412,8 +424,7 @@ def patient_to_client(patient: Mapping[str, Any]) -> Json:
         race = [_OMB_TO_RACE.get(code, code) for code in omb if code]
     if race:
         out["race"] = race
-    omb_eth, eth_text = _us_core(patient, codes.US_CORE_ETHNICITY)
-    ethnicity = eth_text if eth_text else (omb_eth[0] if omb_eth else "")
+    ethnicity = _ethnicity_from_fhir(*_us_core(patient, codes.US_CORE_ETHNICITY))
     if ethnicity:
         out["ethnicity"] = ethnicity
     for field, url in _QUALITY_EXTENSIONS:

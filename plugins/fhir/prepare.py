@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consent import ConsentRecord
 from hub.plugin_api import SourceKey
 from plugins.fhir import codes
 from plugins.fhir.access import REFERRAL_PURPOSE, Released, reference_id
@@ -193,11 +195,40 @@ async def prepare_consent(
         )
     except ConsentMappingError as exc:
         note = f"not-applied; {exc.element}: {exc.problem}"
+        if old is not None:
+            withdrawn = await _withdrawn_mirror(batch, str(res["id"]))
+            if withdrawn is not None:
+                batch.consents.append(withdrawn)
+                note += "; the earlier version is withdrawn"
     else:
         batch.consents.append(
             dataclasses.replace(record, id=mirror_id(res["id"]), recorded_by=batch.agency)
         )
     return batch.agency, client, note
+
+
+async def _withdrawn_mirror(batch: Batch, resource_id: str) -> ConsentRecord | None:
+    """The gate's copy of an earlier version of this Consent, revoked as of today; None when
+    there is none in force.
+
+    A Consent updated to what the MPA cannot express (entered-in-error, rejected, draft, a
+    partial deny …) replaces the version the gate enforced: that version must stop
+    permitting disclosures, or a withdrawn consent would go on sharing the client's data.
+    """
+    ctx = batch.ctx
+    async with ctx.store.transaction() as tx:
+        await ctx.gate.refresh(tx)
+    wanted = mirror_id(resource_id)
+    today = batch.now.date()
+    for record in ctx.gate.all_consents():
+        if record.id != wanted:
+            continue
+        if record.revoked_on is not None and record.revoked_on <= today:
+            return None
+        revoked_on: date = max(today, record.signed_on)
+        withdrawn: ConsentRecord = dataclasses.replace(record, revoked_on=revoked_on)
+        return withdrawn
+    return None
 
 
 async def _consent_patient(

@@ -12,16 +12,20 @@ Feed options::
 A batch of deliveries goes as one transaction Bundle of conditional updates (see
 :mod:`plugins.fhir.outbound`). Outcomes: 2xx → each delivery by its entries'
 ``response.status``; 429, 408 and 5xx → retry (``Retry-After`` honoured); a timeout or a
-connection error → retry; another 4xx → a batch of several is split and sent one by one (so
-one bad record does not sink the others), a single delivery is dead-lettered with the
-OperationOutcome's issue codes, element expressions and diagnostics — with any value the
-delivery carried blanked out, so no client data reaches the outbox's error text.
+connection error → retry; a redirect (not followed), 401 (after one SMART token refresh),
+403, 404, 405, 406 or 415 → every delivery dead-lettered at once (about the endpoint or the
+credentials, not a record); another 4xx → a batch of several is split and sent one by one
+(so one bad record does not sink the others), a single delivery is dead-lettered with the
+OperationOutcome's issue codes and plain element paths. The partner's ``diagnostics`` and
+status texts are free text that may quote client data, so they are withheld (``***``) and
+any value the delivery carried is blanked out: no client data reaches the outbox's error text.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,8 @@ from plugins.fhir.outbound import Entry, NotRenderable, render_record
 from plugins.fhir.smart import SmartTokenSource, TokenError, load_private_key
 
 DEFAULT_TIMEOUT = 30.0
+NOT_PER_RECORD = frozenset({401, 403, 404, 405, 406, 415})
+"""Refusals of the whole request (credentials, endpoint, media type), whatever it holds."""
 MAX_ERROR = 300
 FHIR_JSON = "application/fhir+json"
 
@@ -59,8 +65,24 @@ def scrub(text: str, payloads: Iterable[Any]) -> str:
     return text[:MAX_ERROR]
 
 
+_ELEMENT_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z][A-Za-z0-9_]*(\[\d+\])?)*")
+_CODE = re.compile(r"[a-z][a-z-]{0,40}")
+WITHHELD = "***"
+"""What stands for the partner's free text (diagnostics, a FHIRPath with values in it)."""
+
+
+def _element(expression: Any) -> str:
+    """An issue's element path when it is a plain one (``Patient.name[0].family``), else
+    :data:`WITHHELD`: a FHIRPath such as ``name.where(family='…')`` can quote client data."""
+    text = str(expression)
+    return text if _ELEMENT_PATH.fullmatch(text) else WITHHELD
+
+
 def outcome_error(body: bytes, status: int, payloads: Iterable[Any]) -> str:
-    """The error text of a refused transaction (from its OperationOutcome, scrubbed)."""
+    """The error text of a refused transaction: its OperationOutcome's issue codes and plain
+    element paths. ``diagnostics`` is the partner's free text — it may quote this record or
+    the partner's own records of other people — so it is withheld (:data:`WITHHELD`), never
+    copied into the outbox's error text or a log."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -70,10 +92,13 @@ def outcome_error(body: bytes, status: int, payloads: Iterable[Any]) -> str:
         for issue in data.get("issue") or ():
             if not isinstance(issue, Mapping):
                 continue
-            where = ",".join(str(e) for e in issue.get("expression") or issue.get("location") or ())
-            text = str(issue.get("diagnostics") or "")
-            parts.append(" ".join(p for p in (str(issue.get("code", "")), where, text) if p))
-    detail = "; ".join(parts) or "no OperationOutcome"
+            paths = issue.get("expression") or issue.get("location") or ()
+            where = ",".join(_element(e) for e in paths) if isinstance(paths, list) else ""
+            code = str(issue.get("code", ""))
+            code = code if _CODE.fullmatch(code) else ""
+            text = WITHHELD if issue.get("diagnostics") else ""
+            parts.append(" ".join(p for p in (code, where, text) if p))
+    detail = "; ".join(p for p in parts if p) or "no OperationOutcome"
     return scrub(f"HTTP {status}: {detail}", payloads)
 
 
@@ -122,6 +147,12 @@ class _Auth:
             ]
             if missing:
                 raise TokenError(f"options.auth.{missing[0]} is required for SMART", False)
+            problem = check_base_url(auth["token_url"], bool(options.get("allow_insecure_http")))
+            if problem is not None:
+                # the access token comes back from there: never over plain http to a remote host
+                raise TokenError(
+                    problem.replace("options.base_url", "options.auth.token_url"), False
+                )
             try:
                 pem = resolve(str(auth["private_key_file"])).read_bytes()
             except OSError:
@@ -249,6 +280,9 @@ class FhirPushSink:
                     data=body,
                     headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout),
+                    # A redirect is not followed: aiohttp would re-send a POST as a GET, whose
+                    # 200 would pass for a delivery, and the token would go to another host.
+                    allow_redirects=False,
                 ) as resp:
                     status = resp.status
                     text = await resp.read()
@@ -271,6 +305,13 @@ class FhirPushSink:
             return [
                 DeliveryOutcome(ok=False, retry=True, error=error, retry_after=retry_after)
             ] * len(deliveries)
+        if status < 400 or status in NOT_PER_RECORD:
+            # about the endpoint or the credentials, not a record: sending each record on its
+            # own would only repeat it (and fetch a SMART token per record)
+            error = f"fhir-push: partner answered HTTP {status}"
+            if status < 400:
+                error += " (a redirect: check options.base_url)"
+            return [DeliveryOutcome(ok=False, retry=False, error=error)] * len(deliveries)
         if len(deliveries) > 1:
             out: list[DeliveryOutcome] = []
             for d, e in zip(deliveries, entries, strict=True):
@@ -296,9 +337,11 @@ class FhirPushSink:
         for group, payload in zip(entries, payloads, strict=True):
             mine = statuses[position : position + len(group)]
             position += len(group)
-            bad = [s for s in mine if s and not s.startswith("2")]
+            bad = [s.strip()[:3] for s in mine if s and not s.strip().startswith("2")]
             if bad:
-                error = scrub(f"fhir-push: entry answered {bad[0]}", [payload])
+                # only the status code: the rest of response.status is the partner's free text
+                code = bad[0] if bad[0].isdigit() else "a non-2xx status"
+                error = scrub(f"fhir-push: entry answered {code}", [payload])
                 out.append(DeliveryOutcome(ok=False, retry=bad[0][:1] == "5", error=error))
             else:
                 out.append(DeliveryOutcome(ok=True))

@@ -8,6 +8,7 @@ from typing import Any
 
 from plugins.fhir import codes
 from plugins.fhir.fhirjson import (
+    DATE,
     Json,
     canonical_datetime,
     coding_of,
@@ -20,6 +21,22 @@ from plugins.fhir.fhirjson import (
 )
 
 # ---- Referral ↔ ServiceRequest + Task ----------------------------------------------------
+
+
+def canonical_instant(value: str) -> str:
+    """A FHIR dateTime as the ISO text a canonical record holds; a partial date (``2025`` or
+    ``2025-03``, valid FHIR) is taken as the first instant it names (``2025-03-01T00:00:00``).
+
+    Raises ValueError for text that is no FHIR dateTime at all.
+    """
+    try:
+        return canonical_datetime(value)
+    except ValueError:
+        if not DATE.fullmatch(value) or len(value) == 10:
+            raise
+    year, _, month = value.partition("-")
+    return canonical_datetime(f"{year}-{month or '01'}-01")
+
 
 _V2_REFERRAL_STATUS = {"A": "accepted", "P": "requested", "R": "rejected", "E": "cancelled"}
 _V2_PRIORITY = {"S": "stat", "A": "asap", "R": "routine"}
@@ -177,7 +194,7 @@ def referral_from_fhir(
         out["notes"] = notes
     authored = service_request.get("authoredOn") or task.get("authoredOn")
     if authored:
-        out["authored_on"] = canonical_datetime(str(authored))
+        out["authored_on"] = canonical_instant(str(authored))
     for info in service_request.get("supportingInfo") or ():
         if not isinstance(info, Mapping):
             continue

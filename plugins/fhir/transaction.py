@@ -3,9 +3,11 @@
 Entries may ``POST`` (create; ``request.ifNoneExist`` makes it conditional) or ``PUT``
 (``Type/id`` update with ``request.ifMatch``, or ``Type?criteria`` conditional update).
 ``urn:uuid:`` full URLs of created entries may be referenced by other entries; they are
-replaced by the new ids. Creates run before updates, in dependency order (Patient, Consent,
-ServiceRequest, Procedure, Task), so a Task may focus a ServiceRequest and list a Procedure
-made in the same Bundle. Any failing entry fails the whole Bundle with an OperationOutcome
+replaced by the new ids (or, for a conditional create that matched, by the resource it
+matched); ``fullUrl`` values must be unique. Patients run first (creates and conditional
+updates), then creates before updates, in dependency order (Consent, ServiceRequest,
+Procedure, Task), so a Task may focus a ServiceRequest and list a Procedure made in the
+same Bundle. Any failing entry fails the whole Bundle with an OperationOutcome
 naming ``Bundle.entry[i]`` and the element; nothing is stored.
 """
 
@@ -165,6 +167,7 @@ async def run_transaction(
             plans.append(_plan(i, entry))
         except FhirError as exc:
             raise at_entry(exc, i) from None
+    _check_unique_full_urls(plans)
     local = {
         p.full_url: f"{p.resource_type}/{p.new_id}"
         for p in plans
@@ -175,9 +178,13 @@ async def run_transaction(
     await read_ahead_identifiers(viewer, _patient_identifier_criteria(plans))
     batch = Batch(viewer)
     outcomes: dict[int, Outcome] = {}
-    ordered = sorted(plans, key=lambda p: (p.method != "POST", ORDER[p.resource_type], p.index))
-    for plan in ordered:
+    # Where a reference to an entry must point once the entry has run: a conditional create
+    # that found an existing resource (or Patient) is that resource, not the new id planned.
+    found: dict[str, str] = {}
+    for plan in sorted(plans, key=_run_order):
         path = f"Bundle.entry[{plan.index}].resource"
+        if found:
+            plan.resource = _rewrite(plan.resource, found)
         try:
             if plan.method == "POST":
                 outcomes[plan.index] = await batch.create(
@@ -197,12 +204,59 @@ async def run_transaction(
                 )
         except FhirError as exc:
             raise at_entry(exc, plan.index) from None
+        _note_target(batch, plan, outcomes[plan.index], found)
     await batch.commit(confirm)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
         "entry": [{"response": entry_response(outcomes[p.index])} for p in plans],
     }
+
+
+def _check_unique_full_urls(plans: list[_Plan]) -> None:
+    """400 naming the second entry that repeats an earlier entry's ``fullUrl``: references
+    to it could not tell the two apart (bdl-7)."""
+    seen: set[str] = set()
+    for plan in plans:
+        if plan.full_url is None:
+            continue
+        if plan.full_url in seen:
+            where = f"Bundle.entry[{plan.index}].fullUrl"
+            raise FhirError.of(
+                400, "invalid", f"{where}: the same fullUrl as an earlier entry", where
+            )
+        seen.add(plan.full_url)
+
+
+def _run_order(plan: _Plan) -> tuple[bool, bool, int, int]:
+    """Patients first (creates and conditional updates alike: they reference nothing, and
+    other entries reference them), then creates before updates, in dependency order."""
+    return (
+        plan.resource_type != "Patient",
+        plan.method != "POST",
+        ORDER[plan.resource_type],
+        plan.index,
+    )
+
+
+def _note_target(batch: Batch, plan: _Plan, outcome: Outcome, found: dict[str, str]) -> None:
+    """Record where references to ``plan``'s entry must point now that it has run.
+
+    A created resource already has the id the references were rewritten to. A conditional
+    create that matched an existing resource redirects them to that resource; a Patient
+    created by a conditional update (``PUT Patient?criteria``) is registered under its
+    ``fullUrl`` like a Patient created by ``POST``.
+    """
+    stored = outcome.stored
+    if plan.new_id is not None and stored is not None and stored.id != plan.new_id:
+        found[f"{plan.resource_type}/{plan.new_id}"] = f"{stored.type}/{stored.id}"
+    if plan.resource_type != "Patient" or not plan.full_url:
+        return
+    if outcome.patient_key is not None:
+        # Batch.create registers POSTed Patients itself; a conditional update does not.
+        batch._patients.setdefault(plan.full_url, outcome.patient_key)
+    elif outcome.person:
+        found[plan.full_url] = f"Patient/{outcome.person}"
 
 
 def _patient_identifier_criteria(plans: list[_Plan]) -> list[str]:
