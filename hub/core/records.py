@@ -147,7 +147,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Client(Record):
-    """A person as one source knows them."""
+    """A person as one source knows them.
+
+    Coded fields use one vocabulary whatever the source, so a record read from one
+    connector is written correctly by another: ``sex`` is ``female``, ``male``, ``other``
+    or ``unknown``; ``race`` and ``ethnicity`` are CDC Race & Ethnicity codes (``2106-3``,
+    ``2135-2``); ``gender`` HUD's words (``woman``, ``non-binary`` …); ``deceased`` is
+    ``true``, ``false`` or an ISO date(-time).
+    """
 
     KIND: ClassVar[str] = "client"
     FIELD_CATEGORIES: ClassVar[Mapping[str, str]] = {

@@ -41,6 +41,8 @@ from plugins.clarity.validate import LOWEST_DATE
 FILE = "Client"
 CSV_NAME = "Client.csv"
 _SEX_COLUMN = {v: k for k, v in SEX_CODES.items()}
+_LEGACY_SEX = {"F": "female", "M": "male"}
+"""Canonical sex is ``female``/``male``/…; F/M is what hubs once stored from FHIR."""
 
 
 def _carries(version: str) -> frozenset[str]:
@@ -130,6 +132,8 @@ class ClientCsvCodec:
             "DateUpdated": stamp,
             "DateDeleted": stamp if client.meta.deleted else "",
         }
+        # Canonical race is CDC codes; HUD column names are what hubs once stored from FHIR.
+        race = {RACE_CODES.get(value, value) for value in race}
         for column, code in RACE_CODES.items():
             cells[column] = "1" if code in race else "0"
         if not race:
@@ -142,7 +146,7 @@ class ClientCsvCodec:
             if not client.gender:
                 cells["GenderNone"] = "99"
         else:
-            cells["Sex"] = _SEX_COLUMN.get(client.sex, "99")
+            cells["Sex"] = _SEX_COLUMN.get(_LEGACY_SEX.get(client.sex, client.sex), "99")
         return cells
 
     # ---- decoding -----------------------------------------------------------------------

@@ -37,7 +37,8 @@ _SEX_TO_GENDER = {
     "other": "other",
     "unknown": "unknown",
 }
-_GENDER_TO_SEX = {"female": "F", "male": "M", "other": "O", "unknown": "U"}
+_GENDER_TO_SEX = {"female": "female", "male": "male", "other": "other", "unknown": "unknown"}
+"""FHIR ``gender`` → canonical ``Client.sex`` (the same words, as HL7 and HUD CSV give)."""
 
 _RACE_TO_OMB = {
     "AmIndAKNative": "1002-5",
@@ -52,13 +53,6 @@ _OMB_RACE_DISPLAY = {
     "2028-9": "Asian",
     "2054-5": "Black or African American",
     "2076-8": "Native Hawaiian or Other Pacific Islander",
-    "2106-3": "White",
-}
-_OMB_TO_RACE = {
-    "1002-5": "AmIndAKNative",
-    "2028-9": "Asian",
-    "2054-5": "BlackAfAmerican",
-    "2076-8": "NativeHIPacific",
     "2106-3": "White",
 }
 _ETHNICITY_TO_OMB = {
@@ -261,10 +255,11 @@ def _ethnicity_from_fhir(omb: Sequence[str], text: str | None) -> str:
 
 
 def _deceased_to_fhir(value: str, out: Json) -> None:
-    if value == "Y":
-        out["deceasedBoolean"] = True
-    elif value == "N":
-        out["deceasedBoolean"] = False
+    if value in ("true", "false"):
+        out["deceasedBoolean"] = value == "true"
+    elif value in ("Y", "N"):  # as hubs stored it before the canonical words: kept as given
+        out["deceasedBoolean"] = value == "Y"
+        out.setdefault("extension", []).append(ext(codes.EXT_DECEASED_SOURCE, value))
     elif DATE.fullmatch(value) or DATETIME.fullmatch(value):
         out["deceasedDateTime"] = value
     else:
@@ -277,7 +272,7 @@ def _deceased_from_fhir(patient: Mapping[str, Any]) -> str:
         return source
     flag = patient.get("deceasedBoolean")
     if isinstance(flag, bool):
-        return "Y" if flag else "N"
+        return "true" if flag else "false"
     when = patient.get("deceasedDateTime")
     return when if isinstance(when, str) else ""
 
@@ -405,7 +400,7 @@ def patient_to_client(patient: Mapping[str, Any]) -> Json:
             out["sex"] = sex
         flag = patient.get("deceasedBoolean")
         if isinstance(flag, bool):
-            out["deceased"] = "Y" if flag else "N"
+            out["deceased"] = "true" if flag else "false"
         else:
             when = patient.get("deceasedDateTime")
             if when and isinstance(when, str):
@@ -421,7 +416,7 @@ def patient_to_client(patient: Mapping[str, Any]) -> Json:
     race = ext_values(patient, codes.EXT_RACE_SOURCE)
     if not race:
         omb, _text = _us_core(patient, codes.US_CORE_RACE)
-        race = [_OMB_TO_RACE.get(code, code) for code in omb if code]
+        race = [code for code in omb if code]  # canonical race: CDC codes, as OMB's are
     if race:
         out["race"] = race
     ethnicity = _ethnicity_from_fhir(*_us_core(patient, codes.US_CORE_ETHNICITY))

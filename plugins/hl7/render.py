@@ -187,8 +187,8 @@ def pid_of_client(client: Client) -> str:
     work = [_xtn(t) for t in client.telecom if t.use == "work"]
     deceased_time = ""
     deceased_flag = ""
-    if client.deceased in ("true", "false"):
-        deceased_flag = "Y" if client.deceased == "true" else "N"
+    if client.deceased in ("true", "false", "Y", "N"):  # Y/N: as hubs once stored it
+        deceased_flag = "Y" if client.deceased in ("true", "Y") else "N"
     elif client.deceased:
         try:
             deceased_time = format_dtm(datetime.fromisoformat(client.deceased))

@@ -100,17 +100,17 @@ clients = st.builds(
     name_quality=st.sampled_from(["", "1", "2", "99"]),
     ssn_quality=st.sampled_from(["", "1", "8"]),
     birth_date_quality=st.sampled_from(["", "1", "9"]),
-    sex=st.sampled_from(["", "F", "M", "U", "O", "0", "1", "8", "99", "X"]),
+    sex=st.sampled_from(["", "female", "male", "other", "unknown", "F", "M", "0", "99", "X"]),
     gender=st.lists(st.sampled_from(["Woman", "Man", "NonBinary", "Transgender"]), max_size=2).map(
         tuple
     ),
     race=st.lists(
-        st.sampled_from(["White", "Asian", "BlackAfAmerican", "MidEastNAfrican", "2106-3"]),
+        st.sampled_from(["2106-3", "2028-9", "2118-8", "White", "Asian"]),
         max_size=3,
     ).map(tuple),
     ethnicity=st.sampled_from(["", "0", "1", "H", "N", "99"]),
     veteran_status=st.sampled_from(["", "0", "1"]),
-    deceased=st.sampled_from(["", "Y", "N", "2024-02-03", "20240203"]),
+    deceased=st.sampled_from(["", "true", "false", "Y", "N", "2024-02-03", "20240203"]),
 )
 encounters = st.builds(
     Encounter,
@@ -235,7 +235,8 @@ def test_fhir_patient_shape_for_partners() -> None:
 
 
 def test_fhir_partner_patient_without_hub_extensions() -> None:
-    """A plain partner Patient maps to codes the hub uses (F/M/O/U sex, OMB race names)."""
+    """A plain partner Patient maps to the canonical words and codes every connector uses
+    (sex as FHIR's gender words, race as OMB/CDC codes, deceased true/false)."""
     patient: dict[str, Any] = {
         "resourceType": "Patient",
         "gender": "female",
@@ -259,9 +260,9 @@ def test_fhir_partner_patient_without_hub_extensions() -> None:
     }
     assert patient_to_client(patient) == {
         "ssn": "078-05-1121",
-        "sex": "F",
-        "race": ["Asian"],
-        "deceased": "N",
+        "sex": "female",
+        "race": ["2028-9"],
+        "deceased": "false",
     }
 
 
