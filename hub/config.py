@@ -13,6 +13,7 @@ from typing import Any
 
 from consent import Agency, ConsentPolicy
 from consent.categories import AGENCY_KINDS, CATEGORIES, NETWORKS, PURPOSES
+from hub.core.records import RECORD_TYPES
 from hub.core.routing import FeedSpec
 
 DEFAULT_CONFIG = "hub.toml"
@@ -410,7 +411,12 @@ def _feeds(
             bad = sorted(categories - set(CATEGORIES))
             if bad:
                 raise c.fail(f"{key}.categories", f"unknown category {bad[0]!r}")
-        kinds = c.strings(t, key, "kinds") or ["client"]
+        kinds = _record_kinds(c, t, key, "kinds") or ["client"]
+        person_has = _record_kinds(c, t, key, "person_has")
+        owners = c.strings(t, key, "owners")
+        for owner in owners:
+            if owner not in agencies:
+                raise c.fail(f"{key}.owners", f"unknown agency {owner!r}")
         connector = c.typed(t, key, "connector", str, "")
         if not connector:
             raise c.fail(f"{key}.connector", "required (webhook, fhir-push, hl7-mllp, csv-file …)")
@@ -428,8 +434,8 @@ def _feeds(
                 connector=connector,
                 categories=categories,
                 schedule=_schedule(c, t, key),
-                owners=frozenset(c.strings(t, key, "owners")),
-                person_has=frozenset(c.strings(t, key, "person_has")),
+                owners=frozenset(owners),
+                person_has=frozenset(person_has),
                 where=where,
                 batch_size=c.typed(t, key, "batch_size", int, 100),
                 max_attempts=c.typed(t, key, "max_attempts", int, default_attempts),
@@ -437,6 +443,21 @@ def _feeds(
             )
         )
     return feeds
+
+
+def _record_kinds(c: _Checker, t: Mapping[str, Any], key: str, name: str) -> list[str]:
+    """A list of record kinds: the canonical ones (``client``, ``encounter`` …) or a plugin's
+    own, which carry its prefix (``hmis.Project``); a typo would select nothing, silently."""
+    kinds = c.strings(t, key, name)
+    for kind in kinds:
+        if kind not in RECORD_TYPES and "." not in kind:
+            known = ", ".join(sorted(RECORD_TYPES))
+            raise c.fail(
+                f"{key}.{name}",
+                f"unknown record kind {kind!r} (one of {known}, or a plugin's such as "
+                "'hmis.Project')",
+            )
+    return kinds
 
 
 def _schedule(c: _Checker, t: Mapping[str, Any], key: str) -> str:

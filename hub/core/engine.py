@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,6 +136,28 @@ def keep_restrictions(
 def record_ref(record: Record) -> str:
     """How the audit log names a record (kind/source/id: ids only, no client data)."""
     return f"{record.meta.kind}/{record.meta.key}"
+
+
+class _HeldRecords:
+    """The records each person holds of the kinds some feed's ``person_has`` asks about:
+    looked up once per person in a routing pass (the batch's own writes included)."""
+
+    def __init__(self, tx: Transaction, kinds: Sequence[str]) -> None:
+        self._tx = tx
+        self._kinds = kinds
+        self._held: dict[str, list[tuple[str, str, str]]] = {}
+
+    async def keys(self, person: str) -> list[tuple[str, str, str]]:
+        """(kind, source, source id) of each such record of the person."""
+        found = self._held.get(person)
+        if found is None:
+            rows = await self._tx.records_of_person(person, self._kinds) if self._kinds else []
+            found = self._held[person] = [(r.kind, r.source, r.source_id) for r in rows]
+        return found
+
+    async def kinds(self, person: str) -> list[str]:
+        """The kinds of those records."""
+        return [kind for kind, _, _ in await self.keys(person)]
 
 
 class Engine:
@@ -376,7 +398,7 @@ class Engine:
         result.persons = persons
         await self._record_facts(tx, changed, persons)
         if any(f.on_change for f in self.feeds):
-            await self._route(tx, changed, persons, result, data_of, tally)
+            await self._route(tx, changed, persons, result, data_of, tally, inserted)
 
     async def _link_clients(
         self,
@@ -476,41 +498,45 @@ class Engine:
         result: IngestResult,
         data_of: dict[int, dict[str, Any]],
         tally: dict[int, IngestResult] | None = None,
+        inserted: Set[tuple[str, str, str]] = frozenset(),
     ) -> None:
+        """Pass what the batch changed through the gate for every on-change feed that wants
+        it, and queue what may be released.
+
+        Two kinds of record the batch did not change are routed with it: records that
+        arrived before their client record (their person was unknown then), once the
+        client is stored; and a person's records for a feed asking for persons who hold a
+        kind of record (``person_has``), once the person's first such record arrives.
+        """
         audit = AuditWriter(tx, batch=True)
         now = self.clock()
-        # The kinds of record each person holds, among every kind some feed's ``person_has``
-        # asks about: looked up once per person, then each feed checks its own kinds.
-        kinds_of: dict[str, list[str]] = {}
-        asked = sorted({kind for f in self.feeds if f.on_change for kind in f.person_has})
-        routed = {kind for f in self.feeds if f.on_change for kind in f.kinds}
-        people = {
-            person
-            for rec, _ in changed
-            if rec.meta.kind in routed
-            and (client := record_client(rec)) is not None
-            and (person := persons.get(str(client))) is not None
-        }
+        feeds = [f for f in self.feeds if f.on_change]
+        routed = {kind for f in feeds for kind in f.kinds}
+        # (record, row, person, the one feed it is for; None: every feed that wants it)
+        work: list[tuple[Record, RecordRow, str, FeedSpec | None]] = []
+        for rec, row in changed:
+            client = record_client(rec)
+            person = persons.get(str(client)) if client else None
+            if person is not None:
+                work.append((rec, row, person, None))
+        in_batch = {(row.kind, row.source, row.source_id) for _, row in changed}
+        work += await self._arrived_before_their_client(
+            tx, changed, persons, routed, in_batch, inserted
+        )
+        held = _HeldRecords(tx, sorted({kind for f in feeds for kind in f.person_has}))
+        work += await self._newly_qualified(tx, feeds, work, held, in_batch, inserted)
+        work = [item for item in work if item[0].meta.kind in routed]
+        people = {person for _, _, person, _ in work}
         # What the gate needs of every person in the batch, in two queries for all of them.
         facts_of = await self.gate.facts_of(tx, people)
         await self.gate.load_people(tx, people)
         queued: list[OutboxRow] = []
-        for rec, row in changed:
-            client = record_client(rec)
-            person = persons.get(str(client)) if client else None
-            if person is None:
-                continue
-            for feed in self.feeds:
-                if not feed.on_change or rec.meta.kind not in feed.kinds:
+        for rec, row, person, only in work:
+            for feed in feeds if only is None else (only,):
+                if rec.meta.kind not in feed.kinds:
                     continue
-                if feed.person_has:
-                    if person not in kinds_of:
-                        kinds_of[person] = [
-                            r.kind for r in await tx.records_of_person(person, asked)
-                        ]
-                    if not feed.wants(rec, kinds_of[person]):
-                        continue
-                elif not feed.wants(rec):
+                kinds = await held.kinds(person) if feed.person_has else ()
+                if not feed.wants(rec, kinds):
                     continue
                 if person not in facts_of:  # no persons row: nothing known of them
                     facts_of[person] = ClientFacts(None, False)
@@ -525,7 +551,7 @@ class Engine:
                     row.payload_hash,
                     data_of.get(id(rec)),
                 )
-                counted = tally[id(rec)] if tally else result
+                counted = (tally.get(id(rec)) if tally else None) or result
                 if item is None:
                     counted.withheld += 1
                 else:
@@ -533,6 +559,60 @@ class Engine:
                     queued.append(item)
         await audit.flush()
         await tx.enqueue_many(queued)
+
+    async def _arrived_before_their_client(
+        self,
+        tx: Transaction,
+        changed: list[tuple[Record, RecordRow]],
+        persons: dict[str, str],
+        routed: Set[str],
+        in_batch: Set[tuple[str, str, str]],
+        inserted: Set[tuple[str, str, str]],
+    ) -> list[tuple[Record, RecordRow, str, FeedSpec | None]]:
+        """Stored records about the client records this batch inserted (an enrollment or an
+        encounter that came first): never routed, since their person was unknown."""
+        new_clients = [
+            (row.source, row.source_id)
+            for _, row in changed
+            if row.kind == "client" and (row.kind, row.source, row.source_id) in inserted
+        ]
+        kinds = sorted(routed - {"client"})
+        if not new_clients or not kinds:
+            return []
+        out: list[tuple[Record, RecordRow, str, FeedSpec | None]] = []
+        for row in await tx.records_of_clients(new_clients, kinds):
+            person = persons.get(f"{row.client_source}/{row.client_source_id}")
+            if person is not None and (row.kind, row.source, row.source_id) not in in_batch:
+                out.append((row_to_record(row), row, person, None))
+        return out
+
+    async def _newly_qualified(
+        self,
+        tx: Transaction,
+        feeds: Sequence[FeedSpec],
+        work: Sequence[tuple[Record, RecordRow, str, FeedSpec | None]],
+        held: _HeldRecords,
+        in_batch: Set[tuple[str, str, str]],
+        inserted: Set[tuple[str, str, str]],
+    ) -> list[tuple[Record, RecordRow, str, FeedSpec | None]]:
+        """For each ``person_has`` feed, the stored records of a person whose first record of
+        the kinds it asks about is in this batch: the person qualifies only now, so what the
+        feed takes of them was not routed to it when it arrived."""
+        out: list[tuple[Record, RecordRow, str, FeedSpec | None]] = []
+        routed_now = {(row.kind, row.source, row.source_id) for _, row, _, _ in work}
+        for feed in feeds:
+            if not feed.person_has:
+                continue
+            persons = {p for rec, _, p, _ in work if rec.meta.kind in feed.person_has}
+            for person in sorted(persons):
+                holding = [k for k in await held.keys(person) if k[0] in feed.person_has]
+                if not holding or not all(k in inserted for k in holding):
+                    continue  # held such a record before: routed to the feed as it came
+                for row in await tx.records_of_person(person, sorted(feed.kinds)):
+                    key = (row.kind, row.source, row.source_id)
+                    if key not in in_batch and key not in routed_now:
+                        out.append((row_to_record(row), row, person, feed))
+        return out
 
     async def prepare_delivery(
         self,

@@ -348,6 +348,13 @@ class Transaction(Protocol):
         """Every live record linked to a person, oldest first."""
         ...
 
+    async def records_of_clients(
+        self, clients: Sequence[tuple[str, str]], kinds: Sequence[str]
+    ) -> list[RecordRow]:
+        """The live records of ``kinds`` about these client records ((source, id) pairs:
+        enrollments, encounters, referrals naming them), oldest first."""
+        ...
+
     async def mark_deleted_except(
         self, kind: str, source: str, keep: Iterable[str], scope_owner: str | None = None
     ) -> int:

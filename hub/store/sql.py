@@ -64,6 +64,10 @@ RECORD_COLUMNS = (
     "received_at, deleted, sensitivity, restricted, client_source_id, person_id, client_source, "
     "raw_hash, flags"
 )
+_CHUNK = 500
+"""Ids per ``IN (…)`` list (SQLite allows 32,766 parameters; PostgreSQL 65,535)."""
+_R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in RECORD_COLUMNS.split(","))
+""":data:`RECORD_COLUMNS` of a table aliased ``r``."""
 RECORD_UPSERT = (
     "ON CONFLICT (kind, source, source_id) DO UPDATE SET owner=excluded.owner, "
     "version=excluded.version, payload=excluded.payload, "
@@ -300,19 +304,45 @@ class SqlTransaction:
         self, person_id: str, kinds: Sequence[str] | None = None
     ) -> list[RecordRow]:
         """See :meth:`hub.core.ports.Transaction.records_of_person`."""
-        sql = f"SELECT {RECORD_COLUMNS} FROM records WHERE deleted=0 AND (person_id=?"
-        args: list[Any] = [person_id]
-        # Records about a client (enrollments, encounters) follow the client's link.
-        sql += (
-            " OR EXISTS (SELECT 1 FROM records c WHERE c.kind='client' AND c.person_id=? "
-            "AND c.source=records.client_source AND c.source_id=records.client_source_id))"
+        # Two index look-ups (the person's own records; records about the person's client
+        # records) rather than one scan testing both for every stored record.
+        kind_test = f" AND r.kind IN ({','.join('?' * len(kinds))})" if kinds else ""
+        kind_args = list(kinds or ())
+        sql = (
+            f"SELECT {_R_COLUMNS} FROM records r WHERE r.deleted=0 AND r.person_id=?{kind_test} "
+            # CROSS JOIN: SQLite then finds the person's client records first (by person)
+            # and their records through ``records_client``, never walking a kind's records.
+            f"UNION SELECT {_R_COLUMNS} FROM records c CROSS JOIN records r "
+            "WHERE c.kind='client' AND c.person_id=? AND r.client_source=c.source "
+            f"AND r.client_source_id=c.source_id AND r.deleted=0{kind_test} "
+            "ORDER BY 9, 1, 3"
         )
-        args.append(person_id)
-        if kinds:
-            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-            args.extend(kinds)
-        sql += " ORDER BY received_at, kind, source_id"
+        args = [person_id, *kind_args, person_id, *kind_args]
         return [record_from_row(r, self._cipher) for r in await self._c.fetch(sql, args)]
+
+    async def records_of_clients(
+        self, clients: Sequence[tuple[str, str]], kinds: Sequence[str]
+    ) -> list[RecordRow]:
+        """See :meth:`hub.core.ports.Transaction.records_of_clients`."""
+        by_source: dict[str, list[str]] = {}
+        for source, source_id in dict.fromkeys(clients):
+            by_source.setdefault(source, []).append(source_id)
+        if not kinds:
+            return []
+        kind_marks = ",".join("?" * len(kinds))
+        out: list[RecordRow] = []
+        for source, ids in by_source.items():
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                rows = await self._c.fetch(
+                    f"SELECT {RECORD_COLUMNS} FROM records WHERE client_source=? "
+                    f"AND client_source_id IN ({','.join('?' * len(chunk))}) "
+                    f"AND kind IN ({kind_marks}) AND deleted=0",
+                    [source, *chunk, *kinds],
+                )
+                out += [record_from_row(r, self._cipher) for r in rows]
+        out.sort(key=lambda r: (r.received_at, r.kind, r.source_id))
+        return out
 
     async def mark_deleted_except(
         self, kind: str, source: str, keep: Iterable[str], scope_owner: str | None = None

@@ -47,6 +47,19 @@ def write(tmp_path: Path, text: str) -> Path:
             '[[feeds]]\nrecipient = "b"\nconnector = "webhook"\ncategories = ["gossip"]\n',
             "unknown category 'gossip'",
         ),
+        # a typo in a kind or an owner made a feed that silently selected nothing
+        (
+            '[[feeds]]\nrecipient = "b"\nconnector = "webhook"\nkinds = ["encounters"]\n',
+            "key 'feeds[0].kinds': unknown record kind 'encounters'",
+        ),
+        (
+            '[[feeds]]\nrecipient = "b"\nconnector = "webhook"\nperson_has = ["adt"]\n',
+            "key 'feeds[0].person_has': unknown record kind 'adt'",
+        ),
+        (
+            '[[feeds]]\nrecipient = "b"\nconnector = "webhook"\nowners = ["nobody"]\n',
+            "key 'feeds[0].owners': unknown agency 'nobody'",
+        ),
         ('[consent]\nage_of_majority = "18"\n', "key 'consent'"),
         ('[logging]\nlevel = "LOUD"\n', "key 'logging.level': unknown level 'LOUD'"),
         # A negative age pruned what was delivered a second ago; a huge one failed every run.
