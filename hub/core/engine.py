@@ -392,6 +392,7 @@ class Engine:
             [row for _, row in changed],
             {link[:3]: link[3] for link in links if link[:3] in inserted},
         )
+        links = await self._links_as_stored(tx, links, inserted, persons)
         await tx.link_records([link for link in links if link[:3] in inserted], keys_only=True)
         await tx.link_records([link for link in links if link[:3] not in inserted])
         await self._resolve_persons(tx, changed, persons)
@@ -459,6 +460,37 @@ class Engine:
         await tx.add_reviews(reviews)
         await tx.set_birth_dates(facts)
         return persons, links
+
+    async def _links_as_stored(
+        self,
+        tx: Transaction,
+        links: list[tuple[str, str, str, str, Sequence[str]]],
+        inserted: Set[tuple[str, str, str]],
+        persons: dict[str, str],
+    ) -> list[tuple[str, str, str, str, Sequence[str]]]:
+        """The links of the client records this batch inserted, as the store holds them.
+
+        Two transactions may insert the same new client at once (PostgreSQL, two senders):
+        both link it, and the one that commits second finds the row written with the
+        other's person. It takes that person (for the record's keys, its routing and its
+        audit entries) instead of one nobody is linked to."""
+        new = [link for link in links if link[0] == "client" and link[:3] in inserted]
+        by_source: dict[str, list[str]] = {}
+        for _kind, source, source_id, _person, _keys in new:
+            by_source.setdefault(source, []).append(source_id)
+        stored: dict[tuple[str, str], str] = {}
+        for source, ids in by_source.items():
+            for source_id, person in (await tx.persons_of_clients(source, ids)).items():
+                stored[(source, source_id)] = person
+        out = []
+        for link in links:
+            kind, source, source_id, person, keys = link
+            now = stored.get((source, source_id), person) if kind == "client" else person
+            if now != person:
+                persons[f"{source}/{source_id}"] = now
+                link = (kind, source, source_id, now, keys)
+            out.append(link)
+        return out
 
     async def _resolve_persons(
         self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
