@@ -32,7 +32,7 @@ from hub.plugin_api import (
     record_payload,
 )
 from plugins.csv.importer import CsvFileError, RowError, map_row, read_rows
-from plugins.csv.mapping import CsvMapping, get_path, parse_mapping
+from plugins.csv.mapping import CsvMapping, get_path, parse_mapping, version_of
 
 CLIENT_ROSTER_TABLE: dict[str, Any] = {
     "kind": "client",
@@ -204,7 +204,7 @@ class CsvCodec:
             raise CodecError(
                 f"not a date-time in the form {fmt or 'ISO 8601'}", location=_where(line, column)
             ) from None
-        return when.isoformat()
+        return version_of(when)
 
 
 def _version_text(version: str, mapping: CsvMapping) -> str:

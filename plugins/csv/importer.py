@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 from consent.parsing import ConsentValidationError, parse_consent
 from hub.core.records import Provenance, Record, RecordMeta, SourceKey
 from hub.core.serialize import record_from_payload
-from plugins.csv.mapping import CONSENT, CellError, CsvMapping, get_path, set_path
+from plugins.csv.mapping import (
+    CONSENT,
+    CellError,
+    CsvMapping,
+    get_path,
+    set_path,
+    version_of,
+)
 
 if TYPE_CHECKING:
     from consent import ConsentRecord
@@ -264,7 +271,7 @@ def _version(mapping: CsvMapping, cells: Mapping[str, str], default: str) -> str
             mapping.version_column,
             f"not a date-time in the form {mapping.version_format or 'ISO 8601'}",
         ) from None
-    return when.isoformat()
+    return version_of(when)
 
 
 def build_record(

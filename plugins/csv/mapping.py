@@ -31,7 +31,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hub.core.records import RECORD_TYPES
@@ -446,3 +446,11 @@ def get_path(payload: Mapping[str, Any], path: Sequence[str]) -> Any:
         else:
             return None
     return node
+
+
+def version_of(when: datetime) -> str:
+    """A record version from a date-time cell: ISO 8601, in UTC when the cell names an offset
+    (versions are compared as text, and ``01:10-08:00`` is later than ``01:30-07:00``)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.isoformat()

@@ -291,3 +291,34 @@ columns = [
     assert [(e.line, e.column) for e in got.errors] == [(3, "Recorded By")]
     assert "names another agency" in got.errors[0].message
     assert stored == {"c-1": "shelter", "c-3": "shelter"}
+
+
+async def test_delivery_csv_review_versions_with_offsets_compare_as_instants(hub) -> None:
+    """At the fall-back hour ``01:10-08:00`` is 40 minutes after ``01:30-07:00``: compared
+    as text it looked older, and the newer row was dropped as stale."""
+    versioned = """
+[csv.mappings.versioned]
+kind = "client"
+id_column = "Client ID"
+source = "csv:partner"
+version_column = "Updated"
+defaults = { "identifiers.0.system" = "urn:partner" }
+columns = [
+  { column = "Client ID", field = "identifiers.0.value", required = true },
+  { column = "Last Name", field = "names.0.family" },
+]
+"""
+    hub.write(extra=MAPPINGS + versioned)
+    mappings, errors = parse_section(hub.config().section("csv"))
+    assert errors == []
+    first, later = hub.root / "first.csv", hub.root / "later.csv"
+    first.write_text("Client ID,Last Name,Updated\nR1,Before,2025-11-02T01:30:00-07:00\n")
+    later.write_text("Client ID,Last Name,Updated\nR1,After,2025-11-02T01:10:00-08:00\n")
+    async with hub.open() as ctx:
+        await import_csv(ctx, first, mappings["versioned"], "shelter")
+        summary = await import_csv(ctx, later, mappings["versioned"], "shelter")
+        async with ctx.store.transaction() as tx:
+            row = await tx.get_record("client", "csv:partner", "R1")
+    assert summary.outcomes == {"updated": 1}
+    assert row is not None and row.version == "2025-11-02T09:10:00"
+    assert b"After" in row.payload
