@@ -36,6 +36,10 @@ resource only when every category it carries is released."""
 
 Released = list[tuple[Record, dict[str, Any]]]
 
+ScopeCheck = Callable[[str, bool], bool]
+"""Whether the caller may read (False) or write (True) resources of a FHIR type (a SMART
+access token's scopes)."""
+
 
 def reference_id(ref: Any, resource_type: str) -> str | None:
     """The id of a literal reference to ``resource_type`` (relative or absolute URL)."""

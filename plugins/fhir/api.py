@@ -10,24 +10,25 @@ such as ``TREAT``; default from ``[fhir] default_purpose``) sets the purpose of 
 reads; ``If-Match`` (``W/"n"``) guards updates (412 on mismatch); ``If-None-Exist`` (or the
 query string of a POST, as fhirpy sends it) makes a create conditional; ``Prefer:
 return=minimal|representation|OperationOutcome`` and ``Prefer: handling=strict``.
+
+``POST /fhir/`` takes transaction Bundles (all or nothing, :mod:`plugins.fhir.transaction`)
+and batch Bundles (entry by entry, :mod:`plugins.fhir.batch`). Reads go through
+:mod:`plugins.fhir.reads`, which a batch's GET entries use too; searches take ``_include``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from email.utils import format_datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from consent.categories import PURPOSES
 from hub.auth import Caller
 from hub.web import CALLER, CONTEXT, DEFAULT_MAX_BODY, add_error_renderer, caller_of
-from plugins.fhir import codes
+from plugins.fhir import reads
 from plugins.fhir.access import Viewer
 from plugins.fhir.capability import capability_statement
 from plugins.fhir.ingest import READ_METHODS, apply_bundle, write_lock
@@ -37,24 +38,11 @@ from plugins.fhir.outcome import (
     core_error,
     error_response,
     fhir_response,
-    not_found,
     operation_outcome,
 )
-from plugins.fhir.patients import PATIENT_PARAMS, patient_view, search_patients
-from plugins.fhir.queries import search_stored
-from plugins.fhir.repo import STORED_TYPES, Stored
-from plugins.fhir.search import (
-    Query,
-    any_of,
-    fold,
-    id_key,
-    identifier_matches,
-    page_bounds,
-    parse_query,
-    searchset,
-    sort_key,
-    stored_params,
-)
+from plugins.fhir.patients import patient_view
+from plugins.fhir.reads import Reader, stored_headers
+from plugins.fhir.repo import STORED_TYPES
 from plugins.fhir.settings import FhirSettings
 from plugins.fhir.validation import (
     is_resource_type,
@@ -105,31 +93,9 @@ def fhir_endpoint(handler: Handler) -> Handler:
     return wrapped
 
 
-_FORMATS = frozenset({"json", *JSON_TYPES} - {"application/octet-stream"})
-_ANY = frozenset({"*/*", "application/*"})
-
-
 def _check_format(request: web.Request) -> None:
-    """A request whose ``_format`` or ``Accept`` rules out JSON gets a 406 (the API speaks
-    JSON only: answering XML requests with JSON would break a client's parser)."""
-    wanted = request.query.get("_format")
-    if wanted is not None:
-        if wanted.split(";")[0].strip().lower() not in _FORMATS:
-            raise FhirError.of(406, "not-supported", "_format: only JSON is supported")
-        return
-    accept = request.headers.get("Accept", "").strip()
-    if not accept:
-        return
-    for item in accept.split(","):
-        media, *params = item.split(";")
-        weights = [v for k, _, v in (p.partition("=") for p in params) if k.strip() == "q"]
-        try:
-            weight = float(weights[0]) if weights else 1.0
-        except ValueError:
-            weight = 1.0
-        if media.strip().lower() in _FORMATS | _ANY and weight > 0:
-            return
-    raise FhirError.of(406, "not-supported", "Accept: only application/fhir+json is supported")
+    """A request whose ``_format`` or ``Accept`` rules out JSON gets a 406."""
+    reads.check_format(request.query.get("_format"), request.headers.get("Accept", ""))
 
 
 def _check_scopes(request: web.Request) -> None:
@@ -167,20 +133,25 @@ def base_url(request: web.Request) -> str:
 def purpose_of(request: web.Request) -> str:
     """The purpose of use of a read (header, ``_purpose`` parameter, or the default)."""
     raw = request.headers.get(PURPOSE_HEADER) or request.query.get("_purpose")
-    if not raw:
-        return settings(request).default_purpose
-    value = raw.strip()
-    if value in PURPOSES:
-        return value
-    purpose = codes.CODE_TO_PURPOSE.get(value.rpartition("|")[2].upper())
-    if purpose is None:
-        raise FhirError.of(400, "invalid", f"{PURPOSE_HEADER}: unknown purpose of use")
-    return purpose
+    return reads.parse_purpose(raw, settings(request).default_purpose, PURPOSE_HEADER)
 
 
 def viewer_of(request: web.Request) -> Viewer:
     """The caller's view for this request."""
     return Viewer(request.app[CONTEXT], caller_of(request).agency, purpose_of(request))
+
+
+def reader_of(request: web.Request, viewer: Viewer | None = None) -> Reader:
+    """How this request reads (its view, links, paging, strictness, a token's scopes)."""
+    caller = caller_of(request)
+    return Reader(
+        viewer or viewer_of(request),
+        base_url(request),
+        settings(request),
+        strict=_prefer(request, "handling") == "strict",
+        allows=caller.allows if caller.scopes is not None else None,
+        purpose_fixed=PURPOSE_HEADER in request.headers,
+    )
 
 
 def _prefer(request: web.Request, key: str) -> str | None:
@@ -212,27 +183,8 @@ async def read_body(request: web.Request) -> bytes:
     return raw
 
 
-def _query(request: web.Request, resource_type: str, allowed: Any) -> Query:
-    s = settings(request)
-    return parse_query(
-        [(k, v) for k, v in request.query.items()],
-        allowed,
-        default_count=s.page_size,
-        max_count=s.max_page_size,
-        strict=_prefer(request, "handling") == "strict",
-    )
-
-
-def _http_date(instant: str) -> str:
-    return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")), usegmt=True)
-
-
-def _stored_headers(stored: Stored, base: str) -> dict[str, str]:
-    headers = {"ETag": stored.etag}
-    if stored.last_updated:
-        headers["Last-Modified"] = _http_date(stored.last_updated)
-    headers["Content-Location"] = f"{base}/{stored.type}/{stored.id}/_history/{stored.version}"
-    return headers
+def _params(request: web.Request) -> list[tuple[str, str]]:
+    return list(request.query.items())
 
 
 async def _written(request: web.Request, viewer: Viewer, outcome: Outcome) -> web.Response:
@@ -243,7 +195,7 @@ async def _written(request: web.Request, viewer: Viewer, outcome: Outcome) -> we
     headers: dict[str, str] = {}
     body: dict[str, Any] | None
     if outcome.stored is not None:
-        headers = _stored_headers(outcome.stored, base)
+        headers = stored_headers(outcome.stored, base)
         if outcome.status == 201:
             headers["Location"] = headers["Content-Location"]
         if outcome.consent_note:
@@ -287,20 +239,13 @@ async def metadata(request: web.Request) -> web.StreamResponse:
 @fhir_endpoint
 async def read_patient(request: web.Request) -> web.StreamResponse:
     """``GET /fhir/Patient/{id}``: what the caller may see of a person."""
-    patient = await patient_view(viewer_of(request), request.match_info["id"])
-    if patient is None:
-        raise not_found()
-    return fhir_response(patient)
+    return fhir_response(await reads.read_patient(viewer_of(request), request.match_info["id"]))
 
 
 @fhir_endpoint
 async def search_patient(request: web.Request) -> web.StreamResponse:
     """``GET /fhir/Patient?…``: Patients the caller may see."""
-    viewer = viewer_of(request)
-    query = _query(request, "Patient", PATIENT_PARAMS)
-    found = await search_patients(viewer, query)
-    page = searchset(base_url(request), "Patient", found, query, key=id_key, descending=False)
-    return fhir_response(page)
+    return fhir_response(await reads.search_patient_page(reader_of(request), _params(request)))
 
 
 @fhir_endpoint
@@ -322,12 +267,9 @@ async def read(request: web.Request) -> web.StreamResponse:
     """``GET /fhir/{type}/{id}``: a stored resource the caller may see."""
     rtype = request.path.split("/")[2]
     viewer = viewer_of(request)
-    stored = await viewer.repo.get(rtype, request.match_info["id"])
-    if stored is None or not await viewer.can_read(stored):
-        raise not_found()
-    return fhir_response(
-        await viewer.render(stored), 200, _stored_headers(stored, base_url(request))
-    )
+    stored = await reads.read_stored(viewer, rtype, request.match_info["id"])
+    headers = stored_headers(stored, base_url(request))
+    return fhir_response(await viewer.render(stored), 200, headers)
 
 
 @fhir_endpoint
@@ -336,28 +278,19 @@ async def vread(request: web.Request) -> web.StreamResponse:
     latest version of a record; an older one is not found)."""
     rtype = request.path.split("/")[2]
     viewer = viewer_of(request)
-    stored = await viewer.repo.get(rtype, request.match_info["id"])
-    if (
-        stored is None
-        or request.match_info["vid"] != str(stored.version)
-        or not await viewer.can_read(stored)
-    ):
-        raise not_found()
-    base = base_url(request)
-    return fhir_response(await viewer.render(stored), 200, _stored_headers(stored, base))
+    info = request.match_info
+    stored = await reads.read_stored(viewer, rtype, info["id"], info["vid"])
+    headers = stored_headers(stored, base_url(request))
+    return fhir_response(await viewer.render(stored), 200, headers)
 
 
 @fhir_endpoint
 async def search(request: web.Request) -> web.StreamResponse:
-    """``GET /fhir/{type}?…``: stored resources the caller may see."""
+    """``GET /fhir/{type}?…``: stored resources the caller may see (and what ``_include``
+    adds)."""
     rtype = request.path.rstrip("/").split("/")[-1]
-    viewer = viewer_of(request)
-    query = _query(request, rtype, stored_params(rtype))
-    found = await search_stored(viewer, rtype, query)
-    start, end = page_bounds([sort_key(s.resource) for s in found], query, query.descending)
-    rendered = {s.id: await viewer.render(s) for s in found[start:end]}
-    resources = [rendered.get(s.id, s.resource) for s in found]
-    return fhir_response(searchset(base_url(request), rtype, resources, query))
+    page = await reads.search_stored_page(reader_of(request), rtype, _params(request))
+    return fhir_response(page)
 
 
 @fhir_endpoint
@@ -386,58 +319,27 @@ async def update(request: web.Request) -> web.StreamResponse:
 
 @fhir_endpoint
 async def transaction(request: web.Request) -> web.StreamResponse:
-    """``POST /fhir/``: a transaction Bundle, all or nothing."""
+    """``POST /fhir/``: a transaction Bundle (all or nothing) or a batch Bundle (entry by
+    entry; its GET entries read as the REST GETs do)."""
     body = await read_body(request)
     caller = caller_of(request)
     allows = caller.allows if caller.scopes is not None else None
-    return fhir_response(await apply_bundle(viewer_of(request), body, allows=allows))
-
-
-def organization(agency: Any) -> dict[str, Any]:
-    """The Organization resource of an agency (id = agency id)."""
-    return {
-        "resourceType": "Organization",
-        "id": agency.id,
-        "identifier": [{"system": codes.AGENCY_SYSTEM, "value": agency.id}]
-        + [{"system": s, "value": v} for s, v in agency.identifiers],
-        "active": bool(agency.active),
-        "type": [{"coding": [{"system": codes.HUB_URN + "agency-kind", "code": agency.kind}]}],
-        "name": agency.name,
-    }
+    viewer = viewer_of(request)
+    reader = reader_of(request, viewer)
+    return fhir_response(await apply_bundle(viewer, body, allows=allows, reader=reader))
 
 
 @fhir_endpoint
 async def read_organization(request: web.Request) -> web.StreamResponse:
     """``GET /fhir/Organization/{id}``: a configured agency."""
-    agency = request.app[CONTEXT].config.agencies.get(request.match_info["id"])
-    if agency is None:
-        raise not_found()
-    return fhir_response(organization(agency))
-
-
-def _org_matches(org: Mapping[str, Any], query: Query) -> bool:
-    for name, value in query.criteria:
-        if name == "_id":
-            ok = any_of(value, lambda v: v == org["id"])
-        elif name == "identifier":
-            ok = any_of(value, lambda v: identifier_matches(org["identifier"], v))
-        elif name == "name":
-            ok = any_of(value, lambda v: fold(v) in fold(str(org.get("name", ""))))
-        else:
-            ok = True
-        if not ok:
-            return False
-    return True
+    ctx = request.app[CONTEXT]
+    return fhir_response(reads.read_organization(ctx, request.match_info["id"]))
 
 
 @fhir_endpoint
 async def search_organization(request: web.Request) -> web.StreamResponse:
     """``GET /fhir/Organization?…``: configured agencies."""
-    query = _query(request, "Organization", ("identifier", "name"))
-    agencies = request.app[CONTEXT].config.agencies
-    found = [o for o in map(organization, agencies.values()) if _org_matches(o, query)]
-    found.sort(key=lambda o: str(o["id"]))
-    page = searchset(base_url(request), "Organization", found, query, key=id_key, descending=False)
+    page = await reads.search_organization_page(reader_of(request), _params(request))
     return fhir_response(page)
 
 

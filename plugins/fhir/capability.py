@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins.fhir.search import PARAM_DOCS
+from plugins.fhir.search import PARAM_DOCS, include_names
 
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2025-01-01"
@@ -46,6 +46,7 @@ def _stored(resource_type: str, documentation: str) -> dict[str, Any]:
         "conditionalRead": "not-supported",
         "conditionalDelete": "not-supported",
         "searchParam": _params(resource_type),
+        "searchInclude": include_names(resource_type),
     }
 
 
@@ -119,7 +120,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                         "patient-privacy consents; MPA-expressible ones are enforced by the gate",
                     ),
                 ],
-                "interaction": [{"code": "transaction"}],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }
         ],
     }

@@ -1,53 +1,61 @@
-"""FHIR Bundle ingest: the one entry point for transaction Bundles (API and benchmark).
+"""FHIR Bundle ingest: the one entry point for transaction and batch Bundles (API and
+benchmark).
 
 ``ingest_bundle(ctx, agency, bundle_bytes)`` parses the JSON once (orjson), validates the
 Bundle once with the ``fhir.resources.R4B`` model (its entries with it; a large Bundle in a
 worker process, see :mod:`plugins.fhir.validation_pool`), maps Patients to dict-based
 canonical Client records and stores everything in one engine call, i.e. one store
-transaction. It returns the transaction-response Bundle (a dict).
+transaction. It returns the transaction-response Bundle (a dict). A batch Bundle
+(:mod:`plugins.fhir.batch`) is validated entry by entry instead, and answered with a
+batch-response Bundle.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
-from plugins.fhir.access import Viewer
+from plugins.fhir.access import ScopeCheck, Viewer
+from plugins.fhir.batch import EntryChecks, run_batch
 from plugins.fhir.outcome import FhirError
-from plugins.fhir.transaction import run_transaction
-from plugins.fhir.validation import parse_json, validate_bundle
+from plugins.fhir.reads import Reader
+from plugins.fhir.settings import SECTION, settings_of
+from plugins.fhir.transaction import bundle_entries, run_transaction
+from plugins.fhir.validation import (
+    check_entries,
+    parse_json,
+    validate_batch_shell,
+    validate_bundle,
+)
 from plugins.fhir.validation_pool import OFFLOAD_MIN_ENTRIES, running_pool
+from plugins.fhir.writes import WRITE_LOCK, write_lock
 
-WRITE_LOCK = "fhir_write_lock"
-
-
-def write_lock(ctx: Any) -> asyncio.Lock:
-    """The lock that serialises FHIR writes of one hub process (read-check-write of
-    versions and Task status must not interleave)."""
-    lock = ctx.extras.get(WRITE_LOCK)
-    if lock is None:
-        lock = ctx.extras[WRITE_LOCK] = asyncio.Lock()
-    return lock  # type: ignore[no-any-return]
+__all__ = [
+    "READ_METHODS",
+    "WRITE_LOCK",
+    "ScopeCheck",
+    "apply_bundle",
+    "check_entry_scopes",
+    "ingest_bundle",
+    "write_lock",
+]
 
 
 async def ingest_bundle(
     ctx: Any, agency: str, bundle_bytes: bytes, *, purpose: str = "coordination"
 ) -> dict[str, Any]:
-    """Validate and apply a transaction Bundle sent by ``agency``; the response Bundle.
+    """Validate and apply a transaction (or batch) Bundle sent by ``agency``; the response
+    Bundle.
 
     With a running validation pool (``hub serve``) a large Bundle is validated in a worker
     process while it is mapped and stored here, in a transaction that commits only once the
     validation has passed; otherwise it is validated first. Either way nothing is stored
     from an invalid Bundle, and its validation errors are the ones reported.
 
-    Raises :class:`plugins.fhir.outcome.FhirError` (nothing stored) when any entry is bad.
+    Raises :class:`plugins.fhir.outcome.FhirError` (nothing stored) when any entry of a
+    transaction is bad.
     """
     return await apply_bundle(Viewer(ctx, agency, purpose), bundle_bytes)
 
-
-ScopeCheck = Callable[[str, bool], bool]
-"""Whether the caller may read (False) or write (True) resources of a FHIR type."""
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -80,14 +88,21 @@ def check_entry_scopes(data: Any, allows: ScopeCheck) -> None:
 
 
 async def apply_bundle(
-    viewer: Viewer, bundle_bytes: bytes, *, allows: ScopeCheck | None = None
+    viewer: Viewer,
+    bundle_bytes: bytes,
+    *,
+    allows: ScopeCheck | None = None,
+    reader: Reader | None = None,
 ) -> dict[str, Any]:
     """:func:`ingest_bundle` for a caller's view (``POST /fhir/`` calls this); with
-    ``allows`` (a SMART token's scopes), every entry must be within them."""
+    ``allows`` (a SMART token's scopes), every entry must be within them. ``reader`` says
+    how the GET entries of a batch read (default: ``[fhir]`` settings, relative links)."""
     ctx = viewer.ctx
     data = parse_json(bundle_bytes, "Bundle")
     if allows is not None:
         check_entry_scopes(data, allows)
+    if isinstance(data, dict) and data.get("type") == "batch":
+        return await _apply_batch(viewer, data, bundle_bytes, reader, allows)
     pool = running_pool(ctx)
     if pool is None or _entry_count(data) < OFFLOAD_MIN_ENTRIES:
         validate_bundle(data)
@@ -111,6 +126,31 @@ async def apply_bundle(
         raise
     finally:
         checked.cancel()
+
+
+async def _apply_batch(
+    viewer: Viewer,
+    data: dict[str, Any],
+    bundle_bytes: bytes,
+    reader: Reader | None,
+    allows: ScopeCheck | None,
+) -> dict[str, Any]:
+    """A batch Bundle: the Bundle checked as a whole, each entry validated on its own (a
+    large batch in a worker, while the hub plans and stores it)."""
+    entries = validate_batch_shell(data)
+    bundle_entries(data, "batch")  # too many entries: refused before any validation
+    pool = running_pool(viewer.ctx)
+    if pool is None or len(entries) < OFFLOAD_MIN_ENTRIES:
+        checks = EntryChecks(check_entries(entries))
+    else:
+        checks = EntryChecks(running=pool.check_entries(bundle_bytes))
+    if reader is None:
+        settings = settings_of(viewer.ctx.config.section(SECTION))
+        reader = Reader(viewer, settings.base_url, settings, allows=allows)
+    try:
+        return await run_batch(viewer, data, checks, reader)
+    finally:
+        checks.cancel()
 
 
 def _entry_count(data: Any) -> int:

@@ -9,6 +9,10 @@ the ``self`` link) unless the request says ``Prefer: handling=strict``, then the
 A known parameter with a modifier (``name:exact``, ``status:not``) is always a 400: no
 modifier is supported, and ignoring one would answer another question.
 
+A search (not conditional criteria) also reads ``_include`` (one value each, checked
+against the searched type by :mod:`plugins.fhir.reads`); ``_revinclude`` and modifiers of
+``_include`` (``:iterate``) are always a 400, whatever ``Prefer: handling`` says.
+
 Paging links name a position, not a count: ``next`` asks for what follows the sort key of
 the page's last entry (``_after``), ``previous`` for what precedes its first (``_before``).
 So a record created, changed or no longer visible between two pages neither hides another
@@ -74,6 +78,8 @@ class Query:
     """``_before``: the page ends before this sort key (a ``previous`` link)."""
     carried: tuple[tuple[str, str], ...] = ()
     """Parameters that do not filter but change the answer (``_purpose``): kept in links."""
+    includes: tuple[str, ...] = ()
+    """``_include`` values, in the order given: kept in links."""
 
     def values(self, name: str) -> list[str]:
         """Every value given for a parameter (one per occurrence)."""
@@ -87,17 +93,23 @@ def parse_query(
     default_count: int,
     max_count: int,
     strict: bool,
+    includes: bool = False,
 ) -> Query:
-    """Check and split the query parameters of a search."""
+    """Check and split the query parameters of a search (``includes``: read ``_include``
+    and refuse ``_revinclude``; else both are unknown parameters, as in conditional
+    criteria)."""
     allowed_set = set(allowed) | {"_id", "_lastUpdated"}
     criteria: list[tuple[str, str]] = []
     carried: list[tuple[str, str]] = []
+    included: list[str] = []
     count, offset, descending = default_count, 0, False
     after: Key | None = None
     before: Key | None = None
     for name, value in params:
         base = name.split(":", 1)[0]
-        if name == "_count":
+        if includes and base in ("_include", "_revinclude"):
+            included.append(_include_value(name, value))
+        elif name == "_count":
             count = _int(value, "_count", 0, max_count)
         elif name == "_offset":
             offset = _int(value, "_offset", 0, 10**9)
@@ -126,7 +138,22 @@ def parse_query(
             raise FhirError.of(400, "not-supported", f"{base}: modifiers are not supported")
         elif strict:
             raise FhirError.of(400, "not-supported", f"search parameter {name!r} is not supported")
-    return Query(tuple(criteria), count, offset, descending, after, before, tuple(carried))
+    return Query(
+        tuple(criteria), count, offset, descending, after, before, tuple(carried), tuple(included)
+    )
+
+
+def _include_value(name: str, value: str) -> str:
+    """An ``_include`` value as given (a 400 for ``_revinclude`` or a modifier)."""
+    if name.startswith("_revinclude"):
+        raise FhirError.of(400, "not-supported", "_revinclude: not supported")
+    if name != "_include":
+        raise FhirError.of(
+            400, "not-supported", "_include: modifiers (such as :iterate) are not supported"
+        )
+    if not value:
+        raise FhirError.of(400, "invalid", "_include: empty value")
+    return value
 
 
 def _int(value: str, name: str, low: int, high: int) -> int:
@@ -291,6 +318,52 @@ PERSON_PARAMS: dict[str, tuple[str, ...]] = {
 resource is about now, not on the stored reference)."""
 
 
+RefsOf = Callable[[Mapping[str, Any]], Any]
+
+
+def _element(name: str) -> RefsOf:
+    return lambda resource: resource.get(name)
+
+
+def _task_outputs(resource: Mapping[str, Any]) -> list[Any]:
+    return [o.get("valueReference") for o in resource.get("output") or () if isinstance(o, Mapping)]
+
+
+INCLUDES: dict[str, dict[str, tuple[str, RefsOf]]] = {
+    "Task": {
+        "patient": ("Patient", _element("for")),
+        "subject": ("Patient", _element("for")),
+        "focus": ("ServiceRequest", _element("focus")),
+        "owner": ("Organization", _element("owner")),
+        "requester": ("Organization", _element("requester")),
+        "output": ("Procedure", _task_outputs),
+    },
+    "ServiceRequest": {
+        "patient": ("Patient", _element("subject")),
+        "subject": ("Patient", _element("subject")),
+        "requester": ("Organization", _element("requester")),
+        "performer": ("Organization", _element("performer")),
+        "owner": ("Organization", _element("performer")),
+    },
+    "Procedure": {
+        "patient": ("Patient", _element("subject")),
+        "subject": ("Patient", _element("subject")),
+        "based-on": ("ServiceRequest", _element("basedOn")),
+    },
+    "Consent": {
+        "patient": ("Patient", _element("patient")),
+        "organization": ("Organization", _element("organization")),
+    },
+}
+"""``_include`` per searched type: search parameter → (target type, the References it
+follows in a resource as the API renders it — patient references name the current person)."""
+
+
+def include_names(resource_type: str) -> list[str]:
+    """The ``_include`` values a search of this type takes (``Type:param``)."""
+    return [f"{resource_type}:{name}" for name in sorted(INCLUDES.get(resource_type, {}))]
+
+
 def stored_params(resource_type: str) -> set[str]:
     """Every search parameter of a stored type."""
     return {*SEARCH_PARAMS[resource_type], *PERSON_PARAMS[resource_type]}
@@ -411,6 +484,7 @@ def searchset(
     def link(position: tuple[str, str] | None) -> str:
         """The URL of the page at ``position`` (a paging parameter), else the first."""
         params = [*query.criteria, ("_count", str(query.count)), *query.carried]
+        params.extend(("_include", value) for value in query.includes)
         if query.descending:
             params.append(("_sort", "-_lastUpdated"))
         if position is not None:

@@ -9,6 +9,10 @@ updates), then creates before updates, in dependency order (Consent, ServiceRequ
 Procedure, Task), so a Task may focus a ServiceRequest and list a Procedure made in the
 same Bundle. Any failing entry fails the whole Bundle with an OperationOutcome
 naming ``Bundle.entry[i]`` and the element; nothing is stored.
+
+The checks of the Bundle (:func:`bundle_entries`), the reading of an entry
+(:func:`plan_entry`), the write of one entry (:func:`apply_plan`) and its response
+(:func:`entry_response`) are shared with batch Bundles (:mod:`plugins.fhir.batch`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,8 +35,26 @@ WRITABLE = frozenset(ORDER)
 MAX_ENTRIES = 10_000
 
 
+def bundle_entries(bundle: Mapping[str, Any], kind: str) -> list[Any]:
+    """The entries of a ``kind`` (transaction or batch) Bundle: 400 at ``Bundle.type`` for
+    another type, 413 for more than :data:`MAX_ENTRIES` entries."""
+    if bundle.get("type") != kind:
+        raise FhirError.of(
+            400,
+            "not-supported",
+            "Bundle.type: only transaction and batch Bundles are accepted",
+            "Bundle.type",
+        )
+    entries = bundle.get("entry") or []
+    if len(entries) > MAX_ENTRIES:
+        raise FhirError.of(413, "too-costly", f"Bundle.entry: more than {MAX_ENTRIES} entries")
+    return list(entries)
+
+
 @dataclass(slots=True)
-class _Plan:
+class Plan:
+    """One entry of a Bundle, read: what it asks for, and of what."""
+
     index: int
     method: str
     resource_type: str
@@ -42,23 +65,36 @@ class _Plan:
     if_none_exist: str | None = None
     full_url: str | None = None
     new_id: str | None = None
+    url: str = ""
+    """The request URL (relative to the base): what a GET entry reads."""
 
 
-def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
+def plan_entry(index: int, entry: Any, methods: tuple[str, ...] = ("POST", "PUT")) -> Plan:
+    """Read entry ``index``'s request (its method one of ``methods``); a 400 naming the
+    entry's element when it is not one the hub can carry out."""
     where = f"Bundle.entry[{index}]"
+    if not isinstance(entry, Mapping):
+        raise FhirError.of(400, "structure", f"{where}: expected an object", where)
     request = entry.get("request")
     if not isinstance(request, Mapping):
         raise FhirError.of(400, "required", f"{where}.request: required", f"{where}.request")
     method = str(request.get("method", "")).upper()
     url = str(request.get("url", "")).strip().lstrip("/")
     resource = entry.get("resource")
-    if method not in ("POST", "PUT"):
+    if method not in methods:
+        kind = "a batch" if "GET" in methods else "a transaction"
+        named = ", ".join(methods[:-1]) + " and " + methods[-1]
         raise FhirError.of(
             400,
             "not-supported",
-            f"{where}.request.method: only POST and PUT are supported in a transaction",
+            f"{where}.request.method: only {named} are supported in {kind}",
             f"{where}.request.method",
         )
+    if method == "GET":
+        if not url:
+            where_url = f"{where}.request.url"
+            raise FhirError.of(400, "required", f"{where_url}: required", where_url)
+        return Plan(index, method, url.partition("?")[0].split("/")[0], {}, url=url)
     if not isinstance(resource, Mapping):
         raise FhirError.of(400, "required", f"{where}.resource: required", f"{where}.resource")
     if not isinstance(resource, dict):
@@ -90,7 +126,7 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
                 f"{where}.request.url",
             )
         if_none_exist = request.get("ifNoneExist")
-        return _Plan(
+        return Plan(
             index,
             method,
             rtype,
@@ -101,7 +137,7 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
         )
     if_match = request.get("ifMatch")
     if len(parts) == 2 and not query:
-        return _Plan(
+        return Plan(
             index,
             method,
             rtype,
@@ -111,7 +147,7 @@ def _plan(index: int, entry: Mapping[str, Any]) -> _Plan:
             full_url=full_url,
         )
     if len(parts) == 1 and query:
-        return _Plan(
+        return Plan(
             index,
             method,
             rtype,
@@ -141,6 +177,27 @@ def _rewrite(value: Any, local: Mapping[str, str]) -> Any:
     return value
 
 
+async def apply_plan(batch: Batch, plan: Plan) -> Outcome:
+    """Plan in ``batch`` the write one entry asks for (create, update or conditional
+    update); errors name the entry's resource."""
+    path = f"Bundle.entry[{plan.index}].resource"
+    if plan.method == "POST":
+        return await batch.create(
+            plan.resource,
+            path,
+            if_none_exist=plan.if_none_exist,
+            local_url=plan.full_url,
+            new_id=plan.new_id,
+        )
+    if plan.target_id is not None:
+        return await batch.update(
+            plan.resource_type, plan.target_id, plan.resource, path, if_match=plan.if_match
+        )
+    return await batch.conditional_update(
+        plan.resource, plan.criteria or "", path, if_match=plan.if_match
+    )
+
+
 async def run_transaction(
     viewer: Viewer,
     bundle: Mapping[str, Any],
@@ -151,20 +208,11 @@ async def run_transaction(
     The Bundle is validated already, or ``confirm`` validates it: it is awaited before
     anything commits (see :func:`plugins.fhir.ingest.ingest_bundle`).
     """
-    if bundle.get("type") != "transaction":
-        raise FhirError.of(
-            400,
-            "not-supported",
-            "Bundle.type: only transaction Bundles are accepted",
-            "Bundle.type",
-        )
-    entries = bundle.get("entry") or []
-    if len(entries) > MAX_ENTRIES:
-        raise FhirError.of(413, "too-costly", f"Bundle.entry: more than {MAX_ENTRIES} entries")
-    plans: list[_Plan] = []
+    entries = bundle_entries(bundle, "transaction")
+    plans: list[Plan] = []
     for i, entry in enumerate(entries):
         try:
-            plans.append(_plan(i, entry))
+            plans.append(plan_entry(i, entry))
         except FhirError as exc:
             raise at_entry(exc, i) from None
     _check_unique_full_urls(plans)
@@ -174,34 +222,18 @@ async def run_transaction(
         if p.full_url and p.new_id is not None
     }
     if local:
-        plans = [_Plan(**{**_fields(p), "resource": _rewrite(p.resource, local)}) for p in plans]
-    await read_ahead_identifiers(viewer, _patient_identifier_criteria(plans))
+        plans = [Plan(**{**_fields(p), "resource": _rewrite(p.resource, local)}) for p in plans]
+    await read_ahead_identifiers(viewer, patient_identifier_criteria(plans))
     batch = Batch(viewer)
     outcomes: dict[int, Outcome] = {}
     # Where a reference to an entry must point once the entry has run: a conditional create
     # that found an existing resource (or Patient) is that resource, not the new id planned.
     found: dict[str, str] = {}
     for plan in sorted(plans, key=_run_order):
-        path = f"Bundle.entry[{plan.index}].resource"
         if found:
             plan.resource = _rewrite(plan.resource, found)
         try:
-            if plan.method == "POST":
-                outcomes[plan.index] = await batch.create(
-                    plan.resource,
-                    path,
-                    if_none_exist=plan.if_none_exist,
-                    local_url=plan.full_url,
-                    new_id=plan.new_id,
-                )
-            elif plan.target_id is not None:
-                outcomes[plan.index] = await batch.update(
-                    plan.resource_type, plan.target_id, plan.resource, path, if_match=plan.if_match
-                )
-            else:
-                outcomes[plan.index] = await batch.conditional_update(
-                    plan.resource, plan.criteria or "", path, if_match=plan.if_match
-                )
+            outcomes[plan.index] = await apply_plan(batch, plan)
         except FhirError as exc:
             raise at_entry(exc, plan.index) from None
         _note_target(batch, plan, outcomes[plan.index], found)
@@ -213,7 +245,7 @@ async def run_transaction(
     }
 
 
-def _check_unique_full_urls(plans: list[_Plan]) -> None:
+def _check_unique_full_urls(plans: list[Plan]) -> None:
     """400 naming the second entry that repeats an earlier entry's ``fullUrl``: references
     to it could not tell the two apart (bdl-7)."""
     seen: set[str] = set()
@@ -228,7 +260,7 @@ def _check_unique_full_urls(plans: list[_Plan]) -> None:
         seen.add(plan.full_url)
 
 
-def _run_order(plan: _Plan) -> tuple[bool, bool, int, int]:
+def _run_order(plan: Plan) -> tuple[bool, bool, int, int]:
     """Patients first (creates and conditional updates alike: they reference nothing, and
     other entries reference them), then creates before updates, in dependency order."""
     return (
@@ -239,7 +271,7 @@ def _run_order(plan: _Plan) -> tuple[bool, bool, int, int]:
     )
 
 
-def _note_target(batch: Batch, plan: _Plan, outcome: Outcome, found: dict[str, str]) -> None:
+def _note_target(batch: Batch, plan: Plan, outcome: Outcome, found: dict[str, str]) -> None:
     """Record where references to ``plan``'s entry must point now that it has run.
 
     A created resource already has the id the references were rewritten to. A conditional
@@ -259,7 +291,7 @@ def _note_target(batch: Batch, plan: _Plan, outcome: Outcome, found: dict[str, s
         found[plan.full_url] = f"Patient/{outcome.person}"
 
 
-def _patient_identifier_criteria(plans: list[_Plan]) -> list[str]:
+def patient_identifier_criteria(plans: list[Plan]) -> list[str]:
     """The ``identifier`` tokens of the Patient conditional creates and updates (read ahead in
     one query; a malformed criterion is left to the entry, which reports it)."""
     tokens: list[str] = []
@@ -273,16 +305,21 @@ def _patient_identifier_criteria(plans: list[_Plan]) -> list[str]:
     return tokens
 
 
-def _fields(plan: _Plan) -> dict[str, Any]:
-    return {name: getattr(plan, name) for name in _Plan.__slots__}
+def _fields(plan: Plan) -> dict[str, Any]:
+    return {name: getattr(plan, name) for name in Plan.__slots__}
 
 
-_STATUS_TEXT = {200: "200 OK", 201: "201 Created"}
+def status_text(status: int) -> str:
+    """``Bundle.entry.response.status``: the code and its reason phrase (``201 Created``)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def entry_response(outcome: Outcome) -> dict[str, Any]:
     """``Bundle.entry.response`` of one write."""
-    out: dict[str, Any] = {"status": _STATUS_TEXT.get(outcome.status, str(outcome.status))}
+    out: dict[str, Any] = {"status": status_text(outcome.status)}
     stored = outcome.stored
     if stored is not None:
         out["location"] = f"{stored.type}/{stored.id}/_history/{stored.version}"

@@ -135,16 +135,20 @@ def validate_resource(data: Any, expected: str | None = None, path: str = "") ->
     if expected is not None and rtype != expected:
         where = f"{base}.resourceType"
         raise FhirError.of(400, "invalid", f"{where}: {expected} expected here", where)
-    model = _model(str(rtype))
+    _validate_model(_model(str(rtype)), data, base, str(rtype))
+    check_codes(data, base)
+    return str(rtype)
+
+
+def _validate_model(model: Any, data: Any, base: str, what: str) -> None:
+    """``model.model_validate(data)``; a 400 whose issues name elements under ``base``."""
     try:
         model.model_validate(data)
     except ValidationError as exc:
         issues = _dedupe(_issue(e, base) for e in exc.errors(include_input=False))
         raise FhirError(400, issues[:MAX_ISSUES]) from None
     except Exception:
-        raise FhirError.of(400, "structure", f"{base}: not a valid {rtype}", base) from None
-    check_codes(data, base)
-    return str(rtype)
+        raise FhirError.of(400, "structure", f"{base}: not a valid {what}", base) from None
 
 
 def validate_bundle(data: Any) -> None:
@@ -181,3 +185,44 @@ def _dedupe(issues: Iterable[Issue]) -> list[Issue]:
             seen.add(key)
             out.append(issue)
     return out
+
+
+def validate_batch_shell(data: Any) -> list[Any]:
+    """Validate a batch Bundle but for its entries' content; its entries. Each entry is
+    validated on its own (:func:`check_entries`): in a batch, a bad entry fails alone."""
+    if not isinstance(data, Mapping):
+        raise FhirError.of(400, "structure", "body: expected a JSON object")
+    if data.get("resourceType") != "Bundle":
+        raise FhirError.of(400, "invalid", "resourceType: expected Bundle", "Bundle.resourceType")
+    entries = data.get("entry") or []
+    if not isinstance(entries, list):
+        raise FhirError.of(400, "structure", "Bundle.entry: expected a list", "Bundle.entry")
+    validate_resource({k: v for k, v in data.items() if k != "entry"}, "Bundle", "Bundle")
+    return entries
+
+
+def validate_entry(entry: Any, index: int) -> None:
+    """Validate entry ``index`` of a Bundle (its request and its resource) with the R4B
+    ``BundleEntry`` model, as :func:`validate_bundle` validates it within its Bundle."""
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(entry, Mapping):
+        raise FhirError.of(400, "structure", f"{where}: expected an object", where)
+    resource = entry.get("resource")
+    if resource is not None:
+        if not isinstance(resource, Mapping):
+            raise FhirError.of(400, "structure", f"{where}.resource: expected a resource")
+        _check_types(resource, f"{where}.resource")
+    _validate_model(_model("BundleEntry"), entry, where, "Bundle entry")
+    if isinstance(resource, Mapping):
+        check_codes(resource, f"{where}.resource")
+
+
+def check_entries(entries: Iterable[Any]) -> dict[int, FhirError]:
+    """The validation error of each invalid entry, by index (valid ones left out)."""
+    found: dict[int, FhirError] = {}
+    for index, entry in enumerate(entries):
+        try:
+            validate_entry(entry, index)
+        except FhirError as exc:
+            found[index] = exc
+    return found

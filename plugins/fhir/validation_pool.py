@@ -8,7 +8,9 @@ partner's request for a tenth of a second, and the validation and the hub's own 
 processes, and a Bundle of at least :data:`OFFLOAD_MIN_ENTRIES` entries is validated in one
 of them while the event loop maps and stores it in a transaction that commits only once
 the validation has passed (:func:`plugins.fhir.ingest.ingest_bundle`). Smaller Bundles,
-and every Bundle when no pool runs, are validated first, in process.
+and every Bundle when no pool runs, are validated first, in process. The entries of a large
+batch Bundle are validated one by one in a worker (:meth:`ValidationPool.check_entries`):
+there a bad entry fails alone.
 
 A worker that dies (killed, out of memory, during a check or idle) breaks the pool: a new
 pool replaces it, and a Bundle whose check it took down is validated in process.
@@ -24,13 +26,14 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 from hub.heap import tune_collector
 from plugins.fhir.outcome import FhirError, Issue
-from plugins.fhir.validation import parse_json, validate_bundle
+from plugins.fhir.validation import check_entries, parse_json, validate_bundle
 
 log = logging.getLogger("hub.fhir.validation")
 
@@ -49,6 +52,9 @@ _WARM_UP = (
 )
 
 IssueTuple = tuple[str, str, tuple[str, ...], str]
+Found = tuple[int, list[IssueTuple]]
+"""An error as plain data: its HTTP status and issues (they cross a process boundary)."""
+T = TypeVar("T")
 
 
 def check_bundle_bytes(body: bytes) -> tuple[int, list[IssueTuple]] | None:
@@ -57,8 +63,26 @@ def check_bundle_bytes(body: bytes) -> tuple[int, list[IssueTuple]] | None:
     try:
         validate_bundle(parse_json(body, "Bundle"))
     except FhirError as exc:
-        return exc.status, [(i.code, i.diagnostics, i.expression, i.severity) for i in exc.issues]
+        return _found(exc)
     return None
+
+
+def check_entry_bytes(body: bytes) -> dict[int, Found]:
+    """Validate each entry of a Bundle on its own (runs in a worker); the errors of the
+    invalid ones by index (the Bundle itself was checked by the caller)."""
+    data = parse_json(body, "Bundle")
+    entries = data.get("entry") if isinstance(data, dict) else None
+    found = check_entries(entries if isinstance(entries, list) else [])
+    return {index: _found(exc) for index, exc in found.items()}
+
+
+def _found(exc: FhirError) -> Found:
+    return exc.status, [(i.code, i.diagnostics, i.expression, i.severity) for i in exc.issues]
+
+
+def _error(found: Found) -> FhirError:
+    status, issues = found
+    return FhirError(status, [Issue(*issue) for issue in issues])
 
 
 def _start_worker(parent: int) -> None:
@@ -83,22 +107,23 @@ def _start_worker(parent: int) -> None:
 
 
 def _submit(
-    pool: ProcessPoolExecutor, body: bytes
-) -> concurrent.futures.Future[tuple[int, list[IssueTuple]] | None]:
-    """Hand ``body`` to the pool with SIGINT blocked in this thread: a worker the pool
-    spawns for it inherits the blocked signal until :func:`_start_worker` ignores it (a
-    Ctrl-C during the worker's imports would otherwise end it with a traceback)."""
+    pool: ProcessPoolExecutor,
+    body: bytes,
+    check: Callable[[bytes], T],
+) -> concurrent.futures.Future[T]:
+    """Hand ``check(body)`` to the pool with SIGINT blocked in this thread: a worker the
+    pool spawns for it inherits the blocked signal until :func:`_start_worker` ignores it
+    (a Ctrl-C during the worker's imports would otherwise end it with a traceback)."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        return pool.submit(check_bundle_bytes, body)
+        return pool.submit(check, body)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _raise_found(found: tuple[int, list[IssueTuple]] | None) -> None:
+def _raise_found(found: Found | None) -> None:
     if found is not None:
-        status, issues = found
-        raise FhirError(status, [Issue(*issue) for issue in issues])
+        raise _error(found)
 
 
 class ValidationPool:
@@ -119,7 +144,7 @@ class ValidationPool:
         :func:`plugins.fhir.ingest.ingest_bundle`. Workers that cannot start leave the hub
         validating in process (logged), not stopped."""
         pool = self._new_pool()
-        warm_ups = [_submit(pool, _WARM_UP) for _ in range(self._workers)]
+        warm_ups = [_submit(pool, _WARM_UP, check_bundle_bytes) for _ in range(self._workers)]
         try:
             await asyncio.gather(*(asyncio.wrap_future(w) for w in warm_ups))
         except Exception as exc:
@@ -145,19 +170,48 @@ class ValidationPool:
     def check(self, body: bytes) -> asyncio.Future[None]:
         """Start validating ``body`` in a worker now; the future raises
         :class:`FhirError` when the Bundle is invalid."""
+        pool, running = self._start(body, check_bundle_bytes)
+        return asyncio.ensure_future(self._checked(pool, running, body))
+
+    def check_entries(self, body: bytes) -> asyncio.Future[dict[int, FhirError]]:
+        """Start validating each entry of the Bundle ``body`` in a worker now; the future
+        answers the errors of the invalid entries by index."""
+        pool, running = self._start(body, check_entry_bytes)
+        return asyncio.ensure_future(self._entries(pool, running, body))
+
+    async def _checked(
+        self,
+        pool: ProcessPoolExecutor,
+        running: concurrent.futures.Future[Found | None],
+        body: bytes,
+    ) -> None:
+        _raise_found(await self._outcome(pool, running, body, check_bundle_bytes))
+
+    async def _entries(
+        self,
+        pool: ProcessPoolExecutor,
+        running: concurrent.futures.Future[dict[int, Found]],
+        body: bytes,
+    ) -> dict[int, FhirError]:
+        found = await self._outcome(pool, running, body, check_entry_bytes)
+        return {index: _error(error) for index, error in found.items()}
+
+    def _start(
+        self, body: bytes, check: Callable[[bytes], T]
+    ) -> tuple[ProcessPoolExecutor, concurrent.futures.Future[T]]:
+        """``check(body)`` handed to a worker now: the pool and the running check."""
         pool = self._pool
         if pool is None:
             raise RuntimeError("the FHIR validation pool is stopped")
         # Handed to the worker before returning: the caller's work that follows may not
         # give the event loop a turn until it awaits the result.
         try:
-            running = _submit(pool, body)
+            return pool, _submit(pool, body, check)
         except BrokenProcessPool:  # a worker died while idle
-            pool = self._restart(pool)
-            if pool is None:
+            restarted = self._restart(pool)
+            if restarted is None:
                 raise RuntimeError("the FHIR validation pool is stopped") from None
-            running = _submit(pool, body)
-        return asyncio.ensure_future(self._outcome(pool, running, body))
+            return restarted, _submit(restarted, body, check)
 
     def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor | None:
         """A new pool in place of a broken one (once, however many checks find it broken);
@@ -171,17 +225,17 @@ class ValidationPool:
     async def _outcome(
         self,
         pool: ProcessPoolExecutor,
-        running: concurrent.futures.Future[tuple[int, list[IssueTuple]] | None],
+        running: concurrent.futures.Future[T],
         body: bytes,
-    ) -> None:
+        check: Callable[[bytes], T],
+    ) -> T:
         try:
-            found = await asyncio.wrap_future(running)
+            return await asyncio.wrap_future(running)
         except BrokenProcessPool:  # a worker died during this check: validate it here
             self._restart(pool)
-            found = check_bundle_bytes(body)
+            return check(body)
         finally:
             running.cancel()
-        _raise_found(found)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # "spawn": the hub's process runs threads (SQLite connections), which fork must not copy.

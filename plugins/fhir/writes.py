@@ -6,6 +6,13 @@ which hands them all to ``ctx.engine.ingest`` at once (one store transaction). A
 create or update is a batch of one; a transaction Bundle is a batch of many, so one bad entry
 stores nothing.
 
+A batch Bundle plans each entry as a *part* (:meth:`Batch.begin_part` …
+:meth:`Batch.end_part`; a part that fails is undone alone with :meth:`Batch.undo_part`) and
+commits with :meth:`Batch.commit_parts`: every part in a savepoint of its own (one store
+transaction, batched statements while nothing fails), so a part that fails when stored is
+rolled back alone. Parts that write the same record, or that build on what another part
+planned, are stored together.
+
 What is stored: Patients become canonical Client records (source ``fhir:<agency>``, id the
 resource id or its first identifier); Tasks, ServiceRequests, Consents and Procedures become
 ``fhir.<Type>`` records (see :mod:`plugins.fhir.repo`); each Task with its ServiceRequest
@@ -16,9 +23,10 @@ imported into the gate (``ctx.import_consents``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +35,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from consent import ConsentRecord
+from hub.core.engine import IngestRequest, IngestResult
 from hub.core.serialize import record_from_payload
 from hub.plugin_api import (
     Provenance,
@@ -47,11 +56,27 @@ from plugins.fhir.patients import (
 )
 from plugins.fhir.prepare import PREPARE
 from plugins.fhir.queries import search_stored
-from plugins.fhir.repo import Stored, record_token, resource_record, stamp
+from plugins.fhir.repo import SOURCE, Stored, kind_of, record_token, resource_record, stamp
 from plugins.fhir.search import Query, parse_query, stored_params
 from plugins.fhir.systems import canonical_system
 
+WRITE_LOCK = "fhir_write_lock"
+
+
+def write_lock(ctx: Any) -> asyncio.Lock:
+    """The lock that serialises FHIR writes of one hub process (read-check-write of
+    versions and Task status must not interleave)."""
+    lock = ctx.extras.get(WRITE_LOCK)
+    if lock is None:
+        lock = ctx.extras[WRITE_LOCK] = asyncio.Lock()
+    return lock  # type: ignore[no-any-return]
+
+
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
+_MISSING = object()
+
+RecordKey = tuple[str, str, str]
+"""(kind, source, source id) of a planned record."""
 
 
 def parse_etag(value: str, where: str = "If-Match") -> int:
@@ -84,6 +109,23 @@ class Outcome:
     patient: dict[str, Any] | None = None
 
 
+@dataclass(slots=True)
+class Part:
+    """What one entry of a batch Bundle planned (see :meth:`Batch.begin_part`)."""
+
+    index: int
+    keys: list[RecordKey] = field(default_factory=list)
+    """The records it writes."""
+    after: set[int] = field(default_factory=set)
+    """Earlier parts whose records it overwrites or whose planned resources it read."""
+    outcomes: list[Outcome] = field(default_factory=list)
+    consents: list[ConsentRecord] = field(default_factory=list)
+
+
+StoredGroup = tuple[tuple[int, ...], Exception | None]
+"""The indices of parts stored together, and what their storing raised (None: stored)."""
+
+
 @dataclass
 class Batch:
     """Writes planned for one caller, committed together."""
@@ -97,6 +139,10 @@ class Batch:
     _outcomes: list[Outcome] = field(default_factory=list)
     consents: list[ConsentRecord] = field(default_factory=list)
     _now_version: str | None = None
+    _part: Part | None = None
+    _undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
+    _marks: tuple[int, int] = (0, 0)
+    _record_by: dict[RecordKey, int] = field(default_factory=dict)
 
     @property
     def ctx(self) -> Any:
@@ -119,6 +165,7 @@ class Batch:
         """A resource as this batch would leave it."""
         pending = self._pending.get((resource_type, resource_id))
         if pending is not None:
+            self._depend_on(pending)
             return pending
         return await self.viewer.repo.get(resource_type, resource_id)
 
@@ -196,12 +243,68 @@ class Batch:
                 raise FhirError.of(422, "business-rule", f"{where}: cannot be changed", where)
         resource[element] = old.resource.get(element)
 
+    # ---- parts (the entries of a batch Bundle) --------------------------------------------
+
+    def begin_part(self, index: int) -> None:
+        """Start planning the writes of batch entry ``index`` (undone alone if it fails)."""
+        self._part = Part(index)
+        self._undo = []
+        self._marks = (len(self._outcomes), len(self.consents))
+
+    def end_part(self) -> Part:
+        """The writes the entry begun last planned."""
+        part = self._part
+        assert part is not None, "no part begun"
+        outcomes, consents = self._marks
+        part.outcomes = self._outcomes[outcomes:]
+        part.consents = self.consents[consents:]
+        self._part = self._undo = None
+        return part
+
+    def undo_part(self) -> None:
+        """Forget everything the entry begun last planned (it failed)."""
+        for table, key, old in reversed(self._undo or ()):
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+        outcomes, consents = self._marks
+        del self._outcomes[outcomes:]
+        del self.consents[consents:]
+        self._part = self._undo = None
+
+    def _assign(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        """``table[key] = value``, undoable while a part is planned."""
+        if self._undo is not None:
+            self._undo.append((table, key, table.get(key, _MISSING)))
+        table[key] = value
+
+    def _write(self, key: RecordKey, rec: Record) -> None:
+        """Plan a record (the part planned now owns it; an earlier owner joins its group)."""
+        part = self._part
+        if part is not None:
+            owner = self._record_by.get(key)
+            if owner is not None and owner != part.index:
+                part.after.add(owner)
+            if owner != part.index:
+                part.keys.append(key)
+            self._assign(self._record_by, key, part.index)
+        self._assign(self._records, key, rec)
+
+    def _depend_on(self, stored: Stored) -> None:
+        """The part planned now builds on a resource planned (not stored) by another part."""
+        part = self._part
+        if part is not None:
+            owner = self._record_by.get((kind_of(stored.type), SOURCE, stored.id))
+            if owner is not None and owner != part.index:
+                part.after.add(owner)
+
     # ---- records ---------------------------------------------------------------------------
 
     def _put(self, stored: Stored) -> None:
-        self._pending[(stored.type, stored.id)] = stored
+        self._assign(self._pending, (stored.type, stored.id), stored)
         rec = resource_record(stored, source_system=self.source_system, received_at=self.now)
-        self._records[(rec.meta.kind, rec.meta.key.source, rec.meta.key.id)] = rec
+        self._write((rec.meta.kind, rec.meta.key.source, rec.meta.key.id), rec)
 
     def _referral(self, task: Stored, sr: Stored) -> None:
         client = {"source": task.client.source, "id": task.client.id} if task.client else None
@@ -215,7 +318,7 @@ class Batch:
             ),
             version=f"{task.version:012d}.{sr.version:012d}",
         )
-        self._records[("referral", "fhir", task.id)] = record_from_payload(meta, payload)
+        self._write(("referral", "fhir", task.id), record_from_payload(meta, payload))
 
     async def _referrals_of_request(self, sr: Stored) -> None:
         for task in await self.find_all("Task"):
@@ -268,10 +371,10 @@ class Batch:
             ),
             version=self._patient_version(resource),
         )
-        self._records[record_key] = client_record(meta, payload)
-        self.patient_payloads[key] = payload
+        self._write(record_key, client_record(meta, payload))
+        self._assign(self.patient_payloads, key, payload)
         if local_url:
-            self._patients[local_url] = key
+            self._assign(self._patients, local_url, key)
         outcome = Outcome("Patient", 201, patient_key=key)
         self._outcomes.append(outcome)
         return outcome
@@ -333,6 +436,9 @@ class Batch:
             return await self._existing_patients(query_string, where)
         query = self._query(rtype, query_string, where)
         found = await search_stored(self.viewer, rtype, query, await self.find_all(rtype))
+        for s in found:
+            if self._pending.get((s.type, s.id)) is s:
+                self._depend_on(s)
         return [Match(s.id, stored=s) for s in found]
 
     async def conditional_update(
@@ -442,19 +548,75 @@ class Batch:
         if records:
             result = await self.ctx.engine.ingest(records, before_commit=confirm)
             by_key = dict(zip(self._records, result.outcomes, strict=True))
-            await self._resolve_patients(result.persons, by_key)
+            await self._resolve_patients(self._outcomes, result.persons, by_key)
         elif confirm is not None:
             await confirm()
-        if self.consents:
-            await self.ctx.import_consents(self.consents)
-        self.viewer.repo.forget()
-        self.viewer.key_persons.clear()
+        await self._after_commit(self.consents)
         return self._outcomes
 
+    async def commit_parts(
+        self,
+        parts: Sequence[Part],
+        check: Callable[[tuple[int, ...]], Awaitable[None]] | None = None,
+    ) -> list[StoredGroup]:
+        """Store the parts of a batch Bundle: each group of parts that must be stored
+        together (:func:`part_groups`) in a savepoint of its own, all in one transaction with
+        batched statements while nothing fails (``ctx.engine.ingest_many``), so a group that
+        fails is rolled back alone. ``check(indices)`` (the entries' validation, when it runs
+        alongside) is awaited before a group commits; what it raises leaves that group
+        unstored. Consents of stored parts are applied. One answer per group, in order."""
+        answers: list[StoredGroup] = []
+        requests: list[IngestRequest] = []
+        storing: list[tuple[tuple[int, ...], list[RecordKey], list[Part]]] = []
+        stored: list[Part] = []
+        for group in part_groups(parts):
+            indices = tuple(p.index for p in group)
+            keys = list(dict.fromkeys(k for p in group for k in p.keys))
+            if not keys:  # nothing to write (a conditional create that found its match)
+                answers.append((indices, None))
+                stored.extend(group)
+                continue
+            before = _bound(check, indices) if check is not None else None
+            requests.append(IngestRequest([self._records[k] for k in keys], before_commit=before))
+            storing.append((indices, keys, group))
+        results = await self._ingest_many(requests)
+        for (indices, keys, group), result in zip(storing, results, strict=True):
+            if isinstance(result, Exception):
+                answers.append((indices, result))
+                continue
+            answers.append((indices, None))
+            stored.extend(group)
+            by_key = dict(zip(keys, result.outcomes, strict=True))
+            outcomes = [o for p in group for o in p.outcomes]
+            await self._resolve_patients(outcomes, result.persons, by_key)
+        await self._after_commit([c for p in stored for c in p.consents])
+        return answers
+
+    async def _ingest_many(self, requests: list[IngestRequest]) -> list[IngestResult | Exception]:
+        """``ctx.engine.ingest_many``, with the exception of a lone request as its answer."""
+        if not requests:
+            return []
+        try:
+            return list(await self.ctx.engine.ingest_many(requests))
+        except Exception as exc:
+            if len(requests) == 1:
+                return [exc]
+            raise
+
+    async def _after_commit(self, consents: list[ConsentRecord]) -> None:
+        """Apply the stored Consents to the gate; drop what this request read before."""
+        if consents:
+            await self.ctx.import_consents(consents)
+        self.viewer.repo.forget()
+        self.viewer.key_persons.clear()
+
     async def _resolve_patients(
-        self, persons: Mapping[str, str], outcomes: Mapping[tuple[str, str, str], str]
+        self,
+        planned: Sequence[Outcome],
+        persons: Mapping[str, str],
+        outcomes: Mapping[tuple[str, str, str], str],
     ) -> None:
-        wanted = [o for o in self._outcomes if o.patient_key is not None]
+        wanted = [o for o in planned if o.patient_key is not None]
         missing = [
             o.patient_key
             for o in wanted
@@ -466,3 +628,38 @@ class Batch:
             assert key is not None
             o.person = persons.get(str(key)) or looked_up.get(key)
             o.status = 201 if outcomes.get(("client", key.source, key.id)) == "inserted" else 200
+
+
+def _bound(
+    check: Callable[[tuple[int, ...]], Awaitable[None]], indices: tuple[int, ...]
+) -> Callable[[], Awaitable[None]]:
+    """``check(indices)`` as a ``before_commit`` of one group of parts."""
+
+    async def before() -> None:
+        """The group's check."""
+        await check(indices)
+
+    return before
+
+
+def part_groups(parts: Sequence[Part]) -> list[list[Part]]:
+    """The parts in groups that must be stored together: a part joins the group of every
+    earlier part whose records it overwrites or whose planned resources it read (in order of
+    their first part; each group in entry order)."""
+    parent = {p.index: p.index for p in parts}
+
+    def root(i: int) -> int:
+        """The representative of part ``i``'s group."""
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for part in parts:
+        for other in part.after:
+            if other in parent:
+                parent[root(other)] = root(part.index)
+    groups: dict[int, list[Part]] = {}
+    for part in parts:
+        groups.setdefault(root(part.index), []).append(part)
+    return list(groups.values())

@@ -67,7 +67,7 @@ async def test_fhir_metadata_is_a_capability_statement(fhir_hub: FhirHubFactory)
         }
         task_params = {p["name"] for p in types["Task"]["searchParam"]}
         assert {"owner", "status", "_lastUpdated", "patient", "focus", "requester"} <= task_params
-        assert body["rest"][0]["interaction"] == [{"code": "transaction"}]
+        assert body["rest"][0]["interaction"] == [{"code": "transaction"}, {"code": "batch"}]
         async with hub.session.get(f"{hub.fhir}/metadata") as resp:
             assert resp.status == 401  # the API needs a key
 
