@@ -736,18 +736,30 @@ class Engine:
         kinds: Sequence[str] | None = None,
         categories: frozenset[str] | None = None,
         withheld: dict[str, int] | None = None,
+        keys: Sequence[tuple[str, str, str]] | None = None,
+        keep: Callable[[RecordRow], bool] | None = None,
     ) -> list[tuple[Record, dict[str, Any], RecordRow]]:
         """As :meth:`disclose_person`, with each released record's stored row.
 
         For writers of a source's own format (a HUD CSV export) that keep columns the
         canonical record does not model; the writer must still blank every column whose
         category the released payload does not carry.
+
+        With ``keys`` (kind, source, source id), the stored records of those keys are
+        decided on instead of the person's live records: deleted ones too (a delta export
+        tells a recipient of a deletion only as the gate releases the record as it stood).
+        ``keep``, read in the deciding transaction, picks the rows decided on.
         """
         out: list[tuple[Record, dict[str, Any], RecordRow]] = []
         now = self.clock()
         async with self.store.transaction() as tx:
             audit = AuditWriter(tx, batch=True)
-            for row in await tx.records_of_person(person_id, kinds):
+            if keys is None:
+                rows = await tx.records_of_person(person_id, kinds)
+            else:
+                found = await tx.records_by_keys(keys)
+                rows = [row for key in keys if (row := found.get(key)) is not None]
+            for row in rows if keep is None else filter(keep, rows):
                 rec = row_to_record(row)
                 d = await self.gate.disclose(
                     tx,

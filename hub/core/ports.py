@@ -16,7 +16,15 @@ UpsertOutcome = Literal["inserted", "updated", "unchanged", "stale"]
 
 @dataclass(frozen=True, slots=True)
 class RecordRow:
-    """A record as the store keeps it: meta in columns, the data fields as a JSON payload."""
+    """A record as the store keeps it: meta in columns, the data fields as a JSON payload.
+
+    ``deleted_at`` is when the store marked the record deleted (UTC ISO text, as the store's
+    other times): set by :meth:`Transaction.mark_deleted` and by a write of a deleted version
+    over a live (or new) record, kept while the record stays deleted, cleared (None) when a
+    live version is written. None for live records and for records deleted before the store
+    kept the time (unknown: never to be guessed). A row given to a write may carry one (it
+    is kept for a record written deleted); when it does not, the transaction's time is used.
+    """
 
     kind: str
     source: str
@@ -36,6 +44,7 @@ class RecordRow:
     raw_hash: str = ""
     flags: str = ""
     seq: int | None = None
+    deleted_at: str | None = None
 
     def __repr__(self) -> str:
         return f"<RecordRow {self.kind} {self.source}/{self.source_id} v{self.version}>"
@@ -358,11 +367,16 @@ class Transaction(Protocol):
     async def mark_deleted_except(
         self, kind: str, source: str, keep: Iterable[str], scope_owner: str | None = None
     ) -> int:
-        """Full refresh: mark deleted every record of (kind, source) not in ``keep``."""
+        """Full refresh: mark deleted every record of (kind, source) not in ``keep`` (as
+        :meth:`mark_deleted` does: with the time)."""
         ...
 
     async def mark_deleted(self, kind: str, source: str, source_ids: Iterable[str]) -> int:
-        """Mark deleted these live records of (kind, source); returns how many were live."""
+        """Mark deleted these live records of (kind, source); returns how many were live.
+
+        Each gets ``deleted_at`` = this transaction's time (one time for every record the
+        transaction marks); their version, data and ``DateUpdated`` are kept. Records deleted
+        already keep theirs."""
         ...
 
     # identity

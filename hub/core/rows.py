@@ -20,6 +20,8 @@ def record_to_row(
 
     ``data`` is ``record_payload(record)`` when the caller has it already; ``stored_at``, when
     given, is the row's ``received_at`` (the engine stamps the time it stores a version).
+    ``deleted_at`` is left to the store: a deleted version gets the time the store writes it
+    (a record deleted already keeps the time it was first marked).
     """
     meta = record.meta
     if data is None:

@@ -6,7 +6,9 @@ with one binary ``COPY`` (``asyncpg.copy_records_to_table``) into a temporary ta
 set-based statement from it. Small batches (an HL7 message writes two rows) keep the shared
 statements. The results are the same row for row: the same upsert rule (a stored newer
 version is never replaced), the same protected-field encryption before the rows leave the
-process, the same person links and keys. A batch that names one record twice is handed to
+process, the same person links and keys, the same ``deleted_at`` (the staged rows carry the
+values :meth:`~hub.store.sql.SqlTransaction.stored_record_args` gives, and the upsert is the
+shared ``RECORD_UPSERT``). A batch that names one record twice is handed to
 the shared statements, whose row-by-row order decides which copy wins.
 
 The staging tables are temporary (``ON COMMIT DELETE ROWS``): made once per connection,

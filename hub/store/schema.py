@@ -191,6 +191,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "WHERE head=1 AND status IN ('pending', 'retry')",
         ],
     ),
+    (
+        10,
+        "records keep the time they were marked deleted",
+        [
+            # When this hub stored the record as deleted (UTC ISO text, as the other *_at
+            # columns): a full refresh no longer carrying it (Transaction.mark_deleted) or a
+            # version arriving deleted. NULL while the record is live; NULL too for records
+            # deleted before this migration: deleted at an unknown time, which a delta export
+            # does not invent (it leaves them out, as before). A delta export reads it to
+            # tell its receiver about deletions made since its date. No index: exports read
+            # the records of a kind in key order anyway, and imports should not pay for one.
+            "ALTER TABLE records ADD COLUMN deleted_at TEXT",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -62,7 +62,7 @@ class Connection(Protocol):
 RECORD_COLUMNS = (
     "kind, source, source_id, owner, version, payload, payload_hash, source_system, "
     "received_at, deleted, sensitivity, restricted, client_source_id, person_id, client_source, "
-    "raw_hash, flags"
+    "raw_hash, flags, deleted_at"
 )
 _CHUNK = 500
 """Ids per ``IN (…)`` list (SQLite allows 32,766 parameters; PostgreSQL 65,535)."""
@@ -75,12 +75,16 @@ RECORD_UPSERT = (
     "received_at=excluded.received_at, deleted=excluded.deleted, "
     "sensitivity=excluded.sensitivity, restricted=excluded.restricted, "
     "client_source_id=excluded.client_source_id, client_source=excluded.client_source, "
-    "raw_hash=excluded.raw_hash, flags=excluded.flags "
+    "raw_hash=excluded.raw_hash, flags=excluded.flags, "
+    "deleted_at=CASE WHEN excluded.deleted=0 THEN NULL "
+    "WHEN records.deleted=1 THEN COALESCE(records.deleted_at, excluded.deleted_at) "
+    "ELSE excluded.deleted_at END "
     "WHERE records.version <= excluded.version"
 )
 """How a record write meets a stored one: a newer or equal version replaces it, an older
 version is ignored (so a concurrent writer's newer version is never overwritten); the link
-to a person is kept."""
+to a person is kept. ``deleted_at``: cleared by a live version, kept while the record stays
+deleted (the first time it was marked), else the written row's (see :func:`_record_args`)."""
 OPEN_STORED = ("pending", "retry")
 """The stored statuses of outbox entries not settled yet."""
 
@@ -130,6 +134,7 @@ def record_from_row(r: Row, cipher: FieldCipher | None = None) -> RecordRow:
         raw_hash=r[15],
         flags=r[16],
         person_id=r[13],
+        deleted_at=r[17],
     )
 
 
@@ -202,6 +207,14 @@ class SqlTransaction:
         self._dialect = dialect
         self._cipher = cipher
         self._savepoints = 0
+        self._now: str | None = None
+
+    def now(self) -> str:
+        """This transaction's time (:func:`now_iso` when first asked, the same after): every
+        record it marks deleted gets the same ``deleted_at``."""
+        if self._now is None:
+            self._now = now_iso()
+        return self._now
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -242,7 +255,7 @@ class SqlTransaction:
             return
         # One upsert; the WHERE keeps a concurrent writer's newer version.
         await self._c.executemany(
-            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             + RECORD_UPSERT,
             self.stored_record_args(rows, persons),
         )
@@ -251,9 +264,11 @@ class SqlTransaction:
         self, rows: Sequence[RecordRow], persons: Mapping[tuple[str, str, str], str] | None = None
     ) -> list[tuple[Any, ...]]:
         """The :data:`RECORD_COLUMNS` values of rows as stored: protected fields encrypted,
-        ``person_id`` from ``persons`` (by kind, source, source_id) where it names one."""
+        ``person_id`` from ``persons`` (by kind, source, source_id) where it names one, a
+        deleted row's ``deleted_at`` its own or else this transaction's time."""
         cipher = self._cipher
         links = persons or {}
+        now = self.now() if any(r.deleted for r in rows) else None
         return [
             _record_args(
                 r,
@@ -261,6 +276,7 @@ class SqlTransaction:
                 if cipher is None
                 else cipher.protect_payload(r.kind, r.source, r.source_id, r.payload),
                 links.get((r.kind, r.source, r.source_id), r.person_id),
+                (r.deleted_at or now) if r.deleted else None,
             )
             for r in rows
         ]
@@ -364,9 +380,9 @@ class SqlTransaction:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marked += await self._c.execute(
-                "UPDATE records SET deleted=1 WHERE kind=? AND source=? AND deleted=0 "
-                f"AND source_id IN ({','.join('?' * len(chunk))})",
-                [kind, source, *chunk],
+                "UPDATE records SET deleted=1, deleted_at=? WHERE kind=? AND source=? "
+                f"AND deleted=0 AND source_id IN ({','.join('?' * len(chunk))})",
+                [self.now(), kind, source, *chunk],
             )
         return marked
 
@@ -899,8 +915,11 @@ def _keys_where(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list[Any]]:
     return where, [v for k in keys for v in k]
 
 
-def _record_args(r: RecordRow, payload: bytes, person_id: str | None) -> tuple[Any, ...]:
-    """The INSERT arguments of a record row, with ``payload`` as stored (sealed)."""
+def _record_args(
+    r: RecordRow, payload: bytes, person_id: str | None, deleted_at: str | None
+) -> tuple[Any, ...]:
+    """The INSERT arguments of a record row, with ``payload`` as stored (sealed) and the
+    ``deleted_at`` to write (None for a live row)."""
     return (
         r.kind,
         r.source,
@@ -919,4 +938,5 @@ def _record_args(r: RecordRow, payload: bytes, person_id: str | None) -> tuple[A
         r.client_source,
         r.raw_hash,
         r.flags,
+        deleted_at,
     )

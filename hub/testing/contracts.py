@@ -1,6 +1,7 @@
 """Contract test classes for codecs and sinks (the model: singer-sdk's tap/target test classes).
 
-A connector author gets every check with one line::
+A connector author gets every check with one line (a store adapter's author subclasses
+:class:`StoreContract`)::
 
     TestMyCodec = codec_test_class(MyCodec())
 
@@ -24,13 +25,15 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import pytest
 import pytest_asyncio
 
-from hub.core.ports import Delivery, DeliveryOutcome, Sink
+from hub.core.ports import Delivery, DeliveryOutcome, RecordRow, Sink, Store
 from hub.core.records import RECORD_TYPES, Record, SourceRow
 from hub.plugin_api import Codec, CodecError
 from hub.testing import fixtures
@@ -710,6 +713,140 @@ def sink_test_class(
         },
     }
     return type(f"Test{_camel(label)}Sink", (SinkContract,), body)
+
+
+# ---- stores --------------------------------------------------------------------------------
+
+
+STORE_CHECKS = frozenset({"deletion_time"})
+"""The checks of :class:`StoreContract`."""
+
+
+class StoreContract:
+    """Checks every store adapter passes on when records were marked deleted
+    (:attr:`~hub.core.ports.RecordRow.deleted_at`, what a delta export reads to carry
+    deletions). Set ``store_factory``: a function of a scratch folder returning an async
+    context manager that yields an open, migrated, empty store.
+
+    Rows are written in batches under and over 64 (a bulk path, such as PostgreSQL's
+    ``COPY``, must keep the same rule as row-by-row writes).
+    """
+
+    CHECKS: ClassVar[frozenset[str]] = STORE_CHECKS
+    store_factory: ClassVar[Callable[[Path], AbstractAsyncContextManager[Store]] | None] = None
+
+    @pytest_asyncio.fixture
+    async def kit_store(self, tmp_path: Path) -> AsyncIterator[Store]:
+        """The store under test, open and migrated, for one check."""
+        factory = _static(self, "store_factory")
+        if factory is None:
+            pytest.fail("set `store_factory` to a function of a folder opening a new store")
+        async with factory(tmp_path / "store") as store:
+            yield store
+
+    @staticmethod
+    def kit_row(source_id: str, version: str, *, deleted: bool = False) -> RecordRow:
+        """A small source row of the kit's source (no client data)."""
+        payload = b'{"fields":{"n":"' + source_id.encode() + b'"}}'
+        return RecordRow(
+            kind="kit.row",
+            source=fixtures.SOURCE,
+            source_id=source_id,
+            owner=fixtures.OWNER,
+            version=version,
+            payload=payload,
+            payload_hash=f"{source_id}-{version}-{int(deleted)}",
+            source_system="kit",
+            received_at=fixtures.RECEIVED_AT.isoformat(timespec="microseconds"),
+            deleted=deleted,
+        )
+
+    @staticmethod
+    async def _stored(store: Store, ids: Sequence[str]) -> dict[str, RecordRow]:
+        async with store.transaction() as tx:
+            found = await tx.records_by_keys([("kit.row", fixtures.SOURCE, i) for i in ids])
+        return {key[2]: row for key, row in found.items()}
+
+    @staticmethod
+    def _when(stamp: str | None, before: datetime, after: datetime) -> datetime:
+        """A ``deleted_at`` read back: UTC ISO text of a time between ``before`` and
+        ``after``."""
+        assert stamp is not None, "deleted_at is not set"
+        at = datetime.fromisoformat(stamp)
+        assert at.tzinfo is not None and at.utcoffset() == UTC.utcoffset(None), (
+            f"deleted_at {stamp!r} is not a UTC time"
+        )
+        assert before <= at <= after, f"deleted_at {stamp!r} is not the time of the write"
+        return at
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("size", [3, 80])
+    async def test_marking_deleted_records_the_time_once(self, kit_store: Store, size: int) -> None:
+        """``mark_deleted`` (and ``mark_deleted_except``) give each record they mark the
+        transaction's time, one time for all; a record marked deleted already keeps its
+        time; live records have none; version and data are kept."""
+        ids = [f"m{i:03d}" for i in range(size)]
+        async with kit_store.transaction() as tx:
+            await tx.upsert_records([self.kit_row(i, "2025-01-01T00:00:00") for i in ids])
+        live = await self._stored(kit_store, ids)
+        assert all(r.deleted_at is None and not r.deleted for r in live.values())
+        before = datetime.now(UTC)
+        async with kit_store.transaction() as tx:
+            assert await tx.mark_deleted("kit.row", fixtures.SOURCE, ids[:2]) == 2
+            keep = ids[:-1]
+            assert await tx.mark_deleted_except("kit.row", fixtures.SOURCE, keep) == 1
+        after = datetime.now(UTC)
+        rows = await self._stored(kit_store, ids)
+        marked = [ids[0], ids[1], ids[-1]]
+        times = {self._when(rows[i].deleted_at, before, after) for i in marked}
+        assert len(times) == 1, "records marked in one transaction have different times"
+        assert all(rows[i].deleted for i in marked)
+        assert all(rows[i].version == live[i].version for i in marked), "version changed"
+        assert all(rows[i].payload == live[i].payload for i in marked), "data changed"
+        assert all(rows[i].deleted_at is None for i in ids if i not in marked)
+        first = rows[ids[0]].deleted_at
+        async with kit_store.transaction() as tx:
+            assert await tx.mark_deleted("kit.row", fixtures.SOURCE, ids[:1]) == 0
+        assert (await self._stored(kit_store, ids[:1]))[ids[0]].deleted_at == first
+        seen: dict[str, str | None] = {}
+        async for batch in kit_store.iter_records("kit.row", fixtures.SOURCE):
+            seen.update((r.source_id, r.deleted_at) for r in batch)
+        assert seen == {i: rows[i].deleted_at for i in ids}, "iter_records lacks deleted_at"
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("size", [3, 80])
+    async def test_writes_keep_the_deletion_time_in_step(self, kit_store: Store, size: int) -> None:
+        """A live version written over a deleted record clears its time; a deleted version
+        written over a live or new record gets the transaction's time; one written over a
+        record deleted already keeps the first time."""
+        ids = [f"w{i:03d}" for i in range(size)]
+        v1, v2, v3 = "2025-01-01T00:00:00", "2025-02-01T00:00:00", "2025-03-01T00:00:00"
+        async with kit_store.transaction() as tx:
+            await tx.upsert_records([self.kit_row(i, v1) for i in ids])
+            await tx.mark_deleted("kit.row", fixtures.SOURCE, ids)
+        async with kit_store.transaction() as tx:
+            outcomes = await tx.upsert_records([self.kit_row(i, v1) for i in ids])
+        assert set(outcomes) == {"updated"}, "re-imported alive at the same version: an update"
+        rows = await self._stored(kit_store, ids)
+        assert all(not r.deleted and r.deleted_at is None for r in rows.values()), (
+            "a record written alive keeps a deletion time"
+        )
+        new = [f"n{i:03d}" for i in range(size)]
+        before = datetime.now(UTC)
+        async with kit_store.transaction() as tx:
+            await tx.upsert_records([self.kit_row(i, v2, deleted=True) for i in ids + new])
+        after = datetime.now(UTC)
+        rows = await self._stored(kit_store, ids + new)
+        times = {self._when(r.deleted_at, before, after) for r in rows.values()}
+        assert len(times) == 1 and all(r.deleted for r in rows.values())
+        first = rows[ids[0]].deleted_at
+        async with kit_store.transaction() as tx:
+            await tx.upsert_records([self.kit_row(i, v3, deleted=True) for i in ids])
+        rows = await self._stored(kit_store, ids)
+        assert {r.version for r in rows.values()} == {v3}
+        assert {r.deleted_at for r in rows.values()} == {first}, (
+            "a newer deleted version moved the time the record was deleted"
+        )
 
 
 def _camel(text: str) -> str:

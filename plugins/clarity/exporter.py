@@ -26,6 +26,19 @@ by its earliest enrollment). Rows not updated since leave unchanged (their own
 ``DateUpdated``), so a receiver that has them finds nothing to do; an empty hub that imports
 the delta gets no unknown parent and the same owners (see :class:`_DeltaScope`).
 
+A delta also carries the deletions made since its date: a record the store marked deleted
+since then (``RecordRow.deleted_at``, e.g. a full refresh no longer carried it) counts as
+changed and leaves as a deletion row: its stored columns with ``DateDeleted`` (and, unless
+newer already, ``DateUpdated``) set to the time it was marked, in the export's local time
+(see :meth:`_Export._deletion_row`); a row whose source gave it a ``DateDeleted`` leaves as
+stored. Deletion rows follow the rules of every other row: restricted ones never leave; a
+recipient's are decided by the consent gate (audited, with the export's purpose) as the
+record stood, so a deletion of a record the recipient may not see is not disclosed; they
+bring their parents as changed rows do. Records deleted before the store kept the time
+(``deleted_at`` unknown) are left out of deltas, as before. A full export leaves every
+record deleted without a ``DateDeleted`` of its own out, as it always did (a receiver's full
+refresh deletes it).
+
 Before anything is read, the stored data of organisations that became victim service
 providers is marked restricted (``ownership.restrict_vsp_data``). ``HashStatus`` in
 Export.csv is the status the client rows carry: never clear text over hashed values (see
@@ -37,13 +50,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from consent.categories import PURPOSES
+from hub.core.ports import RecordRow
 from hub.plugin_api import Record, SourceRow
 from plugins.clarity import hashing
 from plugins.clarity.csvio import format_row, header_line
@@ -343,6 +357,8 @@ class _Export:
         self.summary = summary
         self.source = source
         self.since = _since_version(since) if since else ""
+        self.since_at = _as_utc(self.since) if since else None
+        """``since`` as a UTC time, to compare with the store's ``deleted_at``."""
         self.hash_status = hash_status
         self.export_id = export_id
         self.projects: set[str] = set()
@@ -386,7 +402,8 @@ class _Export:
         would be written (a clear row hashed for ``requested`` "4" counts as 4).
 
         ``everything``: the operator's export (its exact client rows); else a recipient's,
-        whose rows are some of the source's live client rows (all of these are counted).
+        whose rows are some of the source's live client rows (all of these are counted) and,
+        in a delta, of its client rows marked deleted since (their deletion rows).
         """
         counts: dict[str, int] = {}
         async for rows in self.ctx.store.iter_records("client", self.source):
@@ -395,20 +412,31 @@ class _Export:
                     continue
                 if (
                     self.since
-                    and row.version < self.since
+                    and not self._changed(row)
                     and (self.scope is None or not self.scope.carries("Client", row))
                 ):
                     continue
                 status = ""
                 if row.deleted or b'"hmis_hash_status"' in row.payload:  # else: clear
                     payload = orjson.loads(row.payload)
-                    if row.deleted and not (everything and _stored_date_deleted(payload)):
+                    if row.deleted and not self._writes_deleted_client(row, payload, everything):
                         continue
                     status = str(payload.get("hmis_hash_status") or "")
                 if not status:
                     status = "4" if requested == "4" else "1"
                 counts[status] = counts.get(status, 0) + 1
         return counts
+
+    def _writes_deleted_client(
+        self, row: Any, payload: Mapping[str, Any], everything: bool
+    ) -> bool:
+        """Whether the export may write a deleted client row (as :meth:`_deletion_row` and
+        :meth:`for_recipient` decide), given it passed the delta's date test."""
+        if everything and _stored_date_deleted(payload):
+            return True
+        if not self.since or not row.deleted_at:
+            return False
+        return everything or self._deleted_since(row)
 
     def _exportable(self, row: Any, *, whole: bool = False) -> bool:
         """Not restricted, and updated since ``since`` (unless ``whole``: a descriptor file,
@@ -417,6 +445,44 @@ class _Export:
             self.summary.restricted_skipped += 1
             return False
         return whole or not (self.since and row.version < self.since)
+
+    def _deleted_since(self, row: Any) -> bool:
+        """Whether a delta's date is set and the store marked ``row`` deleted since then (a
+        deletion at an unknown time, ``deleted_at`` None, is not since anything)."""
+        at: str | None = row.deleted_at if row.deleted else None
+        return at is not None and self.since_at is not None and _parse_utc(at) >= self.since_at
+
+    def _changed(self, row: Any) -> bool:
+        """Whether a delta carries ``row`` as changed: updated since its date, or marked
+        deleted since then."""
+        return row.version >= self.since or self._deleted_since(row)
+
+    def _deletion_row(
+        self, writer: _Writer, file: str, values: list[str], row: Any, *, whole: bool = False
+    ) -> bool:
+        """Make ``values`` (a deleted row's stored columns, target order) the row the export
+        writes for it; whether it is written at all.
+
+        A row whose source gave it a ``DateDeleted`` leaves as stored. Else the store marked
+        it deleted (a full refresh no longer carried it): in a delta, when the time is known,
+        ``DateDeleted`` is that time and ``DateUpdated`` too unless the stored one is newer
+        (a receiver keeps the row with the newer ``DateUpdated``; this row *is* changed),
+        both in the export's local time as ``ExportDate``; a full export, or a deletion at an
+        unknown time, leaves it out (nothing is invented). A descriptor file (``whole``)
+        carries only the deletions made since the delta's date."""
+        if _date_deleted(writer, file, values):
+            return True
+        if not self.since or not row.deleted_at or (whole and not self._deleted_since(row)):
+            return False
+        names = writer.converters[file].names
+        if "DateDeleted" not in names:
+            return False
+        when = _local_text(row.deleted_at)
+        values[names.index("DateDeleted")] = when
+        if "DateUpdated" in names:
+            stored = row.version.replace("T", " ")
+            values[names.index("DateUpdated")] = max(when, stored)
+        return True
 
     def _emit(self, writer: _Writer, file: str, values: list[str]) -> None:
         names = writer.converters[file].names
@@ -448,8 +514,8 @@ class _Export:
                         continue
                     if (
                         self.since
-                        and row.version < self.since
                         and not whole
+                        and not self._changed(row)
                         and not (scope is not None and scope.carries(file, row))
                     ):
                         continue
@@ -457,7 +523,9 @@ class _Export:
                     values = self._values(writer, file, payload)
                     if values is None:
                         continue
-                    if row.deleted and not _date_deleted(writer, file, values):
+                    if row.deleted and not self._deletion_row(
+                        writer, file, values, row, whole=whole
+                    ):
                         continue
                     if file != "Organization":
                         writer.write(file, values)
@@ -467,12 +535,14 @@ class _Export:
                 writer.write(file, values)
 
     async def delta_scope(self) -> _DeltaScope:
-        """The unchanged parents a delta must carry for the rows updated since ``since``."""
+        """The unchanged parents a delta must carry for the rows changed since ``since``
+        (updated, or marked deleted), and the client-level rows marked deleted since."""
         scope = _DeltaScope()
         for file in sorted(ENROLLMENT_FILES, key=FILES.index):
-            async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
+            kind = RECORD_KINDS[file]
+            async for rows in self.ctx.store.iter_records(kind, self.source):
                 for row in rows:
-                    if row.restricted or row.version < self.since:
+                    if row.restricted or not self._changed(row):
                         continue
                     payload = orjson.loads(row.payload)
                     enrollment, client = enrollment_of(payload), client_of(row, payload)
@@ -480,18 +550,25 @@ class _Export:
                         scope.enrollments[ck(enrollment)] = True
                     if client:
                         scope.clients[ck(client)] = True
+                    if self._deleted_since(row):
+                        scope.deleted.append((kind, row.source_id, client))
         async for rows in self.ctx.store.iter_records("enrollment", self.source):
             for row in rows:
                 if row.restricted:
                     continue
-                if row.version >= self.since or ck(row.source_id) in scope.enrollments:
+                changed = self._changed(row)
+                if changed or ck(row.source_id) in scope.enrollments:
                     client = client_of(row, orjson.loads(row.payload))
                     if client:
                         scope.clients[ck(client)] = True
+                    if changed and self._deleted_since(row):
+                        scope.deleted.append(("enrollment", row.source_id, client))
         async for rows in self.ctx.store.iter_records("client", self.source):
             for row in rows:
-                if not row.restricted and row.version >= self.since:
+                if not row.restricted and self._changed(row):
                     scope.clients[ck(row.source_id)] = True
+                    if self._deleted_since(row):
+                        scope.deleted.append(("client", row.source_id, row.source_id))
         return scope
 
     async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
@@ -500,12 +577,18 @@ class _Export:
         A person fleeing domestic violence has the location columns of their rows withheld by
         the gate; the projects their rows name have theirs withheld here (ProjectCoC's
         address, city, ZIP, geocode: where the person stays), see :meth:`_fleeing_projects`.
+
+        A delta adds the person's records marked deleted since its date that the gate
+        releases (:meth:`_released_deletions`); such a deletion counts as a change of the
+        person, so their Client and enrollments come with it.
         """
         self.recipient = recipient
         named: dict[str, set[str]] = {}
         persons: set[str] = set()
         async for rows in self.ctx.store.iter_records("client", self.source):
             persons.update(r.person_id for r in rows if r.person_id and not r.deleted)
+        deletions = await self._deletions_by_person()
+        persons.update(deletions)
         kinds = [RECORD_KINDS[f] for f in FILES if f not in _DESCRIPTORS and f != "Export"]
         order = {RECORD_KINDS[f]: i for i, f in enumerate(FILES)}
         for person in sorted(persons):
@@ -515,24 +598,71 @@ class _Export:
             )
             ours = [item for item in released if item[0].meta.key.source == self.source]
             self.summary.withheld_records += withheld.get(self.source, 0)
-            if ours:
+            gone = await self._released_deletions(
+                person, deletions.get(person, ()), recipient, purpose
+            )
+            if ours or gone:
                 self.summary.persons += 1
-            ours.sort(key=lambda p: (order.get(p[0].meta.kind, 99), p[0].meta.key.id))
             if self.since:  # the person's rows updated since, with their Client and enrollments
-                changed = any(item[2].version >= self.since for item in ours)
+                changed = bool(gone) or any(item[2].version >= self.since for item in ours)
                 ours = [
                     item
                     for item in ours
                     if changed
                     and (item[2].version >= self.since or item[0].meta.kind in _PARENT_KINDS)
                 ]
+            ours += gone
+            ours.sort(key=lambda p: (order.get(p[0].meta.kind, 99), p[0].meta.key.id))
             self.named = set()
             for rec, redacted, row in ours:
-                self._released_row(writer, rec, redacted, orjson.loads(row.payload))
+                self._released_row(writer, rec, redacted, row)
             if self.named:
                 named[person] = self.named
         self.dv_projects = await self._fleeing_projects(named)
         await self._descriptors(writer)
+
+    async def _deletions_by_person(self) -> dict[str, list[tuple[str, str]]]:
+        """The client-level records marked deleted since the delta's date (see
+        :meth:`delta_scope`), by the person they are about: (kind, id) each. A record whose
+        client is linked to no person is about nobody the gate can decide for: left out."""
+        if self.scope is None or not self.scope.deleted:
+            return {}
+        clients = sorted({client for _, _, client in self.scope.deleted if client})
+        persons: dict[str, str] = {}
+        for start in range(0, len(clients), 500):
+            async with self.ctx.store.transaction() as tx:
+                persons.update(
+                    await tx.persons_of_clients(self.source, clients[start : start + 500])
+                )
+        out: dict[str, list[tuple[str, str]]] = {}
+        for kind, source_id, client in self.scope.deleted:
+            person = persons.get(client) if client else None
+            if person:
+                out.setdefault(person, []).append((kind, source_id))
+        return out
+
+    async def _released_deletions(
+        self, person: str, keys: Sequence[tuple[str, str]], recipient: str, purpose: str
+    ) -> list[tuple[Record, dict[str, Any], RecordRow]]:
+        """The person's records marked deleted since the delta's date that the gate releases
+        to ``recipient`` for ``purpose``: decided (and audited) as the records stood when
+        they were deleted, as live ones are — a deletion of a record the recipient may not
+        see is not disclosed. Read again in the deciding transaction: one restored since is
+        left out."""
+        if not keys:
+            return []
+        withheld: dict[str, int] = {}
+        released: list[tuple[Record, dict[str, Any], RecordRow]]
+        released = await self.ctx.engine.released_rows(
+            person,
+            recipient=recipient,
+            purpose=purpose,
+            withheld=withheld,
+            keys=[(kind, self.source, source_id) for kind, source_id in keys],
+            keep=lambda row: row.deleted and self._deleted_since(row),
+        )
+        self.summary.withheld_records += sum(withheld.values())
+        return released
 
     async def _fleeing_projects(self, named: Mapping[str, set[str]]) -> set[str]:
         """The projects named by the rows of exported persons who are fleeing domestic
@@ -548,12 +678,14 @@ class _Export:
         return found
 
     def _released_row(
-        self, writer: _Writer, rec: Record, redacted: Mapping[str, Any], payload: Mapping[str, Any]
+        self, writer: _Writer, rec: Record, redacted: Mapping[str, Any], row: RecordRow
     ) -> None:
+        """Write a released record's stored row, its columns of withheld categories blank (a
+        record marked deleted as its deletion row, see :meth:`_deletion_row`)."""
         file = KIND_FILES.get(rec.meta.kind)
         if file is None:
             return
-        values = self._values(writer, file, payload)
+        values = self._values(writer, file, orjson.loads(row.payload))
         if values is None:
             return
         names = writer.converters[file].names
@@ -572,10 +704,13 @@ class _Export:
                 withheld[name] = withheld.get(name, 0) + 1
         if not withheld:
             del self.summary.withheld_columns[f"{file}.csv"]
+        if row.deleted and not self._deletion_row(writer, file, values, row):
+            return
         self._emit(writer, file, values)
 
     async def _descriptors(self, writer: _Writer) -> None:
-        """Organisations, projects, their descriptor rows and users the written rows name."""
+        """Organisations, projects, their descriptor rows and users the written rows name
+        (in a delta, with those of them marked deleted since its date, as deletion rows)."""
         orgs: set[str] = set()
         project_rows: list[list[str]] = []
         async for rows in self.ctx.store.iter_records("hmis.Project", self.source):
@@ -583,10 +718,12 @@ class _Export:
                 if (
                     row.source_id in self.projects
                     and self._exportable(row, whole=True)
-                    and not row.deleted
+                    and (not row.deleted or self._deleted_since(row))
                 ):
                     values = self._values(writer, "Project", orjson.loads(row.payload))
-                    if values is not None:
+                    if values is not None and (
+                        not row.deleted or self._deletion_row(writer, "Project", values, row)
+                    ):
                         project_rows.append(values)
                         orgs.add(
                             values[column_names(self.version, "Project").index("OrganizationID")]
@@ -608,10 +745,14 @@ class _Export:
         project = names.index("ProjectID") if located and "ProjectID" in names else -1
         async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
             for row in rows:
-                if row.deleted or not self._exportable(row, whole=True):
+                if (row.deleted and not self._deleted_since(row)) or not self._exportable(
+                    row, whole=True
+                ):
                     continue
                 values = self._values(writer, file, orjson.loads(row.payload))
                 if values is None or not want(values, names):
+                    continue
+                if row.deleted and not self._deletion_row(writer, file, values, row):
                     continue
                 if project >= 0 and values[project] in self.dv_projects:
                     self._withhold_location(file, names, located, row.owner, values)
@@ -680,6 +821,9 @@ class _DeltaScope:
     def __init__(self) -> None:
         self.enrollments: IdMap[bool] = IdMap()
         self.clients: IdMap[bool] = IdMap()
+        self.deleted: list[tuple[str, str, str]] = []
+        """The client-level records marked deleted since the delta's date, not restricted:
+        (kind, id, the client id it names — "" when none), for a recipient's export."""
 
     def carries(self, file: str, row: Any) -> bool:
         """Whether a stored row not updated since the delta's date goes in all the same."""
@@ -762,6 +906,23 @@ def _since_version(since: str) -> str:
     except ValueError:
         raise ExportError(f"--since {since!r} is not a date (YYYY-MM-DD[THH:MM:SS])") from None
     return parsed.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _as_utc(version: str) -> datetime:
+    """A record version / ``--since`` value (``YYYY-MM-DDTHH:MM:SS``, the hub's local time as
+    every HUD time) as an aware UTC time."""
+    return datetime.fromisoformat(version).astimezone(UTC)
+
+
+def _parse_utc(stamp: str) -> datetime:
+    """A store time (``deleted_at``: ISO text with its offset) as an aware UTC time."""
+    at = datetime.fromisoformat(stamp)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _local_text(stamp: str) -> str:
+    """A store time as a HUD ``T`` value in the hub's local time (as ``ExportDate``)."""
+    return _parse_utc(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _hub_version() -> str:

@@ -368,6 +368,14 @@ async def test_delivery_unreadable_old_cursor_file_stops_the_run(hub: Any, h: An
         assert await queued(ctx) == Counter(), "nothing re-sent from the start"
 
 
+SCHEMA_1_RECORD_COLUMNS = (
+    "kind, source, source_id, owner, version, payload, payload_hash, source_system, "
+    "received_at, deleted, sensitivity, restricted, client_source_id, person_id, "
+    "client_source, raw_hash, flags"
+)
+"""The columns of ``records`` from schema 1 to 9."""
+
+
 async def test_delivery_store_at_schema_2_is_migrated_with_its_data(
     tmp_path: Path, h: Any, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,7 +393,14 @@ async def test_delivery_store_at_schema_2_is_migrated_with_its_data(
         assert await old.migrate() == [1, 2]
         row = record_to_row(h.client("P1"))
         async with old.transaction() as tx:
-            await tx.upsert_records([row])
+            # Written as schema 2 stores it (its columns), not with today's upsert, which
+            # writes columns later migrations add (``deleted_at``, schema 10).
+            columns = [c.strip() for c in SCHEMA_1_RECORD_COLUMNS.split(",")]
+            await tx._c.execute(
+                f"INSERT INTO records ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                [int(v) if isinstance(v, bool) else v for v in (getattr(row, c) for c in columns)],
+            )
         monkeypatch.undo()
         with pytest.raises(StoreError, match="run 'hub migrate'"):
             await old.check_schema()
