@@ -53,6 +53,7 @@ from hub.core.ports import (
     FeedCursor,
     LazyDelivery,
     OutboxRow,
+    RecordRow,
     Sink,
     Transaction,
 )
@@ -60,6 +61,7 @@ from hub.core.records import Record, record_client
 from hub.core.routing import FeedSpec
 from hub.core.rows import record_to_row, row_to_record
 from hub.core.serialize import record_from_payload
+from hub.feed_backlog import newly_qualified, record_key, taken_back
 from hub.plugin_api import ScheduledJob
 from hub.sinks.signing import MAX_RETRY_AFTER
 
@@ -175,29 +177,51 @@ async def enqueue_for_feed(
 
 
 async def _enqueue_in(
-    ctx: HubContext, tx: Transaction, feed: FeedSpec, records: Sequence[Record], now: datetime
+    ctx: HubContext,
+    tx: Transaction,
+    feed: FeedSpec,
+    records: Sequence[Record],
+    now: datetime,
+    run_start: FeedCursor | None = None,
 ) -> EnqueueResult:
-    """:func:`enqueue_for_feed` in the caller's transaction."""
+    """:func:`enqueue_for_feed` in the caller's transaction.
+
+    ``run_start`` is given by a scheduled run (the cursor it began at): records whose
+    client is unknown are then noted to be taken when it arrives, and a ``person_has``
+    feed also takes the earlier records of persons who qualify only now
+    (:mod:`hub.feed_backlog`).
+    """
     result = EnqueueResult()
     if not records:
         return result
     audit = AuditWriter(tx, batch=True)
     persons = await _persons_of(tx, records)
-    kinds_of: dict[str, list[str]] = {}
-    rows: list[OutboxRow] = []
+    held_rows: dict[str, list[RecordRow]] = {}
+
+    async def held(person: str) -> list[RecordRow]:
+        if person not in held_rows:
+            held_rows[person] = await tx.records_of_person(person, sorted(feed.person_has))
+        return held_rows[person]
+
+    work: list[tuple[Record, str]] = []
+    waiting: list[tuple[str, str, str]] = []
     for rec in records:
-        result.considered += 1
         client = record_client(rec)
         person = persons.get(str(client)) if client is not None else None
         if person is None:
+            result.considered += 1
             result.skipped += 1
+            if client is not None and run_start is not None and rec.meta.kind in feed.kinds:
+                waiting.append(record_key(rec))
             continue
-        person_kinds: list[str] = []
-        if feed.person_has:
-            if person not in kinds_of:
-                found = await tx.records_of_person(person, sorted(feed.person_has))
-                kinds_of[person] = [r.kind for r in found]
-            person_kinds = kinds_of[person]
+        work.append((rec, person))
+    if run_start is not None:
+        in_batch = {record_key(rec) for rec in records}
+        work += await newly_qualified(tx, feed, work, held, in_batch, run_start)
+    rows: list[OutboxRow] = []
+    for rec, person in work:
+        result.considered += 1
+        person_kinds = [r.kind for r in await held(person)] if feed.person_has else []
         if not feed.wants(rec, person_kinds):
             result.skipped += 1
             continue
@@ -210,6 +234,8 @@ async def _enqueue_in(
         else:
             rows.append(item)
     await audit.flush()
+    if waiting:
+        await tx.hold_for_client(feed.name, waiting)
     ids = await tx.enqueue(rows)
     result.enqueued = len(ids)
     result.already_queued = len(rows) - len(ids)
@@ -279,6 +305,12 @@ class _LeaseLost(Exception):
     """Another process took the feed's run over (this run's lease had expired)."""
 
 
+def _log_lease_lost(feed: FeedSpec) -> None:
+    log.warning(
+        "scheduled feed run lost its lease to another process; stopped", extra={"feed": feed.name}
+    )
+
+
 def _run_owner() -> str:
     """A lease owner naming this process and this run."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -340,8 +372,12 @@ async def _run_claimed(
     batch: int,
     total: EnqueueResult,
 ) -> None:
-    """The batches of a claimed run (counts added to ``total`` as each commits)."""
-    kinds = sorted(feed.kinds)
+    """The batches of a claimed run (counts added to ``total`` as each commits): the records
+    received since the cursor, then those noted earlier as waiting for their client whose
+    client has come (:mod:`hub.feed_backlog`). A ``person_has`` feed's run also reads the
+    records of those kinds: a person's first one makes the person's earlier records due."""
+    kinds = sorted(set(feed.kinds) | set(feed.person_has))
+    run_start = cursor
     settled = _iso(datetime.now(UTC) - timedelta(seconds=ctx.config.delivery.feed_settle_seconds))
     while positions := await ctx.store.feed_changes(kinds, cursor, FEED_SCAN, settled):
         for start in range(0, len(positions), batch):
@@ -364,18 +400,46 @@ async def _run_claimed(
                         and row.received_at == p.received_at
                         and not row.deleted
                     ]
-                    done = await _enqueue_in(ctx, tx, feed, records, ctx.engine.clock())
+                    done = await _enqueue_in(ctx, tx, feed, records, ctx.engine.clock(), run_start)
             except _LeaseLost:
-                log.warning(
-                    "scheduled feed run lost its lease to another process; stopped",
-                    extra={"feed": feed.name},
-                )
+                _log_lease_lost(feed)
                 return
             total.add(done)
             cursor = end
             await asyncio.sleep(0)
         if len(positions) < FEED_SCAN:
+            break
+    await _take_back_waiting(ctx, feed, owner, (run_start, cursor), lease_seconds, batch, total)
+
+
+async def _take_back_waiting(
+    ctx: HubContext,
+    feed: FeedSpec,
+    owner: str,
+    cursors: tuple[FeedCursor, FeedCursor],
+    lease_seconds: float,
+    batch: int,
+    total: EnqueueResult,
+) -> None:
+    """Decide on the records the feed noted as waiting for their client, now that it has
+    come: ``batch`` per transaction, each renewing the run's lease. ``cursors``: where the
+    run began and where it is (the cursor stays there)."""
+    start, cursor = cursors
+    while True:
+        until = _iso(datetime.now(UTC) + timedelta(seconds=lease_seconds))
+        try:
+            async with ctx.store.transaction() as tx:
+                if not await tx.advance_feed(feed.name, owner, cursor, until):
+                    raise _LeaseLost
+                count, records = await taken_back(tx, feed.name, batch)
+                done = await _enqueue_in(ctx, tx, feed, records, ctx.engine.clock(), start)
+        except _LeaseLost:
+            _log_lease_lost(feed)
             return
+        total.add(done)
+        if count < batch:
+            return
+        await asyncio.sleep(0)
 
 
 async def prune_delivered(ctx: HubContext, now: datetime | None = None) -> int:

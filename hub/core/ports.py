@@ -572,6 +572,27 @@ class Transaction(Protocol):
         while ``owner`` holds the lease; False (nothing changed) when it does not."""
         ...
 
+    async def hold_for_client(self, feed: str, keys: Sequence[tuple[str, str, str]]) -> None:
+        """Note records, by ``(kind, source, source_id)``, that a scheduled feed's run passed
+        while their client record was unknown (no person to decide for): the feed takes
+        them when their client arrives (:meth:`waiting_ready`). Noting one twice is one."""
+        ...
+
+    async def waiting_ready(self, feed: str, limit: int) -> list[tuple[str, str, str]]:
+        """Up to ``limit`` of the records noted for ``feed`` (:meth:`hold_for_client`) that
+        no longer wait: their client now has a person, or the record is deleted or gone.
+        In the order the records were received."""
+        ...
+
+    async def stop_waiting(self, feed: str, keys: Sequence[tuple[str, str, str]]) -> None:
+        """Forget noted records of ``feed`` (taken, or gone)."""
+        ...
+
+    async def queued_keys(self, idempotency_keys: Sequence[str]) -> set[str]:
+        """Those of the idempotency keys an outbox entry carries (queued before, whatever
+        became of it since; settled entries pruned by retention are not found)."""
+        ...
+
 
 class Store(Protocol):
     """The hub's durable state: records, identity, consents, audit log and outbox."""

@@ -902,6 +902,49 @@ class SqlTransaction:
         )
         return n > 0
 
+    async def hold_for_client(self, feed: str, keys: Sequence[tuple[str, str, str]]) -> None:
+        """See :meth:`hub.core.ports.Transaction.hold_for_client`."""
+        stamp = now_iso()
+        await self._c.executemany(
+            "INSERT INTO feed_waiting (feed, kind, source, source_id, since) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(feed, *key, stamp) for key in dict.fromkeys(keys)],
+        )
+
+    async def waiting_ready(self, feed: str, limit: int) -> list[tuple[str, str, str]]:
+        """See :meth:`hub.core.ports.Transaction.waiting_ready`."""
+        rows = await self._c.fetch(
+            "SELECT w.kind, w.source, w.source_id FROM feed_waiting w LEFT JOIN records r "
+            "ON r.kind=w.kind AND r.source=w.source AND r.source_id=w.source_id "
+            "WHERE w.feed=? AND (r.kind IS NULL OR r.deleted=1 OR EXISTS (SELECT 1 FROM "
+            "records c WHERE c.kind='client' AND c.source=r.client_source AND "
+            "c.source_id=r.client_source_id AND c.person_id IS NOT NULL)) "
+            "ORDER BY r.received_at, w.kind, w.source, w.source_id LIMIT ?",
+            (feed, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def stop_waiting(self, feed: str, keys: Sequence[tuple[str, str, str]]) -> None:
+        """See :meth:`hub.core.ports.Transaction.stop_waiting`."""
+        await self._c.executemany(
+            "DELETE FROM feed_waiting WHERE feed=? AND kind=? AND source=? AND source_id=?",
+            [(feed, *key) for key in dict.fromkeys(keys)],
+        )
+
+    async def queued_keys(self, idempotency_keys: Sequence[str]) -> set[str]:
+        """See :meth:`hub.core.ports.Transaction.queued_keys`."""
+        found: set[str] = set()
+        keys = list(dict.fromkeys(idempotency_keys))
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            rows = await self._c.fetch(
+                "SELECT idempotency_key FROM outbox "
+                f"WHERE idempotency_key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
+
 
 def _keys_where(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list[Any]]:
     """A WHERE clause matching records by (kind, source, source_id), with its arguments."""
