@@ -153,6 +153,18 @@ def _validate_model(model: Any, data: Any, base: str, what: str) -> None:
 
 def validate_bundle(data: Any) -> None:
     """Validate a Bundle once (its entries' resources with it), naming entry and element."""
+    entries = _bundle_entries(data)
+    for i, entry in enumerate(entries):
+        _check_entry_shape(entry, f"Bundle.entry[{i}]")
+    validate_resource(data, "Bundle", "Bundle")
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource")
+        if isinstance(resource, Mapping):
+            check_codes(resource, f"Bundle.entry[{i}].resource")
+
+
+def _bundle_entries(data: Any) -> list[Any]:
+    """The entries of a body that must be a Bundle (refused, naming what is wrong, else)."""
     if not isinstance(data, Mapping):
         raise FhirError.of(400, "structure", "body: expected a JSON object")
     if data.get("resourceType") != "Bundle":
@@ -160,20 +172,18 @@ def validate_bundle(data: Any) -> None:
     entries = data.get("entry") or []
     if not isinstance(entries, list):
         raise FhirError.of(400, "structure", "Bundle.entry: expected a list", "Bundle.entry")
-    for i, entry in enumerate(entries):
-        where = f"Bundle.entry[{i}]"
-        if not isinstance(entry, Mapping):
-            raise FhirError.of(400, "structure", f"{where}: expected an object", where)
-        resource = entry.get("resource")
-        if resource is not None:
-            if not isinstance(resource, Mapping):
-                raise FhirError.of(400, "structure", f"{where}.resource: expected a resource")
-            _check_types(resource, f"{where}.resource")
-    validate_resource(data, "Bundle", "Bundle")
-    for i, entry in enumerate(entries):
-        resource = entry.get("resource")
-        if isinstance(resource, Mapping):
-            check_codes(resource, f"Bundle.entry[{i}].resource")
+    return entries
+
+
+def _check_entry_shape(entry: Any, where: str) -> None:
+    """An entry is an object, its resource (if any) an object of well-typed elements."""
+    if not isinstance(entry, Mapping):
+        raise FhirError.of(400, "structure", f"{where}: expected an object", where)
+    resource = entry.get("resource")
+    if resource is not None:
+        if not isinstance(resource, Mapping):
+            raise FhirError.of(400, "structure", f"{where}.resource: expected a resource")
+        _check_types(resource, f"{where}.resource")
 
 
 def _dedupe(issues: Iterable[Issue]) -> list[Issue]:
@@ -190,13 +200,7 @@ def _dedupe(issues: Iterable[Issue]) -> list[Issue]:
 def validate_batch_shell(data: Any) -> list[Any]:
     """Validate a batch Bundle but for its entries' content; its entries. Each entry is
     validated on its own (:func:`check_entries`): in a batch, a bad entry fails alone."""
-    if not isinstance(data, Mapping):
-        raise FhirError.of(400, "structure", "body: expected a JSON object")
-    if data.get("resourceType") != "Bundle":
-        raise FhirError.of(400, "invalid", "resourceType: expected Bundle", "Bundle.resourceType")
-    entries = data.get("entry") or []
-    if not isinstance(entries, list):
-        raise FhirError.of(400, "structure", "Bundle.entry: expected a list", "Bundle.entry")
+    entries = _bundle_entries(data)
     validate_resource({k: v for k, v in data.items() if k != "entry"}, "Bundle", "Bundle")
     return entries
 
@@ -205,14 +209,9 @@ def validate_entry(entry: Any, index: int) -> None:
     """Validate entry ``index`` of a Bundle (its request and its resource) with the R4B
     ``BundleEntry`` model, as :func:`validate_bundle` validates it within its Bundle."""
     where = f"Bundle.entry[{index}]"
-    if not isinstance(entry, Mapping):
-        raise FhirError.of(400, "structure", f"{where}: expected an object", where)
-    resource = entry.get("resource")
-    if resource is not None:
-        if not isinstance(resource, Mapping):
-            raise FhirError.of(400, "structure", f"{where}.resource: expected a resource")
-        _check_types(resource, f"{where}.resource")
+    _check_entry_shape(entry, where)
     _validate_model(_model("BundleEntry"), entry, where, "Bundle entry")
+    resource = entry.get("resource")
     if isinstance(resource, Mapping):
         check_codes(resource, f"{where}.resource")
 

@@ -20,26 +20,10 @@ from plugins.clarity.exporter import export_hmis
 from plugins.clarity.generate import write_export
 from plugins.clarity.importer import import_export
 from plugins.clarity.spec import FILES, RECORD_KINDS
+from tests.clarity.test_clarity_delta import OLD, _set_all_old
 from tests.conftest import fresh_pg_database
 
 SOURCE = "hmis:synthetic"
-OLD = "2021-01-04 10:00:00"
-
-
-def _set_all_old(tools: Any, gen: Path) -> None:
-    """Every row of every file (Export.csv aside) last updated long ago."""
-    for file in FILES[1:]:
-        path = gen / f"{file}.csv"
-        if not path.exists():
-            continue
-
-        def edit(rows: list[list[str]]) -> list[list[str]]:
-            at = rows[0].index("DateUpdated")
-            for row in rows[1:]:
-                row[at] = OLD
-            return rows
-
-        tools.rewrite(path, edit)
 
 
 def _without_enrollments(tools: Any, gen: Path, out: Path, enrollments: set[str]) -> Path:

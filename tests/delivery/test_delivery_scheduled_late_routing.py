@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import orjson
 import pytest
 
-from consent.parsing import parse_consent_file
 from hub.audit import entry_from_row
 from hub.context import HubContext
 from hub.core.records import Encounter
 from hub.delivery import run_scheduled_feed
 from hub.synthetic import client, encounter, enrollment
 from tests.conftest import HubFactory, require_pg
+from tests.core.test_core_late_routing import consent_for
 
 FEED = """
 [delivery]
@@ -33,21 +32,6 @@ schedule = "0 2 * * *"
 connector = "webhook"
 options = {{url = "http://127.0.0.1:9/none"}}
 """
-
-
-async def consent_for(ctx: HubContext, personal_id: str) -> None:
-    body = {
-        "id": f"mpa-{personal_id}",
-        "client": {"system": "hmis:demo", "value": personal_id},
-        "signed_on": "2024-01-01",
-        "recorded_by": "shelter-a",
-    }
-    cfg = ctx.config
-    await ctx.import_consents(
-        parse_consent_file(
-            orjson.dumps([body]).decode(), agencies=cfg.agencies, policy=cfg.consent_policy
-        )
-    )
 
 
 async def queued(ctx: HubContext) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from hub.store.sqlite import SqliteStore
 from hub.synthetic import client
 from hub.testing.contracts import StoreContract
 from tests.conftest import fresh_pg_database
+from tests.store.test_store_suite import FIRST_RECORD_COLUMNS
 
 
 @asynccontextmanager
@@ -58,26 +59,8 @@ class TestPostgresStoreContract(StoreContract):
     store_factory = staticmethod(postgres_store)
 
 
-SCHEMA_9_COLUMNS = [
-    "kind",
-    "source",
-    "source_id",
-    "owner",
-    "version",
-    "payload",
-    "payload_hash",
-    "source_system",
-    "received_at",
-    "deleted",
-    "sensitivity",
-    "restricted",
-    "client_source_id",
-    "person_id",
-    "client_source",
-    "raw_hash",
-    "flags",
-]
-"""The columns of ``records`` before migration 10."""
+SCHEMA_9_COLUMNS = FIRST_RECORD_COLUMNS
+"""The columns of ``records`` before migration 10 (unchanged since schema 1)."""
 ALL_MIGRATIONS = list(schema.MIGRATIONS)
 """Every migration this code knows (taken before a test narrows the list)."""
 
