@@ -133,7 +133,8 @@ def import_clarity(
 @click.option(
     "--export-date",
     default=None,
-    help="ExportDate to write (YYYY-MM-DDTHH:MM:SS; default now) for reproducible exports.",
+    help="ExportDate to write (YYYY-MM-DDTHH:MM:SS; default now) for reproducible exports; "
+    "refused when a row to export was updated or deleted after it.",
 )
 @click.pass_obj
 def export_clarity(

@@ -34,10 +34,18 @@ newer already, ``DateUpdated``) set to the time it was marked, in the export's l
 stored. Deletion rows follow the rules of every other row: restricted ones never leave; a
 recipient's are decided by the consent gate (audited, with the export's purpose) as the
 record stood, so a deletion of a record the recipient may not see is not disclosed; they
-bring their parents as changed rows do. Records deleted before the store kept the time
-(``deleted_at`` unknown) are left out of deltas, as before. A full export leaves every
-record deleted without a ``DateDeleted`` of its own out, as it always did (a receiver's full
-refresh deletes it).
+bring their parents as changed rows do. A parent a written row names (Client, Enrollment;
+for a recipient also Project, Organization) that is deleted goes as a deletion row whenever
+it was deleted, so the delta stays self-contained; deleted at an unknown time (``deleted_at``
+NULL: before schema 10), its ``DateDeleted`` is its stored ``DateUpdated``, which stays as it
+is. Other records deleted at an unknown time are left out of deltas. A full export leaves
+every record deleted without a ``DateDeleted`` of its own out, as it always did (a
+receiver's full refresh deletes it).
+
+The files are written into a staging folder inside ``out`` and moved into place at the
+end: a refused or failed export leaves ``out`` as it was. An explicit ``export_date``
+(``--export-date``) earlier than a written row's ``DateUpdated`` or ``DateDeleted`` is
+refused (see :func:`_check_export_date`), as is a ``since`` after it.
 
 Before anything is read, the stored data of organisations that became victim service
 providers is marked restricted (``ownership.restrict_vsp_data``). ``HashStatus`` in
@@ -47,7 +55,11 @@ Export.csv is the status the client rows carry: never clear text over hashed val
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -216,33 +228,76 @@ class _Converter:
 
 
 class _Writer:
-    """The 24 output files, written as rows arrive."""
+    """The 24 output files, written as rows arrive into a staging folder inside ``out`` and
+    moved into ``out`` only by :meth:`commit`: a refused or failed export leaves ``out`` as
+    it was (a folder it created is removed again).
 
-    def __init__(self, out: Path, version: str, summary: ExportSummary) -> None:
+    With ``latest`` (an explicit ``ExportDate``, HUD ``T`` text), it counts the rows whose
+    ``DateUpdated`` or ``DateDeleted`` is later (:attr:`later`, :attr:`latest_seen`)."""
+
+    def __init__(self, out: Path, version: str, summary: ExportSummary, latest: str = "") -> None:
+        self.out = out
+        self.created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out))
+        self.committed = False
         self.version = version
         self.summary = summary
+        self.latest = latest
+        self.later = 0
+        self.latest_seen = ""
         self.files: dict[str, IO[str]] = {}
         self.quoted: dict[str, list[bool]] = {}
         self.converters: dict[str, _Converter] = {}
+        self.times: dict[str, list[int]] = {}
         for file in FILES:
             cols = columns(version, file)
-            handle = (out / f"{file}.csv").open("w", encoding="utf-8", newline="")
+            handle = (self.staging / f"{file}.csv").open("w", encoding="utf-8", newline="")
             handle.write(header_line(cols))
             self.files[file] = handle
             self.quoted[file] = [c.type == "S" for c in cols]
             self.converters[file] = _Converter(file, version, summary)
+            self.times[file] = [
+                i for i, c in enumerate(cols) if c.name in ("DateUpdated", "DateDeleted")
+            ]
             summary.files[f"{file}.csv"] = 0
 
     def write(self, file: str, values: Sequence[str]) -> None:
         """Append one row (already in target column order)."""
+        if self.latest:
+            self._note_times(file, values)
         self.files[file].write(format_row(values, self.quoted[file]))
         self.summary.files[f"{file}.csv"] += 1
+
+    def _note_times(self, file: str, values: Sequence[str]) -> None:
+        """Count a row dated (updated or deleted) after :attr:`latest`."""
+        later = [values[i] for i in self.times[file] if values[i] > self.latest]
+        if later:
+            self.later += 1
+            self.latest_seen = max(self.latest_seen, *later)
 
     def close(self) -> None:
         """Close every file."""
         for handle in self.files.values():
             handle.close()
+
+    def commit(self) -> None:
+        """Move the written files into ``out`` (each replacing the file of that name)."""
+        self.close()
+        for file in FILES:
+            os.replace(self.staging / f"{file}.csv", self.out / f"{file}.csv")
+        self.staging.rmdir()
+        self.committed = True
+
+    def discard(self) -> None:
+        """Unless committed: remove the staging folder (and ``out`` when it made it)."""
+        self.close()
+        if self.committed:
+            return
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.out.rmdir()
 
 
 # ---- entry point --------------------------------------------------------------------------
@@ -279,6 +334,7 @@ async def export_hmis(
         raise ExportError(f"unknown --purpose {purpose!r} ({', '.join(PURPOSES)})")
     # HUD times (type T) are local times without a zone: the hub's clock, not UTC.
     when = (export_date or datetime.now()).replace(microsecond=0)
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S")
     export_id = "hub" + when.strftime("%Y%m%d%H%M%S")
     summary = ExportSummary(
         out=str(out),
@@ -299,21 +355,42 @@ async def export_hmis(
     summary.restricted_marked = await restrict_vsp_data(ctx, src)
     job = _Export(ctx, version, summary, src, since, hash_status or "1", export_id)
     job.default_owner = default_owner
+    if export_date is not None and job.since > stamp.replace(" ", "T"):
+        raise ExportError(f"--since {since} is after --export-date {stamp}")
     if job.since:
-        job.scope = await job.delta_scope()
+        job.scope = await job.delta_scope(parents=recipient is not None)
     statuses = await job.client_hash_statuses(hash_status, everything=recipient is None)
     job.hash_status = summary.hash_status = decide_hash_status(hash_status, statuses)
-    writer = _Writer(out, version, summary)
+    writer = _Writer(out, version, summary, stamp if export_date is not None else "")
     try:
         if recipient is None:
             await job.everything(writer)
         else:
             await job.for_recipient(writer, recipient, purpose)
         writer.write("Export", job.export_values(export_row, when))
-    finally:
         writer.close()
+        _check_export_date(writer, stamp)
+        writer.commit()
+    finally:
+        writer.discard()
     log.info("clarity export %s: %d rows to %s", src, sum(summary.files.values()), out)
     return summary
+
+
+def _check_export_date(writer: _Writer, stamp: str) -> None:
+    """Refuse an explicit ``--export-date`` earlier than a row the export wrote was updated
+    or deleted (the files are not kept): a receiver skips a row dated after its export's
+    ``ExportDate`` as a version from the future, and a deletion so skipped leaves the record
+    live there. Rewriting the rows' dates instead would change data (and which version a
+    receiver keeps). The message gives counts and a time, no client data."""
+    if not writer.later:
+        return
+    raise ExportError(
+        f"--export-date {stamp}: {writer.later} rows to export were updated or deleted after "
+        f"it (the latest at {writer.latest_seen}); a receiver skips a row dated after the "
+        f"ExportDate as a future version. Give --export-date {writer.latest_seen} or later, or "
+        "leave it out (now); nothing was written"
+    )
 
 
 async def _source(ctx: Any, wanted: str | None) -> tuple[str, dict[str, str], str]:
@@ -431,12 +508,15 @@ class _Export:
         self, row: Any, payload: Mapping[str, Any], everything: bool
     ) -> bool:
         """Whether the export may write a deleted client row (as :meth:`_deletion_row` and
-        :meth:`for_recipient` decide), given it passed the delta's date test."""
+        :meth:`for_recipient` decide), given it passed the delta's date test: a parent the
+        delta carries always may (whenever it was deleted)."""
         if everything and _stored_date_deleted(payload):
             return True
-        if not self.since or not row.deleted_at:
+        if self.scope is None:
             return False
-        return everything or self._deleted_since(row)
+        if self.scope.carries("Client", row):
+            return True
+        return bool(row.deleted_at) and (everything or self._deleted_since(row))
 
     def _exportable(self, row: Any, *, whole: bool = False) -> bool:
         """Not restricted, and updated since ``since`` (unless ``whole``: a descriptor file,
@@ -458,7 +538,14 @@ class _Export:
         return row.version >= self.since or self._deleted_since(row)
 
     def _deletion_row(
-        self, writer: _Writer, file: str, values: list[str], row: Any, *, whole: bool = False
+        self,
+        writer: _Writer,
+        file: str,
+        values: list[str],
+        row: Any,
+        *,
+        whole: bool = False,
+        parent: bool = False,
     ) -> bool:
         """Make ``values`` (a deleted row's stored columns, target order) the row the export
         writes for it; whether it is written at all.
@@ -467,21 +554,32 @@ class _Export:
         it deleted (a full refresh no longer carried it): in a delta, when the time is known,
         ``DateDeleted`` is that time and ``DateUpdated`` too unless the stored one is newer
         (a receiver keeps the row with the newer ``DateUpdated``; this row *is* changed),
-        both in the export's local time as ``ExportDate``; a full export, or a deletion at an
-        unknown time, leaves it out (nothing is invented). A descriptor file (``whole``)
-        carries only the deletions made since the delta's date."""
+        both in the export's local time as ``ExportDate``. A descriptor file (``whole``)
+        carries only the deletions made since the delta's date. A full export leaves it out.
+
+        A parent a written row names (``parent``, or a Client / Enrollment the delta's scope
+        carries) leaves deleted whenever it was deleted, so the delta stays self-contained:
+        deleted at an unknown time (before schema 10), its ``DateDeleted`` is its own stored
+        ``DateUpdated`` (the one time the record carries; nothing is invented) and its
+        ``DateUpdated`` stays as stored (a receiver holding that version deletes it, one
+        holding a newer version keeps it)."""
         if _date_deleted(writer, file, values):
             return True
-        if not self.since or not row.deleted_at or (whole and not self._deleted_since(row)):
-            return False
         names = writer.converters[file].names
-        if "DateDeleted" not in names:
+        if not self.since or "DateDeleted" not in names:
             return False
-        when = _local_text(row.deleted_at)
-        values[names.index("DateDeleted")] = when
-        if "DateUpdated" in names:
-            stored = row.version.replace("T", " ")
-            values[names.index("DateUpdated")] = max(when, stored)
+        parent = parent or (self.scope is not None and self.scope.carries(file, row))
+        stored = row.version.replace("T", " ")
+        updated = names.index("DateUpdated") if "DateUpdated" in names else -1
+        if row.deleted_at and (not whole or parent or self._deleted_since(row)):
+            when = _local_text(row.deleted_at)
+            values[names.index("DateDeleted")] = when
+            if updated >= 0:
+                values[updated] = max(when, stored)
+            return True
+        if not parent:
+            return False
+        values[names.index("DateDeleted")] = (values[updated] if updated >= 0 else "") or stored
         return True
 
     def _emit(self, writer: _Writer, file: str, values: list[str]) -> None:
@@ -534,10 +632,25 @@ class _Export:
             for values in (*first, *later):
                 writer.write(file, values)
 
-    async def delta_scope(self) -> _DeltaScope:
+    async def delta_scope(self, *, parents: bool = False) -> _DeltaScope:
         """The unchanged parents a delta must carry for the rows changed since ``since``
-        (updated, or marked deleted), and the client-level rows marked deleted since."""
+        (updated, or marked deleted), and the client-level rows marked deleted since;
+        with ``parents`` (a recipient's export), also the deleted Client and Enrollment
+        records it carries as parents (:attr:`_DeltaScope.parents`)."""
         scope = _DeltaScope()
+        await self._scan_below_enrollments(scope)
+        deleted = await self._scan_enrollments(scope, parents)
+        await self._scan_clients(scope, parents)
+        if parents:
+            scope.parents += [
+                ("enrollment", source_id, client)
+                for source_id, client in deleted
+                if scope.carries_enrollment(source_id, client)
+            ]
+        return scope
+
+    async def _scan_below_enrollments(self, scope: _DeltaScope) -> None:
+        """The enrollments and clients the changed rows below an enrollment name."""
         for file in sorted(ENROLLMENT_FILES, key=FILES.index):
             kind = RECORD_KINDS[file]
             async for rows in self.ctx.store.iter_records(kind, self.source):
@@ -552,24 +665,41 @@ class _Export:
                         scope.clients[ck(client)] = True
                     if self._deleted_since(row):
                         scope.deleted.append((kind, row.source_id, client))
+
+    async def _scan_enrollments(self, scope: _DeltaScope, parents: bool) -> list[tuple[str, str]]:
+        """The clients of the changed and the carried enrollments; with ``parents``, returns
+        the enrollments deleted but not since the delta's date (id, client id)."""
+        deleted: list[tuple[str, str]] = []
         async for rows in self.ctx.store.iter_records("enrollment", self.source):
             for row in rows:
                 if row.restricted:
                     continue
-                changed = self._changed(row)
-                if changed or ck(row.source_id) in scope.enrollments:
-                    client = client_of(row, orjson.loads(row.payload))
-                    if client:
-                        scope.clients[ck(client)] = True
-                    if changed and self._deleted_since(row):
-                        scope.deleted.append(("enrollment", row.source_id, client))
+                named = self._changed(row) or ck(row.source_id) in scope.enrollments
+                before = parents and row.deleted and not self._deleted_since(row)
+                if not (named or before):
+                    continue
+                client = client_of(row, orjson.loads(row.payload))
+                if before:
+                    deleted.append((row.source_id, client))
+                if named and client:
+                    scope.clients[ck(client)] = True
+                if named and self._deleted_since(row):
+                    scope.deleted.append(("enrollment", row.source_id, client))
+        return deleted
+
+    async def _scan_clients(self, scope: _DeltaScope, parents: bool) -> None:
+        """The changed clients (and, with ``parents``, the deleted clients carried)."""
         async for rows in self.ctx.store.iter_records("client", self.source):
             for row in rows:
-                if not row.restricted and self._changed(row):
+                if row.restricted:
+                    continue
+                since = row.deleted and self._deleted_since(row)
+                if self._changed(row):
                     scope.clients[ck(row.source_id)] = True
-                    if self._deleted_since(row):
+                    if since:
                         scope.deleted.append(("client", row.source_id, row.source_id))
-        return scope
+                if parents and row.deleted and not since and ck(row.source_id) in scope.clients:
+                    scope.parents.append(("client", row.source_id, row.source_id))
 
     async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
         """What the gate releases to ``recipient``, person by person, then the descriptors.
@@ -580,38 +710,25 @@ class _Export:
 
         A delta adds the person's records marked deleted since its date that the gate
         releases (:meth:`_released_deletions`); such a deletion counts as a change of the
-        person, so their Client and enrollments come with it.
+        person, so their Client and enrollments come with it — the deleted ones too, whenever
+        they were deleted, as the gate releases them (deletion rows: a written row may name
+        them).
         """
         self.recipient = recipient
         named: dict[str, set[str]] = {}
         persons: set[str] = set()
         async for rows in self.ctx.store.iter_records("client", self.source):
             persons.update(r.person_id for r in rows if r.person_id and not r.deleted)
-        deletions = await self._deletions_by_person()
+        scope = self.scope
+        deletions = await self._by_person(scope.deleted if scope else [])
+        parents = await self._by_person(scope.parents if scope else [])
         persons.update(deletions)
-        kinds = [RECORD_KINDS[f] for f in FILES if f not in _DESCRIPTORS and f != "Export"]
+        persons.update(parents)
         order = {RECORD_KINDS[f]: i for i, f in enumerate(FILES)}
         for person in sorted(persons):
-            withheld: dict[str, int] = {}
-            released = await self.ctx.engine.released_rows(
-                person, recipient=recipient, purpose=purpose, kinds=kinds, withheld=withheld
+            ours = await self._person_rows(
+                person, deletions.get(person, ()), parents.get(person, ()), recipient, purpose
             )
-            ours = [item for item in released if item[0].meta.key.source == self.source]
-            self.summary.withheld_records += withheld.get(self.source, 0)
-            gone = await self._released_deletions(
-                person, deletions.get(person, ()), recipient, purpose
-            )
-            if ours or gone:
-                self.summary.persons += 1
-            if self.since:  # the person's rows updated since, with their Client and enrollments
-                changed = bool(gone) or any(item[2].version >= self.since for item in ours)
-                ours = [
-                    item
-                    for item in ours
-                    if changed
-                    and (item[2].version >= self.since or item[0].meta.kind in _PARENT_KINDS)
-                ]
-            ours += gone
             ours.sort(key=lambda p: (order.get(p[0].meta.kind, 99), p[0].meta.key.id))
             self.named = set()
             for rec, redacted, row in ours:
@@ -621,13 +738,50 @@ class _Export:
         self.dv_projects = await self._fleeing_projects(named)
         await self._descriptors(writer)
 
-    async def _deletions_by_person(self) -> dict[str, list[tuple[str, str]]]:
-        """The client-level records marked deleted since the delta's date (see
-        :meth:`delta_scope`), by the person they are about: (kind, id) each. A record whose
-        client is linked to no person is about nobody the gate can decide for: left out."""
-        if self.scope is None or not self.scope.deleted:
+    async def _person_rows(
+        self,
+        person: str,
+        deletions: Sequence[tuple[str, str]],
+        parents: Sequence[tuple[str, str]],
+        recipient: str,
+        purpose: str,
+    ) -> list[tuple[Record, dict[str, Any], RecordRow]]:
+        """The person's rows of this source the gate releases to ``recipient`` that the
+        export writes: all (a full export), else those changed since the delta's date and,
+        when there are any, the person's Client and enrollments (live, and the ``parents``
+        deleted before the delta's date), with the ``deletions`` made since."""
+        withheld: dict[str, int] = {}
+        kinds = [RECORD_KINDS[f] for f in FILES if f not in _DESCRIPTORS and f != "Export"]
+        released = await self.ctx.engine.released_rows(
+            person, recipient=recipient, purpose=purpose, kinds=kinds, withheld=withheld
+        )
+        ours = [item for item in released if item[0].meta.key.source == self.source]
+        self.summary.withheld_records += withheld.get(self.source, 0)
+        gone = await self._released_deletions(person, deletions, recipient, purpose)
+        if ours or gone:
+            self.summary.persons += 1
+        if not self.since:
+            return ours + gone
+        changed = bool(gone) or any(item[2].version >= self.since for item in ours)
+        if not changed:
+            return []
+        ours = [
+            item
+            for item in ours
+            if item[2].version >= self.since or item[0].meta.kind in _PARENT_KINDS
+        ]
+        before = await self._released_deletions(person, parents, recipient, purpose, since=False)
+        return ours + gone + before
+
+    async def _by_person(
+        self, records: Sequence[tuple[str, str, str]]
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Client-level records ((kind, id, client id) each, as :class:`_DeltaScope` lists
+        them) by the person they are about: (kind, id) each. A record whose client is linked
+        to no person is about nobody the gate can decide for: left out."""
+        if not records:
             return {}
-        clients = sorted({client for _, _, client in self.scope.deleted if client})
+        clients = sorted({client for _, _, client in records if client})
         persons: dict[str, str] = {}
         for start in range(0, len(clients), 500):
             async with self.ctx.store.transaction() as tx:
@@ -635,22 +789,35 @@ class _Export:
                     await tx.persons_of_clients(self.source, clients[start : start + 500])
                 )
         out: dict[str, list[tuple[str, str]]] = {}
-        for kind, source_id, client in self.scope.deleted:
+        for kind, source_id, client in records:
             person = persons.get(client) if client else None
             if person:
                 out.setdefault(person, []).append((kind, source_id))
         return out
 
     async def _released_deletions(
-        self, person: str, keys: Sequence[tuple[str, str]], recipient: str, purpose: str
+        self,
+        person: str,
+        keys: Sequence[tuple[str, str]],
+        recipient: str,
+        purpose: str,
+        *,
+        since: bool = True,
     ) -> list[tuple[Record, dict[str, Any], RecordRow]]:
-        """The person's records marked deleted since the delta's date that the gate releases
-        to ``recipient`` for ``purpose``: decided (and audited) as the records stood when
-        they were deleted, as live ones are — a deletion of a record the recipient may not
-        see is not disclosed. Read again in the deciding transaction: one restored since is
-        left out."""
+        """The person's records marked deleted since the delta's date (else, not ``since``:
+        deleted parents, whenever deleted) that the gate releases to ``recipient`` for
+        ``purpose``: decided (and audited) as the records stood when they were deleted, as
+        live ones are — a deletion of a record the recipient may not see is not disclosed.
+        Read again in the deciding transaction: one restored (or restricted) since is left
+        out."""
         if not keys:
             return []
+
+        def keep(row: RecordRow) -> bool:
+            if since:
+                return row.deleted and self._deleted_since(row)
+            return row.deleted and not row.restricted
+
         withheld: dict[str, int] = {}
         released: list[tuple[Record, dict[str, Any], RecordRow]]
         released = await self.ctx.engine.released_rows(
@@ -659,7 +826,7 @@ class _Export:
             purpose=purpose,
             withheld=withheld,
             keys=[(kind, self.source, source_id) for kind, source_id in keys],
-            keep=lambda row: row.deleted and self._deleted_since(row),
+            keep=keep,
         )
         self.summary.withheld_records += sum(withheld.values())
         return released
@@ -710,26 +877,27 @@ class _Export:
 
     async def _descriptors(self, writer: _Writer) -> None:
         """Organisations, projects, their descriptor rows and users the written rows name
-        (in a delta, with those of them marked deleted since its date, as deletion rows)."""
+        (in a delta, with those of them marked deleted since its date, as deletion rows; a
+        deleted project or organisation a written row names, whenever deleted)."""
         orgs: set[str] = set()
         project_rows: list[list[str]] = []
+        at = column_names(self.version, "Project").index("OrganizationID")
         async for rows in self.ctx.store.iter_records("hmis.Project", self.source):
             for row in rows:
-                if (
-                    row.source_id in self.projects
-                    and self._exportable(row, whole=True)
-                    and (not row.deleted or self._deleted_since(row))
+                if row.source_id not in self.projects or not self._exportable(row, whole=True):
+                    continue
+                values = self._values(writer, "Project", orjson.loads(row.payload))
+                if values is not None and (
+                    not row.deleted
+                    or self._deletion_row(writer, "Project", values, row, parent=True)
                 ):
-                    values = self._values(writer, "Project", orjson.loads(row.payload))
-                    if values is not None and (
-                        not row.deleted or self._deletion_row(writer, "Project", values, row)
-                    ):
-                        project_rows.append(values)
-                        orgs.add(
-                            values[column_names(self.version, "Project").index("OrganizationID")]
-                        )
+                    project_rows.append(values)
+                    orgs.add(values[at])
         await self._filtered(
-            writer, "Organization", lambda v, n: v[n.index("OrganizationID")] in orgs
+            writer,
+            "Organization",
+            lambda v, n: v[n.index("OrganizationID")] in orgs,
+            parents=True,
         )
         for values in project_rows:
             self._emit(writer, "Project", values)
@@ -739,20 +907,27 @@ class _Export:
             )
         await self._filtered(writer, "User", lambda v, n: v[n.index("UserID")] in self.users)
 
-    async def _filtered(self, writer: _Writer, file: str, want: Any) -> None:
+    async def _filtered(
+        self, writer: _Writer, file: str, want: Any, *, parents: bool = False
+    ) -> None:
+        """The rows of a descriptor file ``want`` picks (a deleted one: as a deletion row
+        when deleted since the delta's date, or whenever deleted if ``parents``: the rows
+        are parents of written rows)."""
         names = column_names(self.version, file)
         located = [i for i, n in enumerate(names) if n in LOCATION_COLUMNS.get(file, ())]
         project = names.index("ProjectID") if located and "ProjectID" in names else -1
         async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
             for row in rows:
-                if (row.deleted and not self._deleted_since(row)) or not self._exportable(
-                    row, whole=True
-                ):
+                if (
+                    row.deleted and not parents and not self._deleted_since(row)
+                ) or not self._exportable(row, whole=True):
                     continue
                 values = self._values(writer, file, orjson.loads(row.payload))
                 if values is None or not want(values, names):
                     continue
-                if row.deleted and not self._deletion_row(writer, file, values, row):
+                if row.deleted and not self._deletion_row(
+                    writer, file, values, row, parent=parents
+                ):
                     continue
                 if project >= 0 and values[project] in self.dv_projects:
                     self._withhold_location(file, names, located, row.owner, values)
@@ -824,6 +999,10 @@ class _DeltaScope:
         self.deleted: list[tuple[str, str, str]] = []
         """The client-level records marked deleted since the delta's date, not restricted:
         (kind, id, the client id it names — "" when none), for a recipient's export."""
+        self.parents: list[tuple[str, str, str]] = []
+        """The Client and Enrollment records deleted (not since the delta's date, or at an
+        unknown time), not restricted, that it carries as parents: (kind, id, client id),
+        for a recipient's export (collected when :meth:`_Export.delta_scope` is asked)."""
 
     def carries(self, file: str, row: Any) -> bool:
         """Whether a stored row not updated since the delta's date goes in all the same."""
@@ -833,8 +1012,13 @@ class _DeltaScope:
             if ck(row.source_id) in self.enrollments:
                 return True
             client = row.client_source_id or client_of(row, orjson.loads(row.payload))
-            return bool(client) and ck(client) in self.clients
+            return self.carries_enrollment(row.source_id, client)
         return False
+
+    def carries_enrollment(self, source_id: str, client: str) -> bool:
+        """Whether an enrollment (its id, its client's id) goes in: a row changed since the
+        delta's date names it, or its client goes in."""
+        return ck(source_id) in self.enrollments or (bool(client) and ck(client) in self.clients)
 
 
 def released_categories(rec: Record, redacted: Mapping[str, Any]) -> frozenset[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,67 @@ def test_clarity_cli_export_declares_the_hash_status_of_the_data(
     message = refused.stderr.strip()
     assert "HashStatus 4" in message and "cannot be written in clear" in message
     assert len(message.splitlines()) == 1 and not clear.exists()
+
+
+def test_clarity_cli_refuses_an_export_date_before_the_data_it_writes(
+    cli: click.Group, tools: Any, tmp_path: Path
+) -> None:
+    """An --export-date earlier than a row's DateUpdated or a deletion's time is refused
+    (a receiver would skip such a row as a future version: a deletion lost), and nothing is
+    written; a later one exports, reproducibly, and another hub imports it cleanly."""
+    from tests.clarity.test_clarity_delta_deletions import _without_enrollments
+
+    config = tools.write_config(tmp_path / "hub")
+    gen = write_export(tmp_path / "gen", clients=10, seed=4)
+    assert run(cli, config, "import", "clarity", str(gen)).exit_code == 0
+    gone = tools.read_csv(gen / "Exit.csv")[0]
+    client = next(
+        r for r in tools.read_csv(gen / "Client.csv") if r["PersonalID"] == gone["PersonalID"]
+    )
+    refreshed = _without_enrollments(tools, gen, tmp_path / "refreshed", {gone["EnrollmentID"]})
+    assert run(cli, config, "import", "clarity", str(refreshed)).exit_code == 0  # deleted now
+
+    def export(out: Path, *options: str) -> Any:
+        return run(
+            cli, config, "export", "clarity", "--out", str(out), "--csv-version", "2026", *options
+        )
+
+    kept = tmp_path / "kept"
+    assert export(kept).exit_code == 0
+    before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    for out, options, later in (
+        # The deletion (made now) is later than the export date.
+        (tmp_path / "delta", ("--since", "2025-10-01", "--export-date", "2025-11-01T10:00:00"), 2),
+        # Rows of the generated export were updated after this date.
+        (tmp_path / "full", ("--export-date", "2020-06-01T00:00:00"), 0),
+        # An existing export is left as it was.
+        (kept, ("--export-date", "2020-06-01T00:00:00"), 0),
+    ):
+        refused = export(out, *options)
+        assert refused.exit_code != 0
+        message = refused.stderr.strip()
+        assert len(message.splitlines()) == 1 and "Traceback" not in refused.output
+        assert message.endswith("nothing was written")
+        assert f"--export-date {options[-1].replace('T', ' ')}: " in message
+        assert "updated or deleted after it" in message
+        assert later == 0 or f": {later} rows" in message
+        for value in (client["FirstName"], client["LastName"], client["PersonalID"]):
+            assert value not in message
+    assert not (tmp_path / "delta").exists() and not (tmp_path / "full").exists()
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
+    after_since = export(tmp_path / "x", "--since", "2025-12-01", "--export-date", "2025-11-01")
+    assert after_since.exit_code != 0 and "--since 2025-12-01 is after --export-date" in (
+        after_since.stderr
+    )
+
+    late = (datetime.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    options = ("--since", "2025-10-01", "--export-date", late)
+    assert export(tmp_path / "one", *options).exit_code == 0
+    assert export(tmp_path / "two", *options).exit_code == 0
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
+    assert one == {p.name: p.read_bytes() for p in (tmp_path / "two").iterdir()}
+    assert len(one) == 24  # no staging folder left behind
+    other = tools.write_config(tmp_path / "other")
+    imported = run(cli, other, "import", "clarity", str(tmp_path / "one"))
+    summary = json.loads(imported.stdout)
+    assert summary["errors"] == 0 and summary["deleted"] == 2  # the enrollment, its exit
