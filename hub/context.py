@@ -19,9 +19,9 @@ from consent import ConsentRecord
 from hub.config import HubConfig
 from hub.core.engine import Engine
 from hub.core.gate import ConsentGate
-from hub.core.identity import identifier_key, identifier_value_key
+from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.ports import Transaction
-from hub.keys import KeyRing, load_keyring
+from hub.keys import IndexKeyMismatch, KeyRing, load_keyring
 from hub.metrics import Metrics
 from hub.plugins import PluginManager
 from hub.store import SqlStore, open_store_from_url
@@ -33,6 +33,15 @@ DEFAULT_KEYS_FILE = "hub-data/keys.json"
 
 class ConsentImportError(ValueError):
     """A consent file could not be imported (nothing of it was)."""
+
+
+def consent_client_value(consent: ConsentRecord, blind: BlindIndex) -> str:
+    """The blinded client identifier a consent is stored with (``consents.client_value``):
+    of the system and value, or of the value alone when the consent names no system."""
+    ref = consent.client
+    if ref.system:
+        return blind(identifier_key(ref.system, ref.value))
+    return blind(identifier_value_key(ref.value))
 
 
 def _keeping_revocation(imported: ConsentRecord, stored: ConsentRecord | None) -> ConsentRecord:
@@ -129,11 +138,7 @@ class HubContext:
                 (
                     c.id,
                     c.client.system,
-                    self.keys.blind(
-                        identifier_key(c.client.system, c.client.value)
-                        if c.client.system
-                        else identifier_value_key(c.client.value)
-                    ),
+                    consent_client_value(c, self.keys.blind),
                     orjson.dumps(c.to_json()),
                 )
                 for c in records
@@ -186,6 +191,54 @@ def disabled_plugins_in(config_path: Path) -> frozenset[str]:
     return frozenset(n for n in names if isinstance(n, str))
 
 
+def keys_origin(keys: KeyRing) -> str:
+    """Where a key ring came from, for messages: its key file, or ``$HUB_KEYS``."""
+    return "$HUB_KEYS" if keys.source is None else str(keys.source)
+
+
+async def checked_keys(store: SqlStore, keys: KeyRing) -> KeyRing:
+    """``keys``, once the store is known to have been built with their blind-index key.
+
+    The store keeps the key's check value (recording it at its first open). A key ring
+    whose *pending* key has that check value is from a ``hub keys rotate-index`` that
+    committed the store and died before it promoted the key in the key file: the key is
+    promoted here. Any other key raises :class:`IndexKeyMismatch` (naming the key file,
+    never a key): with it the hub would match no one already stored.
+    """
+    recorded = await store.index_key_check(keys.index_check)
+    if recorded == keys.index_check:
+        return keys
+    if recorded == keys.pending_index_check:
+        return _finish_interrupted_rotation(keys)
+    raise IndexKeyMismatch(
+        f"{keys_origin(keys)}: the blind-index key (check value {keys.index_check}) is not "
+        f"the one this store was built with (check value {recorded}): with it no arriving "
+        "client would match anyone stored and no stored consent would apply. Use the key "
+        "file this store was built with (a restored backup of keys and store must be of "
+        "the same hub); if 'hub keys rotate-index' was interrupted, run it again with the "
+        "key file it was writing."
+    )
+
+
+def _finish_interrupted_rotation(keys: KeyRing) -> KeyRing:
+    """Promote the pending blind-index key the store was already re-keyed to, in the key
+    file (or refuse: the pending key is in ``$HUB_KEYS``, which the hub cannot rewrite)."""
+    if keys.source is None:
+        raise IndexKeyMismatch(
+            "$HUB_KEYS: this store was re-keyed to its pending_index_key by 'hub keys "
+            "rotate-index', which stopped before making it the index_key: put the key file "
+            "the rotation wrote in $HUB_KEYS, or move pending_index_key to index_key there"
+        )
+    promoted = keys.promoted()
+    promoted.write(keys.source)
+    log.warning(
+        "an interrupted blind-index key rotation was completed: the key file's pending key "
+        "is now its index key",
+        extra={"key_file": str(keys.source), "index_key_check": promoted.index_check},
+    )
+    return promoted
+
+
 @asynccontextmanager
 async def open_context(
     config: HubConfig, plugins: PluginManager, *, migrate: bool = False
@@ -197,7 +250,7 @@ async def open_context(
         if migrate:
             await store.migrate()
         await store.check_schema()
-        keys = load_keyring(keys_path(config))
+        keys = await checked_keys(store, load_keyring(keys_path(config)))
         store.cipher = keys.cipher()
         metrics = Metrics()
         # Label look-ups cost more than the increment: keep each labelled child once.

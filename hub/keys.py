@@ -8,7 +8,8 @@ the store.
 from __future__ import annotations
 
 import base64
-import hashlib
+import dataclasses
+import hmac
 import json
 import os
 import secrets
@@ -26,11 +27,26 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from hub.crypto import FieldCipher
 from hub.crypto import KeyError_ as KeyError_  # defined beside DecryptionError, its subclass
 from hub.fileio import fsync_dir
+from hub.hmac_sha256 import Hmac256
 
 DATA_KEY_SIZES = (16, 24, 32)
 """AES key lengths in bytes; the hub generates 32."""
 MIN_INDEX_KEY_SIZE = 16
 """The shortest blind-index (HMAC) key accepted, in bytes; the hub generates 32."""
+INDEX_CHECK_MESSAGE = b"cie-hub index key check v1"
+"""What the blind-index key's check value is the HMAC of."""
+
+
+def index_key_check(key: bytes) -> str:
+    """The check value of a blind-index key: 16 hex characters of the HMAC of a fixed
+    message. The store keeps it to recognise the key it was built with; it tells keys apart
+    and gives nothing of them away (it is no blind value of any identity either)."""
+    return hmac.digest(key, INDEX_CHECK_MESSAGE, "sha256").hex()[:16]
+
+
+class IndexKeyMismatch(KeyError_):
+    """The blind-index key is not the one the store was built with: the hub would match no
+    one. The CLI prints it as a one-line error."""
 
 
 def _b64(data: bytes) -> str:
@@ -52,14 +68,17 @@ class KeyRing:
     active_data_key: str
     source: Path | None = field(default=None, repr=False, compare=False)
     """The key file the ring was read from (None: generated, or from ``$HUB_KEYS``)."""
-    _pads: tuple[Any, Any] = field(init=False, repr=False, compare=False)
+    pending_index_key: bytes | None = field(default=None, repr=False)
+    """The blind-index key ``hub keys rotate-index`` is moving the store to (None: no
+    rotation under way); the active ``index_key`` blinds until the rotation promotes it."""
+    _mac: Hmac256 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_pads", _hmac_pads(self.index_key))
+        object.__setattr__(self, "_mac", Hmac256(self.index_key))
 
     def __getstate__(self) -> dict[str, Any]:
         # Hash states cannot be pickled (nor deep-copied): they are rebuilt from the key.
-        return {k: v for k, v in self.__dict__.items() if k != "_pads"}
+        return {k: v for k, v in self.__dict__.items() if k != "_mac"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -75,13 +94,29 @@ class KeyRing:
         2104), which gives ``hmac.digest(index_key, value, "sha256")`` at less than half
         its cost: blinding runs five times per client record stored.
         """
-        inner_pad, outer_pad = self._pads
-        inner = inner_pad.copy()
-        inner.update(value.encode("utf-8"))
-        outer = outer_pad.copy()
-        outer.update(inner.digest())
-        digest: bytes = outer.digest()
-        return digest[:16].hex()
+        return self._mac.digest(value.encode("utf-8"))[:16].hex()
+
+    @property
+    def index_check(self) -> str:
+        """The check value of the active blind-index key (see :func:`index_key_check`)."""
+        return index_key_check(self.index_key)
+
+    @property
+    def pending_index_check(self) -> str | None:
+        """The check value of the pending blind-index key; None when there is none."""
+        pending = self.pending_index_key
+        return None if pending is None else index_key_check(pending)
+
+    def with_pending_index_key(self, key: bytes) -> KeyRing:
+        """This ring with ``key`` as the pending blind-index key (the active one unchanged)."""
+        return dataclasses.replace(self, pending_index_key=key)
+
+    def promoted(self) -> KeyRing:
+        """This ring with its pending blind-index key made the active one (the old one is
+        dropped); itself when there is no pending key."""
+        if self.pending_index_key is None:
+            return self
+        return dataclasses.replace(self, index_key=self.pending_index_key, pending_index_key=None)
 
     def cipher(self) -> FieldCipher:
         """The field cipher over the ring's data keys (the active one encrypts).
@@ -115,17 +150,18 @@ class KeyRing:
         )
 
     def to_json(self) -> str:
-        """The key file's JSON text."""
-        return json.dumps(
-            {
-                "index_key": _b64(self.index_key),
-                "signing_key": _b64(self.signing_key),
-                "signing_key_id": self.signing_key_id,
-                "data_keys": [{"id": k, "key": _b64(v)} for k, v in self.data_keys],
-                "active_data_key": self.active_data_key,
-            },
-            indent=2,
-        )
+        """The key file's JSON text (``pending_index_key`` only while a rotation is under
+        way: a file without it is read as before)."""
+        data: dict[str, Any] = {"index_key": _b64(self.index_key)}
+        if self.pending_index_key is not None:
+            data["pending_index_key"] = _b64(self.pending_index_key)
+        data |= {
+            "signing_key": _b64(self.signing_key),
+            "signing_key_id": self.signing_key_id,
+            "data_keys": [{"id": k, "key": _b64(v)} for k, v in self.data_keys],
+            "active_data_key": self.active_data_key,
+        }
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str, where: str, source: Path | None = None) -> KeyRing:
@@ -137,8 +173,10 @@ class KeyRing:
         """
         try:
             data = json.loads(text)
+            pending = data.get("pending_index_key")
             ring = cls(
                 index_key=_unb64(data["index_key"]),
+                pending_index_key=None if pending is None else _unb64(pending),
                 signing_key=_unb64(data["signing_key"]),
                 signing_key_id=str(data["signing_key_id"]),
                 data_keys=tuple((str(d["id"]), _unb64(d["key"])) for d in data["data_keys"]),
@@ -155,6 +193,9 @@ class KeyRing:
         cannot work: a key of the wrong length, an unknown active key, a repeated key id."""
         if len(self.index_key) < MIN_INDEX_KEY_SIZE:
             raise ValueError(f"index_key is {len(self.index_key)} bytes, at least 16 needed")
+        pending = self.pending_index_key
+        if pending is not None and len(pending) < MIN_INDEX_KEY_SIZE:
+            raise ValueError(f"pending_index_key is {len(pending)} bytes, at least 16 needed")
         if len(self.signing_key) != 32:
             raise ValueError(f"signing_key is {len(self.signing_key)} bytes, 32 needed")
         ids = [kid for kid, _ in self.data_keys]
@@ -189,18 +230,6 @@ class KeyRing:
             Path(tmp).unlink(missing_ok=True)
             raise
         fsync_dir(target.parent)
-
-
-def _hmac_pads(key: bytes) -> tuple[Any, Any]:
-    """SHA-256 states that have hashed the HMAC inner and outer pads of ``key`` (RFC 2104)."""
-    block = hashlib.sha256().block_size
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\0")
-    return (
-        hashlib.sha256(bytes(b ^ 0x36 for b in key)),
-        hashlib.sha256(bytes(b ^ 0x5C for b in key)),
-    )
 
 
 def load_keyring(path: Path | None) -> KeyRing:

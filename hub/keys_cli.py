@@ -1,4 +1,5 @@
-"""``hub keys …``: rotate the data key online, retire old keys."""
+"""``hub keys …``: rotate the data key online, retire old keys, rotate the blind-index key
+offline."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import click
 
 from hub.cli_support import CliState, echo_json, fail, run_with_context
 from hub.context import HubContext, keys_path
+from hub.index_rotation import rotate_index
 from hub.keys import load_keyring
 
 
@@ -18,7 +20,7 @@ def register(cli: click.Group) -> None:
 
     @cli.group()
     def keys() -> None:
-        """Field encryption keys: rotate, retire."""
+        """Field encryption keys: rotate, retire; the blind-index key: rotate-index."""
 
     @keys.command("rotate")
     @click.pass_obj
@@ -89,3 +91,27 @@ def register(cli: click.Group) -> None:
         kept = tuple((k, v) for k, v in ring.data_keys if k != key_id)
         dataclasses.replace(ring, data_keys=kept).write(path)
         click.echo(f"retired {key_id}")
+
+    @keys.command("rotate-index")
+    @click.pass_obj
+    def keys_rotate_index(state: CliState) -> None:
+        """Replace the blind-index key (the HMAC key of identity match keys and consent
+        client values) and re-blind everything stored with it, in one transaction. Offline:
+        stop every hub using the store first (it refuses while another one does).
+
+        The new key goes to the key file as pending first, becomes the index key once the
+        store is re-keyed, and the old key is dropped. Interrupted, run it again: it takes
+        up the pending key (a hub that opens a store already re-keyed promotes it itself).
+        Prints the new key's check value and what was re-blinded; a client record that
+        decrypts with no key loses its match keys (``unreadable``). Match keys kept from a
+        client record's earlier versions are made again from its stored version only.
+
+        \b
+        Example:
+          hub keys rotate-index
+        """
+        if os.environ.get("HUB_KEYS"):
+            fail("keys come from $HUB_KEYS: rotate in the key file, then update the variable")
+        path = keys_path(state.config)
+        before = load_keyring(path)
+        echo_json(run_with_context(state, lambda ctx: rotate_index(ctx, path, before)))

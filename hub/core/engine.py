@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from consent import ClientFacts
 from hub.core.gate import AuditWriter, ConsentGate, Disclosure
 from hub.core.group_commit import GroupCommit
 from hub.core.identity import BlindIndex, decide_link, match_keys
+from hub.core.ids import new_person_id
 from hub.core.ports import (
     OutboxRow,
     RecordRow,
@@ -437,7 +437,7 @@ class Engine:
                 decision = decide_link(mk, found)
                 person = decision.person
                 if person is None:
-                    person = uuid.uuid4().hex
+                    person = new_person_id()
                     fresh.append(person)
                 # A later version of the same record in this batch keeps this link.
                 linked[ref] = person

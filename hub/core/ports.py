@@ -451,7 +451,10 @@ class Transaction(Protocol):
         ...
 
     async def set_birth_dates(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Birth dates of many persons: (person id, ISO date) each."""
+        """Birth dates of many persons: (person id, ISO date) each. The date is kept as text
+        at its precision (``1980-05-17``, or ``2008`` / ``2008-05`` when only the year or
+        month is known: :meth:`hub.core.records.Client.birth_date_text`); the gate reads a
+        partial one as the range it covers (:func:`hub.core.gate.client_facts`)."""
         ...
 
     async def set_dv_status(self, source: str, client_id: str, fleeing: bool) -> None:
@@ -639,6 +642,29 @@ class Store(Protocol):
 
     async def checkpoints(self) -> list[tuple[int, str, bytes, str]]:
         """Stored checkpoints: (seq, head hash, signature, key id)."""
+        ...
+
+    async def index_key_check(self, check: str) -> str:
+        """The check value of the blind-index key the store was built with (``check`` is
+        recorded as that when the store has none yet)."""
+        ...
+
+    async def hold_alone(self) -> None:
+        """Make sure no other hub process uses the store (and, where the store can, that
+        none starts to until this one closes it); raise naming what to stop."""
+        ...
+
+    async def reblind(
+        self,
+        old_check: str,
+        new_check: str,
+        record_keys: Callable[[RecordRow], Sequence[str]],
+        consent_value: Callable[[bytes], str],
+        batch: int = 500,
+    ) -> dict[str, int]:
+        """Replace every blinded value (records' match keys by ``record_keys(row)``,
+        consents' client values by ``consent_value(body)``) and the check value, from
+        ``old_check`` to ``new_check``, in one transaction; counts of what was done."""
         ...
 
     async def claim_outbox(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +32,9 @@ log = logging.getLogger("hub.store")
 
 HEAD_REPAIR_SECONDS = 30.0
 """How often a PostgreSQL store's claims first repair outbox heads a race left unmarked."""
+INDEX_KEY_CHECK = "index_key_check"
+"""The ``store_meta`` name of the check value of the blind-index key the store was built
+with (never the key: see :func:`hub.keys.index_key_check`)."""
 
 
 class StoreError(RuntimeError):
@@ -636,6 +639,95 @@ class SqlStore(ABC):
                 if await c.fetchrow(f"SELECT 1 FROM {table} WHERE {expr} LIKE ? LIMIT 1", (token,)):
                     return True
         return False
+
+    # ---- the blind index ------------------------------------------------------------------
+
+    async def index_key_check(self, check: str) -> str:
+        """The check value of the blind-index key the store was built with, recording
+        ``check`` as that first when the store has none (a new store, or one from before
+        schema 12). On PostgreSQL this waits for a re-key under way to commit."""
+        async with self.transaction() as tx:
+            return await tx.adopt_store_meta(INDEX_KEY_CHECK, check)
+
+    async def hold_alone(self) -> None:
+        """Make sure no other hub process uses the store, and (SQLite) that none can start
+        using it until this one closes it; :class:`StoreError` saying what to stop."""
+        async with self._reader() as c:
+            await self._refuse_other_hubs(c)
+
+    async def _refuse_other_hubs(self, c: Connection) -> None:
+        """Raise :class:`StoreError` when another hub process uses the store (each adapter
+        knows how to tell)."""
+        raise StoreError(f"{type(self).__name__} cannot tell whether other hubs use it")
+
+    async def reblind(
+        self,
+        old_check: str,
+        new_check: str,
+        record_keys: Callable[[RecordRow], Sequence[str]],
+        consent_value: Callable[[bytes], str],
+        batch: int = 500,
+    ) -> dict[str, int]:
+        """Replace every blinded value the store keeps, in one transaction, and record
+        ``new_check`` as the check value of its blind-index key (offline: no other hub may
+        use the store, which is checked again here; see :meth:`hold_alone`).
+
+        The match keys of each record ``person_keys`` holds keys of are replaced by
+        ``record_keys(row)``, indexed under the same persons; each consent's blinded client
+        value by ``consent_value(body)``. A record that does not decrypt loses its keys
+        (they could never match again), counted as ``unreadable`` and logged by reference.
+        Raises :class:`StoreError` unless the store's check value is ``old_check``.
+        """
+        async with self.transaction() as tx:
+            stored = await tx.store_meta(INDEX_KEY_CHECK, lock=True)
+            if stored != old_check:
+                raise StoreError(
+                    "the store's blind-index key is not the one being rotated from "
+                    "(another rotation ran meanwhile?): nothing was changed"
+                )
+            await self._refuse_other_hubs(tx._c)
+            counts = {"person_keys_before": await tx.count_person_keys()}
+            counts |= await self._reblind_person_keys(tx, record_keys, batch)
+            counts["consents"] = await self._reblind_consents(tx, consent_value, batch)
+            await tx.put_store_meta(INDEX_KEY_CHECK, new_check)
+        return counts
+
+    async def _reblind_person_keys(
+        self, tx: SqlTransaction, record_keys: Callable[[RecordRow], Sequence[str]], batch: int
+    ) -> dict[str, int]:
+        """Replace the match keys of every record ``person_keys`` holds keys of."""
+        counts = {"person_keys": 0, "client_records": 0, "unreadable": 0, "gone": 0}
+        last = ("", "", "")
+        while page := await tx.keyed_records(last, batch):
+            links: list[tuple[str, str, str, str, Sequence[str]]] = []
+            for item in page:
+                if item.row is None:
+                    counts["unreadable" if item.unreadable else "gone"] += 1
+                    continue
+                keys = record_keys(item.row)
+                links += [(*item.key, person, keys) for person in item.persons]
+                counts["client_records"] += 1
+            counts["person_keys"] += await tx.replace_record_keys([i.key for i in page], links)
+            last = page[-1].key
+        if counts["unreadable"]:
+            # By count only: `hub keys rotate` names them (by reference) when it meets them.
+            log.warning(
+                "client records that decrypt with no key lost their match keys",
+                extra={"count": counts["unreadable"]},
+            )
+        return counts
+
+    async def _reblind_consents(
+        self, tx: SqlTransaction, consent_value: Callable[[bytes], str], batch: int
+    ) -> int:
+        """Replace the blinded client value of every stored consent; returns how many."""
+        done = 0
+        last = ""
+        while bodies := await tx.consent_bodies(last, batch):
+            await tx.set_consent_values([(cid, consent_value(body)) for cid, body in bodies])
+            done += len(bodies)
+            last = bodies[-1][0]
+        return done
 
     # ---- SMART Backend Services ----------------------------------------------------------
 

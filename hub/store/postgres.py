@@ -13,15 +13,19 @@ import asyncpg
 
 from hub.store.base import SqlStore, StoreError
 from hub.store.pg_bulk import PgTransaction
-from hub.store.sql import Row
+from hub.store.sql import Connection, Row
 
 log = logging.getLogger("hub.store")
 
 _PLACEHOLDER = re.compile(r"\?")
 
+APPLICATION_NAME = "cie-hub"
+"""The ``application_name`` of every hub connection: ``hub keys rotate-index`` finds the
+other hubs using a database by it in ``pg_stat_activity``."""
+
 # The hub's statements are short: compiling one with JIT (which the planner turns on when a
 # batch look-up's estimate is large) costs more than running it.
-_SESSION_SETTINGS = {"jit": "off"}
+_SESSION_SETTINGS = {"jit": "off", "application_name": APPLICATION_NAME}
 
 
 @lru_cache(maxsize=512)
@@ -103,6 +107,8 @@ class PostgresStore(SqlStore):
         self._min = min_size
         self._max = max_size
         self._pool: Any = None
+        self._pids: set[int] = set()
+        """The server processes of this store's own connections (see :meth:`hold_alone`)."""
 
     async def open(self) -> None:
         """Create the connection pool; :class:`StoreError` naming ``host:port`` (never the
@@ -114,6 +120,7 @@ class PostgresStore(SqlStore):
                 max_size=self._max,
                 timeout=10,
                 server_settings=_SESSION_SETTINGS,
+                init=self._joined,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             where = _host_port(self.url)
@@ -124,6 +131,27 @@ class PostgresStore(SqlStore):
             where = _host_port(self.url)
             reason = _redact(exc, self.url) or type(exc).__name__
             raise StoreError(f"invalid PostgreSQL store URL for {where}: {reason}") from None
+
+    async def _joined(self, conn: Any) -> None:
+        """Note a new connection of the pool as this store's own."""
+        self._pids.add(conn.get_server_pid())
+
+    async def _refuse_other_hubs(self, c: Connection) -> None:
+        """:class:`StoreError` when a connection named :data:`APPLICATION_NAME` that is not
+        this store's own uses the database: another hub process."""
+        row = await c.fetchrow(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = ? AND NOT (pid = ANY(?::int[]))",
+            (APPLICATION_NAME, sorted(self._pids)),
+        )
+        others = 0 if row is None else int(row[0])
+        if others:
+            raise StoreError(
+                f"{others} connection(s) of other hub processes use the PostgreSQL store at "
+                f"{_host_port(self.url)} (application_name '{APPLICATION_NAME}' in "
+                "pg_stat_activity): stop every hub using it ('hub serve', 'hub worker', any "
+                "other hub command), then run this again"
+            )
 
     async def close(self) -> None:
         """Close the pool."""

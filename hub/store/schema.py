@@ -217,6 +217,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 PRIMARY KEY (feed, kind, source, source_id))""",
         ],
     ),
+    (
+        12,
+        "the store remembers the blind-index key it was built with",
+        [
+            # Facts about the store itself, by name. `index_key_check`: the check value of
+            # the blind-index key its match keys and consent client values were made with
+            # (hub/keys.py index_key_check; never the key). Recorded at the first open after
+            # this migration; a hub whose key gives another check value refuses to open
+            # (it would match no one); `hub keys rotate-index` changes it.
+            """CREATE TABLE store_meta (
+                name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -7,12 +7,13 @@ placeholders to ``$n``).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from hub.core.ids import new_person_id
 from hub.core.ports import (
     AuditRow,
     FeedCursor,
@@ -32,11 +33,6 @@ Row = Sequence[Any]
 def now_iso() -> str:
     """Current UTC time as the store writes it (sortable ISO text, microseconds)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def new_person_id() -> str:
-    """A fresh, random person id (reveals nothing about the person)."""
-    return uuid.uuid4().hex
 
 
 class Connection(Protocol):
@@ -197,6 +193,23 @@ _PROMOTE_NEXT = (
     "WHERE o.recipient=s.recipient AND o.person_id=s.person_id AND "
     f"o.status IN {OPEN_STATUSES}) FROM outbox s WHERE s.id IN ({{ids}}))"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRecord:
+    """A record whose match keys ``person_keys`` holds, as a re-key reads it."""
+
+    key: tuple[str, str, str]
+    """(kind, source, source_id)."""
+    persons: tuple[str, ...]
+    """The persons its keys are indexed under (one, but for damage)."""
+    row: RecordRow | None
+    """The stored row, decrypted; None when it is gone or does not decrypt."""
+    unreadable: bool = False
+    """Whether the row is there but decrypts with no key."""
+
+    def __repr__(self) -> str:
+        return f"<KeyedRecord {self.key[0]} of {len(self.persons)} person(s)>"
 
 
 class SqlTransaction:
@@ -944,6 +957,115 @@ class SqlTransaction:
             )
             found.update(r[0] for r in rows)
         return found
+
+    # ---- the blind index: the key the store was built with, re-keying -------------------
+
+    async def store_meta(self, name: str, *, lock: bool = False) -> str | None:
+        """A fact about the store (``store_meta``), None when not recorded; with ``lock``,
+        its row stays locked until the transaction ends (PostgreSQL)."""
+        suffix = " FOR UPDATE" if lock and self._dialect == "postgresql" else ""
+        row = await self._c.fetchrow(f"SELECT value FROM store_meta WHERE name=?{suffix}", (name,))
+        return None if row is None else str(row[0])
+
+    async def put_store_meta(self, name: str, value: str) -> None:
+        """Record a fact about the store, replacing what was recorded under ``name``."""
+        await self._c.execute(
+            "INSERT INTO store_meta (name, value, updated_at) VALUES (?,?,?) ON CONFLICT "
+            "(name) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+            (name, value, now_iso()),
+        )
+
+    async def adopt_store_meta(self, name: str, value: str) -> str:
+        """The fact recorded under ``name``, recording ``value`` first when there is none.
+
+        On PostgreSQL the row is read under a share lock: while a re-key holds it (locked
+        for update until it commits), this waits, then reads what the re-key wrote.
+        """
+        await self._c.execute(
+            "INSERT INTO store_meta (name, value, updated_at) VALUES (?,?,?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name, value, now_iso()),
+        )
+        suffix = " FOR SHARE" if self._dialect == "postgresql" else ""
+        row = await self._c.fetchrow(f"SELECT value FROM store_meta WHERE name=?{suffix}", (name,))
+        assert row is not None
+        return str(row[0])
+
+    async def count_person_keys(self) -> int:
+        """How many match keys ``person_keys`` holds."""
+        row = await self._c.fetchrow("SELECT COUNT(*) FROM person_keys")
+        return 0 if row is None else int(row[0])
+
+    async def keyed_records(self, after: tuple[str, str, str], limit: int) -> list[KeyedRecord]:
+        """The next ``limit`` records (after ``after``, in key order) whose match keys
+        ``person_keys`` holds, each with the persons its keys are indexed under and its
+        stored row, decrypted (None when the row is gone or does not decrypt)."""
+        page = [
+            (r[0], r[1], r[2])
+            for r in await self._c.fetch(
+                "SELECT DISTINCT kind, source, source_id FROM person_keys "
+                "WHERE (kind, source, source_id) > (?, ?, ?) "
+                "ORDER BY kind, source, source_id LIMIT ?",
+                (*after, limit),
+            )
+        ]
+        if not page:
+            return []
+        persons: dict[tuple[str, str, str], set[str]] = {}
+        for r in await self._c.fetch(
+            "SELECT DISTINCT kind, source, source_id, person_id FROM person_keys "
+            "WHERE (kind, source, source_id) >= (?, ?, ?) "
+            "AND (kind, source, source_id) <= (?, ?, ?)",
+            (*page[0], *page[-1]),
+        ):
+            persons.setdefault((r[0], r[1], r[2]), set()).add(r[3])
+        rows = await self._records_by_key(RECORD_COLUMNS, page)
+        return [self._keyed(key, persons.get(key, set()), rows.get(key)) for key in page]
+
+    def _keyed(self, key: tuple[str, str, str], persons: set[str], raw: Row | None) -> KeyedRecord:
+        """A :class:`KeyedRecord` of a stored row (decrypted here, one at a time, so one that
+        does not decrypt is told apart from the others)."""
+        if raw is None:
+            return KeyedRecord(key, tuple(sorted(persons)), None)
+        try:
+            row = record_from_row(raw, self._cipher)
+        except DecryptionError:
+            return KeyedRecord(key, tuple(sorted(persons)), None, unreadable=True)
+        return KeyedRecord(key, tuple(sorted(persons)), row)
+
+    async def replace_record_keys(
+        self,
+        records: Sequence[tuple[str, str, str]],
+        links: Sequence[tuple[str, str, str, str, Sequence[str]]],
+    ) -> int:
+        """Remove every match key of ``records`` and index ``links`` (kind, source,
+        source_id, person, blind keys) instead; returns the keys written."""
+        await self._c.executemany(
+            "DELETE FROM person_keys WHERE kind=? AND source=? AND source_id=?", list(records)
+        )
+        rows = [(key, p, k, s, i) for k, s, i, p, keys in links for key in dict.fromkeys(keys)]
+        if rows:
+            await self._c.executemany(
+                "INSERT INTO person_keys (match_key, person_id, kind, source, source_id) "
+                "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                rows,
+            )
+        return len(rows)
+
+    async def consent_bodies(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """The next ``limit`` stored consents (id after ``after``, in id order): id and
+        body, decrypted."""
+        rows = await self._c.fetch(
+            "SELECT id, body FROM consents WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        )
+        return [(r[0], self._open_blob(bytes(r[1]), f"consent|{r[0]}")) for r in rows]
+
+    async def set_consent_values(self, values: Sequence[tuple[str, str]]) -> None:
+        """Set the blinded client value of consents: (consent id, value) each."""
+        if values:
+            await self._c.executemany(
+                "UPDATE consents SET client_value=? WHERE id=?", [(v, cid) for cid, v in values]
+            )
 
 
 def _keys_where(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list[Any]]:

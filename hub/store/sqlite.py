@@ -10,6 +10,8 @@ own (:mod:`hub.store.checkpoints`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -20,7 +22,7 @@ from typing import Any
 
 from hub.store.base import SqlStore, StoreError
 from hub.store.checkpoints import WalCheckpointer
-from hub.store.sql import Row, SqlTransaction
+from hub.store.sql import Connection, Row, SqlTransaction
 
 SAFETY_NET_CHECKPOINT_PAGES = 20_000
 """WAL pages (about 80 MB) past which a commit checkpoints on the event loop: reached only
@@ -62,6 +64,8 @@ class SqliteStore(SqlStore):
         self._lock = asyncio.Lock()
         self.checkpointer = WalCheckpointer(self.path)
         self._delivery_lock: int | None = None
+        self._open_lock: int | None = None
+        self._alone = False
 
     @classmethod
     def from_url(cls, url: str, base_dir: Path | None = None) -> SqliteStore:
@@ -71,10 +75,56 @@ class SqliteStore(SqlStore):
             path = base_dir / path
         return cls(path)
 
+    @property
+    def open_lock_path(self) -> Path:
+        """The lock file beside the database that every process using it holds shared
+        (and ``hub keys rotate-index`` exclusive)."""
+        return self.path.with_name(self.path.name + ".open.lock")
+
+    def _take_open_lock(self) -> None:
+        """Hold the open lock shared until :meth:`close` (or the process ends, however it
+        ends); :class:`StoreError` while a re-key holds it exclusive."""
+        lock_path = self.open_lock_path
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
+            raise StoreError(
+                f"the SQLite store at {self.path} is held by 'hub keys rotate-index' (it "
+                "re-keys the blind index with no other hub running): wait for it to finish"
+            ) from None
+        self._open_lock = fd
+
+    def _release_open_lock(self) -> None:
+        if self._open_lock is not None:
+            os.close(self._open_lock)
+            self._open_lock = None
+            self._alone = False
+
     async def open(self) -> None:
-        """Open (creating the file and its folder if needed) in WAL mode."""
+        """Open (creating the file and its folder if needed) in WAL mode, holding the open
+        lock shared (see :meth:`hold_alone`)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from None
+        if self._open_lock is None:
+            self._take_open_lock()
+        try:
+            await self._connect()
+        except BaseException:
+            self._release_open_lock()
+            raise
+
+    async def _connect(self) -> None:
+        """Connect in WAL mode and start the checkpointer."""
+        try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -116,8 +166,31 @@ class SqliteStore(SqlStore):
             ) from None
         self._delivery_lock = fd
 
+    async def _refuse_other_hubs(self, c: Connection) -> None:
+        """Take the open lock exclusive (at once or not at all): every other process that
+        has the store open holds it shared, and none can open it until this one closes it.
+        :class:`StoreError` naming what to stop when another holds it."""
+        if self._alone:
+            return
+        fd = self._open_lock
+        if fd is None:
+            raise StoreError("store is not open")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            # A failed conversion may have dropped the shared lock: take it back.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            raise StoreError(
+                f"another process has the SQLite store at {self.path} open: stop every hub "
+                "using it ('hub serve', 'hub worker', any other hub command), then run this "
+                "again"
+            ) from None
+        self._alone = True
+
     async def close(self) -> None:
-        """Stop the checkpoints, give up delivering and close the connection."""
+        """Stop the checkpoints, give up delivering, close the connection and let go of the
+        open lock."""
         if self._delivery_lock is not None:
             os.close(self._delivery_lock)
             self._delivery_lock = None
@@ -125,6 +198,7 @@ class SqliteStore(SqlStore):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._release_open_lock()
 
     def _raw(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -135,7 +135,10 @@ def test_a_key_file_of_another_hub_is_a_one_line_error(
         encoding="utf-8",
     )
     assert hub_cli("consent", "import", str(consent)).exit_code == 0
-    KeyRing.generate().write(key_file(tmp_path))  # a backup of the wrong hub restored
+    # A backup of the wrong hub restored (its blind-index key kept: a wholly different key
+    # file is refused sooner, see tests/security/test_security_index_key.py).
+    index_key = load_keyring(key_file(tmp_path)).index_key
+    dataclasses.replace(KeyRing.generate(), index_key=index_key).write(key_file(tmp_path))
     result = hub_cli("identity", "review")
     assert result.exit_code == 2
     assert result.output == (
