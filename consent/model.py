@@ -197,10 +197,16 @@ class ConsentPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ClientFacts:
-    """What the hub knows about the client that the rules need (never shown in repr)."""
+    """What the hub knows about the client that the rules need (never shown in repr).
+
+    A birth date known only to the year or month is a range: ``birth_date`` is its first
+    day and ``birth_date_latest`` its last (None: ``birth_date`` is exact). The rules read
+    such a range the way that fails closed (see :mod:`consent.rules`).
+    """
 
     birth_date: date | None = field(default=None, repr=False)
     fleeing_dv: bool = field(default=False, repr=False)
+    birth_date_latest: date | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,12 @@ policy's ``timezone``, the network's; with the default UTC, in ``at``'s own zone
   ``signed_on`` (on or before the decision date). With no birth date known the client is
   presumed an adult and ``AGE_UNKNOWN`` is noted (for a guardian's consent it notes that
   the lapse could not be checked).
+- A birth date known only to the year or month (``ClientFacts.birth_date_latest`` set) is
+  read the way that fails closed: the client's own consent counts only once even the
+  latest possible birthday has made them an adult; a guardian's consent lapses as soon as
+  any possible birthday after ``signed_on`` may have done so. (One date cannot serve both:
+  the latest end alone would keep a guardian's consent for up to a year after the client
+  may have come of age, the earliest would take a possible minor's own consent.)
 - Per category, the first failing check of rule 10 names the reason. Unknown categories
   are withheld (``CATEGORY_UNKNOWN``). Withheld location (DV) makes a permit
   ``permit-redacted`` even when no whole category is withheld.
@@ -275,11 +281,14 @@ def _under_consent(
         notes = _AGE_UNKNOWN
     else:
         notes = _NO_REASONS
-        majority = _coming_of_age(birth, policy.age_of_majority)
+        # A partial birth date is a range [birth, latest]: each test takes the end that
+        # denies (see the module docstring).
+        latest = request.client.birth_date_latest or birth
+        majority = _coming_of_age(latest, policy.age_of_majority)
         if consent.given_by == "client":
             if day < majority:
                 return _deny(request, MINOR_NEEDS_GUARDIAN, consent.id)
-        elif consent.signed_on < majority <= day:
+        elif consent.signed_on < majority and _coming_of_age(birth, policy.age_of_majority) <= day:
             return _deny(request, GUARDIAN_CONSENT_LAPSED, consent.id)
     # 7. Network scope.
     if recipient.networks.isdisjoint(consent.networks):

@@ -54,8 +54,9 @@ async def resolve_review(ctx: HubContext, review_id: int, link_to: str | None) -
             keys: tuple[str, ...] = ()
             if isinstance(record, Client):
                 keys = match_keys(record, ctx.keys.blind).all()
-                if record.birth_date is not None and known[link_to][0] is None:
-                    await tx.set_birth_date(link_to, record.birth_date.isoformat())
+                birth = record.birth_date_text()
+                if birth is not None and known[link_to][0] is None:
+                    await tx.set_birth_date(link_to, birth)
             await tx.link_record(kind, source, source_id, link_to, keys)
             ctx.gate.forget_person(link_to)
         await tx.set_review_status(review_id, "resolved")
@@ -105,8 +106,9 @@ async def unlink(ctx: HubContext, record: str) -> str | None:
             rec = row_to_record(row)
             if isinstance(rec, Client):
                 keys = match_keys(rec, ctx.keys.blind).all()
-                if rec.birth_date is not None:
-                    await tx.set_birth_date(person, rec.birth_date.isoformat())
+                birth = rec.birth_date_text()
+                if birth is not None:
+                    await tx.set_birth_date(person, birth)
         await tx.link_record(kind, source, source_id, person, keys)
         await tx.add_review(record, [old, person], "link undone by an administrator")
     ctx.gate.forget_person(old)

@@ -452,9 +452,9 @@ class Engine:
                         holders.add(person)
             links.append((row.kind, row.source, row.source_id, person, mk.all()))
             persons[ref] = person
-            birth = rec.birth_date
+            birth = rec.birth_date_text()
             if birth is not None:
-                facts.append((person, birth.isoformat()))
+                facts.append((person, birth))
             self.gate.forget_person(person)
         await tx.insert_persons(fresh)
         await tx.add_reviews(reviews)

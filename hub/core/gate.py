@@ -33,6 +33,7 @@ from consent.audit import AuditEntry, canonical_json, make_entry
 from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import NOTHING_LEFT, VSP_RECORD
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
+from hub.core.partial_dates import last_day, parse_iso
 from hub.core.ports import AuditRow, Transaction
 from hub.core.records import RECORD_TYPES, Record, RecordMeta, SourceRow, payload_hash
 from hub.core.serialize import record_from_payload, record_payload
@@ -93,6 +94,25 @@ class Shape:
         if self.extra and not self.extra <= decision.released:
             return self.guarded
         return self.fields
+
+
+def client_facts(birth: str | None, fleeing_dv: bool) -> ClientFacts:
+    """A person's facts from what the store keeps: the birth date as ISO 8601 at its
+    precision (``1980-05-17``, or ``2008`` / ``2008-05`` when only the year or month is
+    known: :meth:`hub.core.records.Client.birth_date_text`) and the DV flag.
+
+    A partial birth date becomes the range it covers, which the rules read the way that
+    fails closed. A value that is no date raises ``ValueError`` (never: presumed adult).
+    """
+    if not birth:
+        return ClientFacts(None, fleeing_dv)
+    if len(birth) == 10:
+        return ClientFacts(date.fromisoformat(birth), fleeing_dv)
+    parsed = parse_iso(birth)
+    if parsed is None:
+        raise ValueError("a person's stored birth date is not an ISO date")
+    first, precision = parsed
+    return ClientFacts(first, fleeing_dv, last_day(first, precision))
 
 
 def fast_canonical_json(value: list[object]) -> bytes:
@@ -362,10 +382,7 @@ class ConsentGate:
     async def facts_of(self, tx: Transaction, person_ids: Iterable[str]) -> dict[str, ClientFacts]:
         """:meth:`facts` for many persons at once (one query)."""
         found = await tx.persons_facts(list(dict.fromkeys(person_ids)))
-        return {
-            person: ClientFacts(date.fromisoformat(birth) if birth else None, fleeing)
-            for person, (birth, fleeing) in found.items()
-        }
+        return {person: client_facts(birth, fleeing) for person, (birth, fleeing) in found.items()}
 
     async def consents_for(self, tx: Transaction, person_id: str) -> tuple[ConsentRecord, ...]:
         """The consents of a person (memory after the first look-up of that person)."""

@@ -12,6 +12,8 @@ Rules (strongest first):
   candidates) or weaker (same name only, same birth date and family name) → a new person and
   an item on the review list; never an automatic merge.
 
+A birth date known only to the year or month takes no part in matching (no key holds it).
+
 Match keys are blind: the caller passes a keyed hash, so the store keeps no readable PII.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from hub.core.partial_dates import is_partial
 from hub.core.records import Client
 
 BlindIndex = Callable[[str], str]
@@ -115,7 +118,15 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
         n = client.names[0]
         family = _fold(n.family)
         name = _joined(family, _fold(n.given[0] if n.given else ""))
-    dob = client.birth_date.isoformat() if client.birth_date else ""
+    # Only a whole birth date makes keys. A year or a month is shared by far too many people
+    # to link on (name + 1980 would merge two John Smiths, and one's consent would release
+    # the other's records), and its first day must never pass for a real birth date: a
+    # partial date counts here as no birth date, as it did before the hub kept them.
+    dob = (
+        client.birth_date.isoformat()
+        if client.birth_date is not None and not is_partial(client.birth_date_precision)
+        else ""
+    )
     ssn = full_valid_ssn(client.ssn) or ""
     ssn_key = blind(f"ssn:{ssn}") if ssn else ""
     if ssn_key:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
 
+from hub.core.partial_dates import DAY, iso_text
+
 
 @dataclass(frozen=True, slots=True)
 class SourceKey:
@@ -154,6 +156,12 @@ class Client(Record):
     or ``unknown``; ``race`` and ``ethnicity`` are CDC Race & Ethnicity codes (``2106-3``,
     ``2135-2``); ``gender`` HUD's words (``woman``, ``non-binary`` …); ``deceased`` is
     ``true``, ``false`` or an ISO date(-time).
+
+    A birth date known only to the year or the month (FHIR ``1980``, HL7 ``198005``) is
+    ``birth_date`` = the first day of that period and ``birth_date_precision`` = ``"year"``
+    or ``"month"`` (:mod:`hub.core.partial_dates`); the default ``""`` means the day is known.
+    That first day was never reported: use :meth:`birth_date_text`, not ``birth_date``, to
+    say when someone was born.
     """
 
     KIND: ClassVar[str] = "client"
@@ -167,6 +175,7 @@ class Client(Record):
         "name_quality": "identity",
         "ssn_quality": "identity",
         "birth_date_quality": "identity",
+        "birth_date_precision": "identity",
         "sex": "demographics",
         "gender": "demographics",
         "race": "demographics",
@@ -192,6 +201,14 @@ class Client(Record):
     ethnicity: str = ""
     veteran_status: str = ""
     deceased: str = ""
+    birth_date_precision: str = DAY
+
+    def birth_date_text(self) -> str | None:
+        """The birth date as ISO 8601 at the precision known (``1980``, ``1980-05``,
+        ``1980-05-17``); None when no birth date is known."""
+        if self.birth_date is None:
+            return None
+        return iso_text(self.birth_date, self.birth_date_precision)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -6,7 +6,9 @@ the importer's own row mapping (:func:`plugins.clarity.mapping.build_client`): n
 SSN as given, data quality, race, ethnicity, gender (FY2024) or sex (FY2026), veteran
 status. The record is keyed ``SourceKey(source, PersonalID)``, versioned by ``DateUpdated``
 and deleted when ``DateDeleted`` is set. A record carrying its original row (read from HUD
-CSV) is written back as that row; any other Client is laid out from its canonical fields.
+CSV) is written back as that row; any other Client is laid out from its canonical fields
+(HUD CSV has no partial dates: a birth year or month is written as its first day with
+``DOBDataQuality`` 2 unless the record carries a quality of its own).
 
 This is one file of an export, for connectors that move Client rows alone; a whole export
 (24 files, ownership from enrollments) goes through ``hub import clarity``.
@@ -19,6 +21,7 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
+from hub.core.partial_dates import first_day, is_partial
 from hub.plugin_api import Client, CodecError, Record
 from plugins.clarity.csvio import format_row, header_line
 from plugins.clarity.dates import normalise_datetime, version_of
@@ -41,6 +44,8 @@ from plugins.clarity.validate import LOWEST_DATE
 FILE = "Client"
 CSV_NAME = "Client.csv"
 _SEX_COLUMN = {v: k for k, v in SEX_CODES.items()}
+PARTIAL_DOB = "2"
+"""DOBDataQuality (HUD list 3.03.2): approximate or partial DOB reported."""
 _LEGACY_SEX = {"F": "female", "M": "male"}
 """Canonical sex is ``female``/``male``/…; F/M is what hubs once stored from FHIR."""
 
@@ -132,6 +137,12 @@ class ClientCsvCodec:
             "DateUpdated": stamp,
             "DateDeleted": stamp if client.meta.deleted else "",
         }
+        if client.birth_date is not None and is_partial(client.birth_date_precision):
+            # HUD CSV has no partial dates: a birth year or month is written as its first
+            # day, flagged DOBDataQuality 2 ("approximate or partial DOB reported") unless
+            # the record carries its own quality. Nothing else is made up.
+            cells["DOB"] = first_day(client.birth_date, client.birth_date_precision).isoformat()
+            cells["DOBDataQuality"] = client.birth_date_quality or PARTIAL_DOB
         # Canonical race is CDC codes; HUD column names are what hubs once stored from FHIR.
         race = {RACE_CODES.get(value, value) for value in race}
         for column, code in RACE_CODES.items():

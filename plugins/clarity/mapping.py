@@ -229,6 +229,8 @@ def build_client(
         ethnicity,
         veteran,
         "",
+        "",  # birth_date_precision: HUD CSV has full dates only (DOBDataQuality 2 flags a
+        # partial one, whose day is then a stand-in)
         lay.version,
         stored_columns(lay, v),
         bc.hash_status if hashed else "",
@@ -342,8 +344,8 @@ _FIELD_ORDER: dict[type, tuple[str, ...]] = {
     HmisClient: (
         *("meta", "identifiers", "names", "birth_date", "ssn", "telecom", "addresses"),
         *("name_quality", "ssn_quality", "birth_date_quality", "sex", "gender", "race"),
-        *("ethnicity", "veteran_status", "deceased", "hmis_version", "hmis_columns"),
-        "hmis_hash_status",
+        *("ethnicity", "veteran_status", "deceased", "birth_date_precision"),
+        *("hmis_version", "hmis_columns", "hmis_hash_status"),
     ),
     HmisEnrollment: (
         *("meta", "client", "project_id", "household_id", "entry_date"),

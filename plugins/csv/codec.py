@@ -32,7 +32,7 @@ from hub.plugin_api import (
     record_payload,
 )
 from plugins.csv.importer import CsvFileError, RowError, map_row, read_rows
-from plugins.csv.mapping import CsvMapping, get_path, parse_mapping, version_of
+from plugins.csv.mapping import CsvMapping, parse_mapping, partner_cells, version_of
 
 CLIENT_ROSTER_TABLE: dict[str, Any] = {
     "kind": "client",
@@ -125,7 +125,7 @@ class CsvCodec:
                     location=f"record {index}",
                 )
             payload = record_payload(record)
-            cells = {c.column: c.to_partner(get_path(payload, c.path)) for c in mapping.columns}
+            cells = dict(zip(mapping.header, partner_cells(mapping, payload), strict=True))
             if mapping.id_column and not cells.get(mapping.id_column):
                 cells[mapping.id_column] = record.meta.key.id
             if mapping.version_column and not cells.get(mapping.version_column):
@@ -223,9 +223,10 @@ def _where(line: int, column: str | None) -> str:
 
 def client_roster_codec() -> CsvCodec:
     """The plugin's ``csv`` codec: :data:`CLIENT_ROSTER`, carrying the first name and the
-    first identifier whole."""
+    first identifier whole, and a birth date at its precision (ISO: ``1980``, ``1980-05``)."""
     return CsvCodec(
         CLIENT_ROSTER,
         name="csv",
-        carries=_top_fields(CLIENT_ROSTER) | {"key", "version", "names", "identifiers"},
+        carries=_top_fields(CLIENT_ROSTER)
+        | {"key", "version", "names", "identifiers", "birth_date_precision"},
     )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from consent.parsing import ConsentValidationError, parse_consent
 from hub.core.records import Provenance, Record, RecordMeta, SourceKey
 from hub.core.serialize import record_from_payload
+from plugins.csv.birthdates import settle as settle_birth_date
 from plugins.csv.mapping import (
     CONSENT,
     CellError,
@@ -248,6 +249,8 @@ def map_row(
     for path, value in mapping.defaults.items():
         if get_path(payload, path) is None:
             set_path(payload, path, value)
+    if mapping.kind == "client":
+        settle_birth_date(payload)
     return payload, problems
 
 

@@ -22,6 +22,16 @@ first name). ``format`` is a ``strftime`` pattern for date and date-time fields 
 absent); ``codes`` maps the partner's codes to canonical values (and back on export);
 ``split`` separates the items of a list field inside one cell; ``required`` rejects a row
 whose cell is blank. Error messages name the column and never the cell's value.
+
+Partial birth dates (a client born "1980" or "May 1980"): an ISO ``birth_date`` cell may be
+``1980`` or ``1980-05``, and a ``format`` without a day (``%m/%Y``, ``%Y``) reads a month or a
+year, never a made-up day. ``birth_date_precision`` may be mapped too (``year``, ``month``;
+``day`` or blank for a whole date). On export a partial date is written as partial ISO, or
+with a ``format`` no finer than what is known; a finer ``format`` (``%m/%d/%Y``) gets the
+first day of the period only when ``birth_date_precision`` is mapped as well (the row then
+says the day is a stand-in), else the cell is left blank and a warning naming the mapping
+and column is logged. No day is ever invented silently. Details:
+:mod:`plugins.csv.birthdates`.
 """
 
 from __future__ import annotations
@@ -35,6 +45,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from hub.core.records import RECORD_TYPES
+from plugins.csv.birthdates import (
+    BIRTH_DATE,
+    BIRTH_PRECISION,
+    read_birth_date,
+    read_precision,
+    write_birth_date,
+)
 
 STR, DATE, DATETIME, LIST = "str", "date", "datetime", "list"
 CONSENT = "consent"
@@ -94,6 +111,13 @@ class ColumnMap:
             items = [s.strip() for s in cell.split(self.split)] if self.split else [cell]
             return [self._code(s) for s in items if s]
         value = self._code(cell)
+        if self.path == BIRTH_DATE:
+            return _birth_date(value, self.format)
+        if self.path == BIRTH_PRECISION:
+            word = read_precision(value)
+            if word is None:
+                raise CellError("not a birth date precision (year, month, day or blank)")
+            return word
         if self.leaf == DATE:
             return _parse_date(value, self.format).isoformat()
         if self.leaf == DATETIME:
@@ -165,6 +189,29 @@ class CsvMapping:
             if c.target == field_path or c.target.startswith(field_path + "."):
                 return c.column
         return None
+
+
+def partner_cells(mapping: CsvMapping, payload: Mapping[str, Any]) -> list[str]:
+    """A payload's cells in the mapping's column order (codes mapped back, dates formatted;
+    a partial birth date as :mod:`plugins.csv.birthdates` says)."""
+    cells: list[str] = []
+    for c in mapping.columns:
+        if c.path == BIRTH_DATE:
+            precision_column = any(o.path == BIRTH_PRECISION for o in mapping.columns)
+            where = f"csv mapping {mapping.name!r} column {c.column!r}"
+            cells.append(
+                write_birth_date(payload, c.format, precision_column=precision_column, where=where)
+            )
+        else:
+            cells.append(c.to_partner(get_path(payload, c.path)))
+    return cells
+
+
+def _birth_date(value: str, fmt: str | None) -> str:
+    iso = read_birth_date(value, fmt)
+    if iso is None:
+        raise CellError(f"not a date in the form {fmt or 'YYYY-MM-DD, YYYY-MM or YYYY'}")
+    return iso
 
 
 def _parse_date(value: str, fmt: str | None) -> date:

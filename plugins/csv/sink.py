@@ -47,7 +47,7 @@ from hub.plugin_api import (
     post_signed,
     secrets_from_env,
 )
-from plugins.csv.mapping import CsvMapping, get_path
+from plugins.csv.mapping import CsvMapping, partner_cells
 
 DEFAULT_FILE_NAME = "{feed}-{timestamp}-{first_id}.csv"
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -87,7 +87,7 @@ def render_csv(
     header = mapping.header + ([key_column] if key_column else [])
     writer.writerow(header)
     for d in deliveries:
-        row = [c.to_partner(get_path(d.payload, c.path)) for c in mapping.columns]
+        row = partner_cells(mapping, d.payload)
         if escape_formulas:
             row = [escape_formula(cell) for cell in row]
         if key_column:

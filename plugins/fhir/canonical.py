@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from hub.core.partial_dates import coarser, first_day, parse_iso
 from hub.plugin_api import Address, Client, ContactPoint, HumanName, Identifier, RecordMeta
 
 
@@ -13,7 +14,7 @@ def client_record(meta: RecordMeta, payload: Mapping[str, Any]) -> Client:
     """A canonical Client from a payload made by :func:`patient_to_client` (built directly:
     this is the Bundle ingest hot path)."""
     get = payload.get
-    birth = get("birth_date")
+    birth, precision = _birth(get("birth_date"), get("birth_date_precision", ""))
     idents = get("identifiers")
     names = get("names")
     telecom = get("telecom")
@@ -37,7 +38,7 @@ def client_record(meta: RecordMeta, payload: Mapping[str, Any]) -> Client:
         )
         if names
         else (),
-        birth_date=_date(birth) if birth else None,
+        birth_date=birth,
         ssn=get("ssn"),
         telecom=tuple([ContactPoint(t["system"], t["value"], t.get("use", "")) for t in telecom])
         if telecom
@@ -66,12 +67,17 @@ def client_record(meta: RecordMeta, payload: Mapping[str, Any]) -> Client:
         ethnicity=get("ethnicity", ""),
         veteran_status=get("veteran_status", ""),
         deceased=get("deceased", ""),
+        birth_date_precision=precision,
     )
 
 
-def _date(text: str) -> date | None:
-    """A birth date; a partial FHIR date (year or year-month) is not a full birth date."""
-    try:
-        return date.fromisoformat(text) if len(text) == 10 else None
-    except ValueError:
-        return None
+def _birth(text: Any, precision: str) -> tuple[date | None, str]:
+    """(birth date, precision) of a payload's ``birth_date`` (``YYYY-MM-DD``, or a partial
+    ``YYYY`` / ``YYYY-MM`` given as it is) and ``birth_date_precision``, the coarser of the
+    two winning; a value that is no date is no birth date."""
+    parsed = parse_iso(text) if text and isinstance(text, str) else None
+    if parsed is None:
+        return None, ""
+    first, given = parsed
+    known = coarser(given, precision)
+    return first_day(first, known), known

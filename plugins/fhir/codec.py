@@ -72,6 +72,7 @@ class FhirCodec:
             "identifiers",
             "names",
             "birth_date",
+            "birth_date_precision",
             "ssn",
             "telecom",
             "addresses",

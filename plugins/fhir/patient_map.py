@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hub.core.partial_dates import iso_cut, parse_iso
 from plugins.fhir import codes
 from plugins.fhir.fhirjson import (
     DATE,
@@ -334,7 +335,10 @@ def client_to_patient(
     if sex:
         out["gender"] = _SEX_TO_GENDER.get(sex, "unknown")
     if payload.get("birth_date"):
-        out["birthDate"] = payload["birth_date"]
+        # At the precision known: a birth year stays "1980", never "1980-01-01".
+        out["birthDate"] = iso_cut(
+            str(payload["birth_date"]), str(payload.get("birth_date_precision", ""))
+        )
     if payload.get("deceased"):
         _deceased_to_fhir(payload["deceased"], out)
     if payload.get("addresses"):
@@ -393,7 +397,13 @@ def patient_to_client(patient: Mapping[str, Any]) -> Json:
                 out[field] = mapped
     birth = patient.get("birthDate")
     if birth:
-        out["birth_date"] = str(birth)
+        # FHIR date: YYYY, YYYY-MM or YYYY-MM-DD; a partial one is kept as its first day
+        # and its precision. A value that is no date is no birth date.
+        parsed = parse_iso(str(birth))
+        if parsed is not None:
+            out["birth_date"] = parsed[0].isoformat()
+            if parsed[1]:
+                out["birth_date_precision"] = parsed[1]
     if not patient.get("extension"):
         sex = _GENDER_TO_SEX.get(str(patient.get("gender", "")), "")
         if sex:
@@ -437,7 +447,8 @@ _LIST_FIELDS = ("identifiers", "names", "telecom", "addresses", "gender", "race"
 
 def merge_client_payloads(payloads: Sequence[Mapping[str, Any]]) -> Json:
     """One person view from several sources' Client payloads: lists are united (first
-    occurrence kept, in order), single values come from the first payload that has one."""
+    occurrence kept, in order), single values come from the first payload that has one
+    (a birth date's precision from the payload whose birth date was taken)."""
     if len(payloads) == 1:
         return dict(payloads[0])
     out: Json = {}
@@ -447,6 +458,13 @@ def merge_client_payloads(payloads: Sequence[Mapping[str, Any]]) -> Json:
             out[name] = merged
     for p in payloads:
         for name, value in p.items():
-            if name not in _LIST_FIELDS and name not in out and value not in (None, "", [], {}):
+            if (
+                name not in _LIST_FIELDS
+                and name != "birth_date_precision"
+                and name not in out
+                and value not in (None, "", [], {})
+            ):
                 out[name] = value
+                if name == "birth_date" and p.get("birth_date_precision"):
+                    out["birth_date_precision"] = p["birth_date_precision"]
     return out

@@ -44,6 +44,7 @@ _CLIENT = frozenset(
         "identifiers",
         "names",
         "birth_date",
+        "birth_date_precision",
         "ssn",
         "telecom",
         "addresses",

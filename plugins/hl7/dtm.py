@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
+from hub.core.partial_dates import DAY, MONTH, YEAR, coarser, first_day, iso_cut
+
 _DTM = re.compile(
     r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?(?:([+-])(\d{2})(\d{2}))?"
 )
@@ -60,6 +62,33 @@ def parse_date(value: str) -> date | None:
     return dt.date() if dt is not None else None
 
 
+_DEGREES = {"Y": YEAR, "L": MONTH}
+"""TS degree of precision (TS.2, v2.3–v2.5, deprecated since) that says less than a day."""
+
+
+def parse_partial_date(value: str, degree: str = "") -> tuple[date, str] | None:
+    """The date of a DT/DTM/TS value and how much of it is known: ``1980`` → (1980-01-01,
+    ``"year"``), ``198005`` → (1980-05-01, ``"month"``), ``19800517[hhmm…]`` → (1980-05-17,
+    ``""``); None when it is not a real date. A TS degree of precision ``Y`` or ``L`` (the
+    value's second component, or ``degree``) lowers the precision to the year or month; it
+    never raises it.
+    """
+    head, _, rest = value.partition("^")
+    text = head.strip()
+    found: tuple[date, str] | None = None
+    if len(text) >= 8:
+        day = parse_date(text)
+        found = None if day is None else (day, DAY)
+    elif len(text) in (4, 6) and text.isdigit():
+        dt = parse_dtm(text)
+        found = None if dt is None else (dt.date(), YEAR if len(text) == 4 else MONTH)
+    if found is None:
+        return None
+    said = (degree or rest.split("^", 1)[0]).strip().upper()
+    precision = coarser(found[1], _DEGREES.get(said, DAY))
+    return first_day(found[0], precision), precision
+
+
 def sortable(dt: datetime) -> str:
     """A version string that sorts like the instant: UTC (for aware values), ISO 8601.
 
@@ -90,3 +119,8 @@ def format_dtm(dt: datetime) -> str:
 def format_date(d: date) -> str:
     """A date as an HL7 DT (``YYYYMMDD``)."""
     return d.strftime("%Y%m%d")
+
+
+def format_partial_date(d: date, precision: str) -> str:
+    """A date as an HL7 DT at the precision known (``1980``, ``198005``, ``19800517``)."""
+    return iso_cut(d.isoformat(), precision).replace("-", "")

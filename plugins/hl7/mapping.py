@@ -40,7 +40,7 @@ from hub.plugin_api import (
 )
 from plugins.hl7.arv import Restriction, message_restrictions
 from plugins.hl7.directory import AgencyDirectory
-from plugins.hl7.dtm import parse_date, parse_dtm, sortable
+from plugins.hl7.dtm import parse_dtm, parse_partial_date, sortable
 from plugins.hl7.parser import Composite, Header, Message, Segment
 
 PERSON_EVENTS = frozenset({"A28", "A31"})
@@ -268,11 +268,13 @@ def map_client(
     telecom += [t for x in pid.composites(14) if (t := _telecom(x, "work"))]
     race = tuple(v for c in pid.composites(10) if (v := _clean(c.get(1)) or _clean(c.get(2))))
     ethnic = pid.composite(22)
+    # PID-7 may be 1980 or 198005 (or say ^Y / ^L in a TS): kept at the precision sent.
+    birth = parse_partial_date(pid.get(7), pid.get(7, 2))
     return Client(
         meta=meta,
         identifiers=tuple(identifiers),
         names=tuple(n for x in pid.composites(5) if (n := _name(x))),
-        birth_date=parse_date(pid.get(7)),
+        birth_date=birth[0] if birth else None,
         ssn=ssn or None,
         telecom=tuple(telecom),
         addresses=tuple(a for x in pid.composites(11) if (a := _address(x))),
@@ -280,6 +282,7 @@ def map_client(
         race=race,
         ethnicity=_clean(ethnic.get(1)) or _clean(ethnic.get(2)),
         deceased=_deceased(pid, zone),
+        birth_date_precision=birth[1] if birth else "",
     )
 
 

@@ -30,7 +30,7 @@ from hub.plugin_api import (
     Referral,
     SourceKey,
 )
-from plugins.hl7.dtm import format_date, format_dtm
+from plugins.hl7.dtm import format_dtm, format_partial_date
 from plugins.hl7.escaping import DEFAULT_ENCODING, escape
 
 _SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
@@ -199,7 +199,9 @@ def pid_of_client(client: Client) -> str:
         1: "1",
         3: _reps(ids),
         5: _reps(_xpn(n) for n in client.names),
-        7: format_date(client.birth_date) if client.birth_date else "",
+        7: format_partial_date(client.birth_date, client.birth_date_precision)
+        if client.birth_date
+        else "",
         8: _e(_SEX.get(client.sex, client.sex[:1].upper() if client.sex else "")),
         10: _reps(_comps(r) for r in client.race),
         11: _reps(_xad(a) for a in client.addresses),

@@ -238,3 +238,37 @@ async def test_fhir_vread_of_the_current_version(fhir_hub: FhirHubFactory) -> No
             "hospital-x", "GET", f"ServiceRequest/{created['id']}/_history/9"
         )
         assert status == 404
+
+
+async def test_fhir_a_partial_birth_date_reads_back_as_sent(fhir_hub: FhirHubFactory) -> None:
+    """A Patient born "1980-05" (FHIR date, month precision) is read and searched as that
+    month, never as 1 May; one born "1980" in a Bundle likewise as the year."""
+    async with fhir_hub() as hub:
+        pid = await hub.post_patient("hospital-x", "MRN-4001", birthDate="1980-05")
+        status, patient, _ = await hub.call("hospital-x", "GET", f"Patient/{pid}")
+        assert status == 200 and patient["birthDate"] == "1980-05"
+        Patient.model_validate(patient)
+        for search, found in (("1980-05", True), ("1980", True), ("1980-05-01", False)):
+            status, bundle, _ = await hub.call(
+                "hospital-x", "GET", "Patient", params={"birthdate": search}
+            )
+            assert status == 200
+            assert [e["resource"]["id"] for e in bundle.get("entry", ())] == (
+                [pid] if found else []
+            ), search
+        async with hub.ctx.store.transaction() as tx:
+            facts = await tx.persons_facts([pid])
+        assert facts[pid][0] == "1980-05"  # the consent gate's facts: the month, not 1 May
+
+        year = patient_json("MRN-4002", family="Yearonly", birthDate="1980")
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"resource": year, "request": {"method": "POST", "url": "Patient"}}],
+        }
+        status, answer, _ = await hub.call("hospital-x", "POST", "", bundle)
+        assert status == 200, answer
+        status, found, _ = await hub.call(
+            "hospital-x", "GET", "Patient", params={"family": "Yearonly"}
+        )
+        assert [e["resource"]["birthDate"] for e in found["entry"]] == ["1980"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from fhir.resources.R4B.task import Task
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.core.partial_dates import first_day, iso_text
 from hub.core.records import (
     Address,
     Client,
@@ -25,6 +27,7 @@ from hub.core.records import (
     SourceKey,
 )
 from hub.core.serialize import record_payload
+from plugins.fhir.canonical import client_record
 from plugins.fhir.mapping import (
     canonical_system,
     client_to_patient,
@@ -36,6 +39,7 @@ from plugins.fhir.mapping import (
     referral_from_fhir,
     referral_to_fhir,
 )
+from plugins.fhir.search import birthdate_matches
 
 WORDS = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzÄÖéABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-'.",
@@ -53,6 +57,14 @@ def meta(kind: str) -> RecordMeta:
     return RecordMeta(
         kind, SourceKey("src", "1"), "hospital-x", Provenance("t", datetime.now(UTC), "h"), "1"
     )
+
+
+def _aligned(client: Client) -> Client:
+    """A client whose partial birth date is held as its period's first day (as parsed)."""
+    if client.birth_date is None:
+        return dataclasses.replace(client, birth_date_precision="")
+    first = first_day(client.birth_date, client.birth_date_precision)
+    return dataclasses.replace(client, birth_date=first)
 
 
 identifiers = st.builds(
@@ -111,7 +123,8 @@ clients = st.builds(
     ethnicity=st.sampled_from(["", "0", "1", "H", "N", "99"]),
     veteran_status=st.sampled_from(["", "0", "1"]),
     deceased=st.sampled_from(["", "true", "false", "Y", "N", "2024-02-03", "20240203"]),
-)
+    birth_date_precision=st.sampled_from(["", "", "month", "year"]),
+).map(_aligned)
 encounters = st.builds(
     Encounter,
     meta=st.just(meta("encounter")),
@@ -274,3 +287,73 @@ def test_fhir_merge_client_payloads() -> None:
         "birth_date": "1980-01-01",
         "sex": "F",
     }
+
+
+def test_fhir_merge_takes_a_birth_dates_precision_with_the_birth_date() -> None:
+    full = {"birth_date": "1980-05-17"}
+    year = {"birth_date": "1980-01-01", "birth_date_precision": "year"}
+    assert merge_client_payloads([full, year]) == {"birth_date": "1980-05-17"}
+    assert merge_client_payloads([year, full]) == year
+
+
+def test_fhir_partial_birth_dates_are_kept_at_their_precision() -> None:
+    for birth, payload in (
+        ("1980", {"birth_date": "1980-01-01", "birth_date_precision": "year"}),
+        ("1980-05", {"birth_date": "1980-05-01", "birth_date_precision": "month"}),
+        ("1980-05-17", {"birth_date": "1980-05-17"}),
+        ("1980-13", {}),  # no date: no birth date
+        ("1980-02-30", {}),
+    ):
+        assert patient_to_client({"resourceType": "Patient", "birthDate": birth}) == payload
+        client = client_record(meta("client"), payload)
+        if payload:
+            assert client_to_patient(record_payload(client))["birthDate"] == birth
+        else:
+            assert client.birth_date is None
+
+
+@SETTINGS
+@given(
+    st.dates(min_value=date(1900, 1, 1), max_value=date(2025, 1, 1)),
+    st.sampled_from(["", "month", "year"]),
+)
+def test_fhir_partial_birth_dates_round_trip(day: date, precision: str) -> None:
+    """FHIR ``date`` → canonical → FHIR keeps the text, and canonical → FHIR → canonical the
+    record, at every precision."""
+    text = iso_text(day, precision)
+    payload = patient_to_client({"resourceType": "Patient", "birthDate": text})
+    client = client_record(meta("client"), payload)
+    assert (client.birth_date, client.birth_date_precision) == (
+        first_day(day, precision),
+        precision,
+    )
+    assert record_payload(client) == payload
+    patient = client_to_patient(payload)
+    Patient.model_validate(patient)
+    assert patient["birthDate"] == text
+
+
+def test_fhir_birthdate_search_on_a_partial_birth_date() -> None:
+    """FHIR date search: a partial birth date is the range it covers (eq: the search value's
+    range holds it; ge/le/gt/lt: the ranges overlap beyond the value; sa/eb: wholly after or
+    before)."""
+    for birth, search, found in (
+        ("1980", "1980", True),
+        ("1980", "1980-01-01", False),  # eq: the search's day does not hold the whole year
+        ("1980", "1980-01", False),
+        ("1980", "ge1980-06-01", True),  # the year reaches past 1 June
+        ("1980", "le1980-06-01", True),
+        ("1980", "gt1980-12-31", False),
+        ("1980", "lt1980-01-01", False),
+        ("1980", "sa1979", True),
+        ("1980-05", "1980", True),
+        ("1980-05", "1980-05", True),
+        ("1980-05", "ne1980-05", False),
+        ("1980-05", "ge1980-05-31", True),
+        ("1980-05", "ge1980-06-01", False),
+        ("1980-05", "le1980-04-30", False),
+        ("1980-05", "eb1980-06", True),
+    ):
+        client = client_record(meta("client"), patient_to_client({"birthDate": birth}))
+        patient = client_to_patient(record_payload(client))
+        assert birthdate_matches(patient.get("birthDate"), search) is found, (birth, search)

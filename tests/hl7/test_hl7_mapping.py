@@ -11,7 +11,7 @@ from hub.plugin_api import Address, Client, ContactPoint, Encounter, Identifier,
 from plugins.hl7.directory import AgencyDirectory
 from plugins.hl7.mapping import MappingError, SenderContext, map_message
 from plugins.hl7.parser import parse_message
-from tests.hl7.conftest import adt
+from tests.hl7.conftest import PID_ZEBULON, adt
 
 RECEIVED = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 DIRECTORY = AgencyDirectory(
@@ -217,3 +217,21 @@ def test_ref_without_rf1_is_a_mapping_error() -> None:
     with pytest.raises(MappingError) as info:
         mapped(text)
     assert info.value.segment == "RF1"
+
+
+def test_pid_7_keeps_a_partial_birth_date_at_its_precision() -> None:
+    for pid7, birth, precision in (
+        ("1980", date(1980, 1, 1), "year"),
+        ("198005", date(1980, 5, 1), "month"),
+        ("19800517", date(1980, 5, 17), ""),
+        ("198005171230-0800", date(1980, 5, 17), ""),
+        ("19800517^Y", date(1980, 1, 1), "year"),  # TS degree of precision: the year
+        ("198005^L", date(1980, 5, 1), "month"),
+        ("1980^D", date(1980, 1, 1), "year"),  # a degree never adds precision
+        ("198013", None, ""),
+        ("19", None, ""),
+    ):
+        pid = PID_ZEBULON.replace("||19610723|", f"||{pid7}|")
+        client = mapped(adt("A28", "C1", pid=pid))[0]
+        assert isinstance(client, Client)
+        assert (client.birth_date, client.birth_date_precision) == (birth, precision), pid7

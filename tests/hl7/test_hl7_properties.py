@@ -3,12 +3,15 @@ bytes and recovers every frame."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, date, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.core.partial_dates import first_day
 from hub.plugin_api import Address, Client, HumanName, Provenance, RecordMeta, SourceKey
+from plugins.hl7.dtm import format_partial_date, parse_partial_date
 from plugins.hl7.escaping import escape, unescape
 from plugins.hl7.framing import Frame, MllpDecoder, encode_frame
 from plugins.hl7.mapping import map_client
@@ -79,6 +82,32 @@ def test_framer_never_crashes_on_random_bytes(chunks: list[bytes], limit: int) -
             if isinstance(event, Frame):
                 assert len(event.data) <= limit
         assert decoder.buffered <= limit
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dates(min_value=date(1900, 1, 1), max_value=date(2099, 12, 31)),
+    st.sampled_from(["", "month", "year"]),
+)
+def test_a_birth_date_renders_and_parses_back_at_its_precision(day: date, precision: str) -> None:
+    """PID-7 ``1980`` / ``198005`` / ``19800517`` → canonical → PID-7: the same text; and a
+    canonical birth date survives render then parse with its precision."""
+    text = format_partial_date(day, precision)
+    assert len(text) == {"": 8, "month": 6, "year": 4}[precision]
+    assert parse_partial_date(text) == (first_day(day, precision), precision)
+    client = dataclasses.replace(
+        _client("Doe", "Jo", "Town"),
+        birth_date=first_day(day, precision),
+        birth_date_precision=precision,
+    )
+    pid = parse_message(render_client(client, Envelope("CTRL1")).encode("utf-8")).first("PID")
+    assert pid is not None
+    assert pid.get(7) == text
+    parsed = map_client(pid, client.meta, [])
+    assert (parsed.birth_date, parsed.birth_date_precision) == (
+        client.birth_date,
+        client.birth_date_precision,
+    )
 
 
 @settings(deadline=None)

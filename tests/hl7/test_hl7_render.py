@@ -99,6 +99,22 @@ def test_client_event_option_a08() -> None:
         render_record(CLIENT, ENV, {"client_event": "A40"})
 
 
+@pytest.mark.parametrize(
+    ("birth", "precision", "pid7"),
+    [(date(1961, 1, 1), "year", "1961"), (date(1961, 7, 1), "month", "196107")],
+)
+def test_a_partial_birth_date_renders_at_its_precision(
+    birth: date, precision: str, pid7: str
+) -> None:
+    client = dataclasses.replace(CLIENT, birth_date=birth, birth_date_precision=precision)
+    text = render_record(client, ENV)
+    pid = parse_message(text).first("PID")
+    assert pid is not None and pid.get(7) == pid7  # never 19610101
+    (back,) = roundtrip(text)
+    assert isinstance(back, Client)
+    assert (back.birth_date, back.birth_date_precision) == (birth, precision)
+
+
 def test_redacted_client_renders_only_its_key() -> None:
     bare = Client(meta=meta("client"))
     (back,) = roundtrip(render_record(bare, ENV))

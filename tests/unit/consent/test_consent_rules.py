@@ -362,6 +362,33 @@ def test_guardian_consent_signed_for_an_adult_does_not_lapse(
     assert decide(request_for(), [guardian], agencies).outcome == "permit"
 
 
+# A birth date known only to the year: 2007-01-01 .. 2007-12-31; on AT (2025-06-01) the
+# client is 17 or 18.
+BORN_2007 = ClientFacts(birth_date=date(2007, 1, 1), birth_date_latest=date(2007, 12, 31))
+
+
+def test_a_birth_year_counts_the_client_a_minor_until_the_last_possible_birthday(
+    consent: ConsentFactory, request_for: RequestFactory, agencies: Agencies
+) -> None:
+    request = request_for(client=BORN_2007)
+    assert_deny(decide(request, [consent()], agencies), MINOR_NEEDS_GUARDIAN, request)
+    new_year = request_for(client=BORN_2007, at=on(date(2025, 12, 31)))
+    assert decide(new_year, [consent()], agencies).outcome == "permit"
+
+
+def test_a_birth_year_lapses_a_guardians_consent_from_the_first_possible_birthday(
+    consent: ConsentFactory, request_for: RequestFactory, agencies: Agencies
+) -> None:
+    guardian = consent(given_by="guardian", signed_on=date(2024, 6, 1))
+    request = request_for(client=BORN_2007)
+    assert_deny(decide(request, [guardian], agencies), GUARDIAN_CONSENT_LAPSED, request)
+    before = request_for(client=BORN_2007, at=on(date(2024, 12, 31)))
+    assert decide(before, [guardian], agencies).outcome == "permit"
+    # Signed when the client was 17 or already 18: they may have come of age since.
+    late = consent(given_by="guardian", signed_on=date(2025, 3, 1))
+    assert_deny(decide(request, [late], agencies), GUARDIAN_CONSENT_LAPSED, request)
+
+
 def test_unknown_age_presumes_an_adult_and_notes_it(
     consent: ConsentFactory, request_for: RequestFactory, agencies: Agencies
 ) -> None:
