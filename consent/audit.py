@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from consent.decision import Decision
+from consent.value_types import value_type
 
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first entry of a log."""
@@ -26,7 +27,7 @@ ProblemKind = Literal["altered", "missing", "reordered"]
 """How a chain is broken."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AuditEntry:
     """One decision in the audit log (client is the hub's internal person id, never a name)."""
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from consent.value_types import value_type
 
 Outcome = Literal["permit", "permit-redacted", "deny"]
 """The three outcomes of a decision."""
@@ -85,7 +86,7 @@ REASON_CODES: tuple[str, ...] = (
 """Every reason code, in rule order (the order reasons appear in a decision)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Decision:
     """The outcome of one consent decision.
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consent.categories import AGENCY_KINDS, GIVEN_BY, METHODS, NETWORKS
+from consent.value_types import value_type
 
 _T = TypeVar("_T")
 
@@ -195,7 +196,7 @@ class ConsentPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ClientFacts:
     """What the hub knows about the client that the rules need (never shown in repr).
 
@@ -209,7 +210,7 @@ class ClientFacts:
     birth_date_latest: date | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DecisionRequest:
     """One question to the gate: may ``recipient`` see these categories of ``owner``'s record."""
 

@@ -32,6 +32,7 @@ from consent import (
 from consent.audit import AuditEntry, canonical_json, make_entry
 from consent.categories import DEFAULT_CATEGORIES, SENSITIVE_CATEGORIES
 from consent.decision import NOTHING_LEFT, VSP_RECORD
+from consent.value_types import value_type
 from hub.core.identity import BlindIndex, identifier_key, identifier_value_key
 from hub.core.partial_dates import last_day, parse_iso
 from hub.core.ports import AuditRow, Transaction
@@ -58,7 +59,7 @@ RECORD_RESTRICTED = "RECORD_RESTRICTED"
 """Reason code: the source restricted the record to its owner (HL7 ARV, a VSP's data)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Disclosure:
     """The outcome of one gate pass: the decision, what may be sent, and its audit entry."""
 

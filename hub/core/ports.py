@@ -11,6 +11,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from consent.value_types import value_type
+
 UpsertOutcome = Literal["inserted", "updated", "unchanged", "stale"]
 
 
@@ -131,7 +133,7 @@ def classify(row: RecordRow, state: StoredState | None) -> UpsertOutcome:
     return "updated"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AuditRow:
     """One stored audit entry (see ``consent.audit``); ``body`` is its canonical JSON.
 
