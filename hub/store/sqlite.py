@@ -84,21 +84,12 @@ class SqliteStore(SqlStore):
     def _take_open_lock(self) -> None:
         """Hold the open lock shared until :meth:`close` (or the process ends, however it
         ends); :class:`StoreError` while a re-key holds it exclusive."""
-        lock_path = self.open_lock_path
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
+        fd = _locked_file(self.open_lock_path, fcntl.LOCK_SH)
+        if fd is None:
             raise StoreError(
                 f"the SQLite store at {self.path} is held by 'hub keys rotate-index' (it "
                 "re-keys the blind index with no other hub running): wait for it to finish"
-            ) from None
+            )
         self._open_lock = fd
 
     def _release_open_lock(self) -> None:
@@ -150,20 +141,13 @@ class SqliteStore(SqlStore):
         leases are taken back at start) and send entries twice at once."""
         if self._delivery_lock is not None:
             return
-        lock_path = self.path.with_name(self.path.name + ".delivery.lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = _locked_file(self.path.with_name(self.path.name + ".delivery.lock"), fcntl.LOCK_EX)
+        if fd is None:
             raise StoreError(
                 f"another process is delivering from the SQLite store at {self.path}: "
                 "with SQLite one process delivers (stop it, run this one with --no-workers, "
                 "or use PostgreSQL for several workers)"
-            ) from None
+            )
         self._delivery_lock = fd
 
     async def _refuse_other_hubs(self, c: Connection) -> None:
@@ -223,3 +207,22 @@ class SqliteStore(SqlStore):
     async def _reader(self) -> AsyncIterator[SqliteConnection]:
         async with self._lock:
             yield SqliteConnection(self._raw())
+
+
+def _locked_file(path: Path, operation: int) -> int | None:
+    """``path`` (created, mode 0600) opened and locked with ``operation`` (``LOCK_SH`` or
+    ``LOCK_EX``) at once, held until its descriptor is closed (or the process ends, however
+    it ends): the descriptor, or None when another process holds a lock that excludes it.
+    :class:`StoreError` naming the file when it cannot be opened or locked at all."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise StoreError(f"cannot lock {path}: {exc.strerror}") from None
+    return fd
