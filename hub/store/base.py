@@ -675,7 +675,7 @@ class SqlStore(ABC):
         The match keys of each record ``person_keys`` holds keys of are replaced by
         ``record_keys(row)``, indexed under the same persons; each consent's blinded client
         value by ``consent_value(body)``. A record that does not decrypt loses its keys
-        (they could never match again), counted as ``unreadable`` and logged by reference.
+        (they could never match again), counted as ``unreadable`` and logged by count.
         Raises :class:`StoreError` unless the store's check value is ``old_check``.
         """
         async with self.transaction() as tx:
