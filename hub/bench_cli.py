@@ -77,6 +77,14 @@ def register(cli: click.Group) -> None:
     default=None,
     help="Profile each path round with pyinstrument (if installed); text reports go here.",
 )
+@click.option(
+    "--sql-profile",
+    "sql_profile_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Time each SQLite statement of each path round (µs and calls per item, per "
+    "thread); text reports go here. Slows the path a little.",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and exit.")
 @click.pass_obj
 def bench(
@@ -90,6 +98,7 @@ def bench(
     workdir: Path | None,
     keep: bool,
     profile_dir: Path | None,
+    sql_profile_dir: Path | None,
     list_only: bool,
 ) -> None:
     """Measure each hot path beside its floor and print the ratio.
@@ -106,6 +115,7 @@ def bench(
       hub bench                              # small sizes, 3 rounds, bench-results.json
       hub bench --only hl7 --rounds 5        # the HL7 benchmarks only
       hub bench --size large --json large.json
+      hub bench --only hl7.mllp.1conn --rounds 1 --sql-profile prof/   # SQL per message
     """
     from hub.bench.report import markdown, print_suite, write_json
     from hub.bench.runner import BenchError, RunOptions, SuiteRunner, select
@@ -131,6 +141,7 @@ def bench(
         workdir=workdir,
         keep=keep,
         profile_dir=profile_dir,
+        sql_profile_dir=sql_profile_dir,
     )
     runner = SuiteRunner(run_options, progress=lambda m: click.echo(m, err=True))
     suite = asyncio.run(runner.run(benchmarks))

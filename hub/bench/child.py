@@ -7,7 +7,9 @@ which the parent keeps in a log file.
 
 Commands: ``{"op": "prepare" | "round", "ref": "module:qualname", "params": {...}}`` (a
 round may carry ``"profile": FILE``: the timed part is profiled with pyinstrument, when it
-is installed, and its text report written there) and ``{"op": "exit"}``. Answers:
+is installed, and its text report written there; and ``"sql_profile": FILE``: the timed
+part's SQLite statements are timed, see :mod:`hub.bench.sqlprofile`) and
+``{"op": "exit"}``. Answers:
 ``{"ok": true, ...figures}``, ``{"skip": reason}`` or ``{"error": "Type: message", "trace":
 "..."}``; the first line is ``{"ready": true, ...}``.
 """
@@ -21,6 +23,7 @@ import os
 import sys
 import time
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +31,7 @@ import orjson
 
 from hub.bench.memory import current_rss_kb, peak_rss_kb
 from hub.bench.model import Case, Measured, Params, Skip, resolve
+from hub.bench.sqlprofile import SqlProfile
 from hub.heap import settle_heap
 
 
@@ -36,7 +40,9 @@ def _answer(out: IO[bytes], data: dict[str, Any]) -> None:
     out.flush()
 
 
-async def _one_round(case: Case, profiler: Any = None) -> tuple[Measured, int]:
+async def _one_round(
+    case: Case, profiler: Any = None, sql_profile: SqlProfile | None = None
+) -> tuple[Measured, int]:
     await case.setup()
     setup_rss = current_rss_kb()
     try:
@@ -44,9 +50,13 @@ async def _one_round(case: Case, profiler: Any = None) -> tuple[Measured, int]:
         settle_heap()
         if profiler is not None:
             profiler.start()
+        if sql_profile is not None:
+            sql_profile.recording = True
         started = time.perf_counter()
         measured = await case.run()
         elapsed = time.perf_counter() - started
+        if sql_profile is not None:
+            sql_profile.recording = False
         if profiler is not None:
             profiler.stop()
     finally:
@@ -89,13 +99,22 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
                 asyncio.run(_await(result))
             return {"ok": True, "peak_rss_kb": peak_rss_kb()}
         before = current_rss_kb()
-        case = target(params)
         profile = command.get("profile")
         profiler = _profiler() if profile else None
-        measured, setup_rss = asyncio.run(_one_round(case, profiler))
+        sql_report = command.get("sql_profile")
+        sql_profile = SqlProfile() if sql_report else None
+        timing: AbstractContextManager[Any] = (
+            sql_profile.installed() if sql_profile is not None else nullcontext()
+        )
+        with timing:  # before the case exists: its connections open in its set-up
+            case = target(params)
+            measured, setup_rss = asyncio.run(_one_round(case, profiler, sql_profile))
         if profiler is not None:
             text = profiler.output_text(unicode=True, show_all=False)
             Path(str(profile)).write_text(text, encoding="utf-8")
+        if sql_profile is not None:
+            report = sql_profile.report(measured.items, measured.seconds or 0.0)
+            Path(str(sql_report)).write_text(report, encoding="utf-8")
         return {**_figures(measured), "rss_before_kb": before, "rss_setup_kb": setup_rss}
     except Skip as exc:
         return {"skip": str(exc)}

@@ -53,6 +53,7 @@ class RunOptions:
     keep: bool = False
     round_timeout: float | None = None
     profile_dir: Path | None = None
+    sql_profile_dir: Path | None = None
 
     def timeout(self) -> float:
         """Seconds allowed per round."""
@@ -283,6 +284,11 @@ class SuiteRunner:
                         profile_dir.mkdir(parents=True, exist_ok=True)
                         name = f"{bench.name}-{size}-round{number}.txt"
                         command["profile"] = str(profile_dir.resolve() / name)
+                    sql_dir = self.options.sql_profile_dir
+                    if sql_dir is not None and side == "path":
+                        sql_dir.mkdir(parents=True, exist_ok=True)
+                        name = f"{bench.name}-{size}-round{number}.sql.txt"
+                        command["sql_profile"] = str(sql_dir.resolve() / name)
                     try:
                         answer = _verdict(await child.call(command), f"{side} round {number}")
                     finally:

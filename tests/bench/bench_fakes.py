@@ -62,3 +62,27 @@ class FailingCase(CountingCase):
     async def run(self) -> Measured:
         """Fail."""
         raise RuntimeError("the path broke")
+
+
+class SqliteCase(CountingCase):
+    """Creates a SQLite table in its set-up, then inserts ``size`` rows one by one and reads
+    them back in its run (for ``--sql-profile``)."""
+
+    async def setup(self) -> None:
+        """A database with one table."""
+        import sqlite3
+
+        await super().setup()
+        self.conn = sqlite3.connect(self.params.workdir / "fake.db", isolation_level=None)
+        self.conn.execute("CREATE TABLE items (n INTEGER PRIMARY KEY, label TEXT)")
+
+    async def run(self) -> Measured:
+        """One INSERT per item, then one SELECT of them all."""
+        for i in range(self.params.size):
+            self.conn.execute("INSERT INTO items (n, label) VALUES (?, ?)", (i, "x"))
+        rows = self.conn.execute("SELECT n FROM items").fetchall()
+        return Measured(self.params.size, notes={"rows": len(rows)})
+
+    async def close(self) -> None:
+        """Close the database."""
+        self.conn.close()
