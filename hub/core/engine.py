@@ -508,16 +508,26 @@ class Engine:
     async def _record_facts(
         self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
     ) -> None:
-        """Keep each source's latest word on DV fleeing; any source saying so counts."""
+        """Keep each record's word on its client fleeing DV, dated (a deleted record's word
+        is withdrawn); the client's status is the latest word of each source, and any source
+        saying fleeing counts (:meth:`~hub.core.ports.Transaction.set_dv_status`)."""
         for rec, _row in changed:
-            flags = rec.meta.flags
+            meta = rec.meta
+            flags = meta.flags
             client = record_client(rec)
             if not flags or client is None:
                 continue
+            fleeing: bool | None
             if FLAG_FLEEING_DV in flags:
-                await tx.set_dv_status(client.source, client.id, True)
+                fleeing = True
             elif FLAG_NOT_FLEEING_DV in flags:
-                await tx.set_dv_status(client.source, client.id, False)
+                fleeing = False
+            else:
+                continue
+            if meta.deleted:
+                fleeing = None
+            said_by = f"{meta.kind}/{meta.key.id}"
+            await tx.set_dv_status(client.source, client.id, fleeing, meta.as_of, said_by)
             person = persons.get(str(client))
             if person is not None:
                 self.gate.forget_person(person)

@@ -56,6 +56,13 @@ class RecordMeta:
     ``sensitivity`` holds extra consent categories that apply to the whole record (an HL7 ARV
     segment, data from a Part 2 program). ``restricted`` marks data that may never leave its
     owner (a victim service provider's record).
+    ``as_of`` is the ISO date the record's facts describe (a HUD row's ``InformationDate``)
+    when the source gives one, else ``""`` (unknown). It orders the facts its ``flags``
+    carry: of two words on the same client, the one with the later ``as_of`` is the current
+    one, whatever order the records arrive in (``version`` orders versions of one record,
+    not facts across records). Read at intake only: the store keeps it with the fact it
+    orders (``dv_words``), not on the record row, so a record read back from the store has
+    ``""``.
     """
 
     kind: str
@@ -67,6 +74,7 @@ class RecordMeta:
     sensitivity: frozenset[str] = frozenset()
     restricted: bool = False
     flags: frozenset[str] = frozenset()
+    as_of: str = ""
 
 
 FLAG_FLEEING_DV = "fleeing_dv"

@@ -230,6 +230,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)""",
         ],
     ),
+    (
+        13,
+        "DV words: each record's word on a client fleeing DV, dated; the status is the latest",
+        [
+            # One row per record that said something about its client fleeing domestic
+            # violence (a HUD HealthAndDV row's CurrentlyFleeing), with the date the word
+            # describes (its InformationDate; '' when unknown). dv_status, which the gate
+            # reads, is derived from them (Transaction.set_dv_status): the word with the
+            # latest date, fleeing winning a tie, so neither the order rows are read in nor
+            # a later correction of an older row can clear a newer "fleeing", and deleting a
+            # row brings the word before it back. The words dv_status held are kept, undated.
+            """CREATE TABLE dv_words (
+                source TEXT NOT NULL, client_id TEXT NOT NULL, said_by TEXT NOT NULL,
+                fleeing INTEGER NOT NULL, as_of TEXT NOT NULL, updated_at TEXT NOT NULL,
+                PRIMARY KEY (source, client_id, said_by))""",
+            "INSERT INTO dv_words (source, client_id, said_by, fleeing, as_of, updated_at) "
+            "SELECT source, client_id, '', fleeing, '', updated_at FROM dv_status",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

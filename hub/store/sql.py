@@ -397,6 +397,8 @@ class SqlTransaction:
                 f"AND deleted=0 AND source_id IN ({','.join('?' * len(chunk))})",
                 [self.now(), kind, source, *chunk],
             )
+        if marked:
+            await self._withdraw_dv_words(kind, source, ids)
         return marked
 
     # ---- identity ------------------------------------------------------------------------
@@ -611,14 +613,68 @@ class SqlTransaction:
             ],
         )
 
-    async def set_dv_status(self, source: str, client_id: str, fleeing: bool) -> None:
+    async def set_dv_status(
+        self,
+        source: str,
+        client_id: str,
+        fleeing: bool | None,
+        as_of: str = "",
+        said_by: str = "",
+    ) -> None:
         """See :meth:`hub.core.ports.Transaction.set_dv_status`."""
+        if fleeing is None:
+            await self._c.execute(
+                "DELETE FROM dv_words WHERE source=? AND client_id=? AND said_by=?",
+                (source, client_id, said_by),
+            )
+        else:
+            await self._c.execute(
+                "INSERT INTO dv_words (source, client_id, said_by, fleeing, as_of, updated_at) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (source, client_id, said_by) DO UPDATE SET "
+                "fleeing=excluded.fleeing, as_of=excluded.as_of, updated_at=excluded.updated_at",
+                (source, client_id, said_by, int(fleeing), as_of, now_iso()),
+            )
+        await self._settle_dv_status(source, client_id)
+
+    async def _settle_dv_status(self, source: str, client_id: str) -> None:
+        """Derive a client's ``dv_status`` from its words: the latest dated (unknown dates
+        last), fleeing winning a tie; no row when no word is left."""
+        current = await self._c.fetchrow(
+            "SELECT fleeing FROM dv_words WHERE source=? AND client_id=? "
+            "ORDER BY as_of DESC, fleeing DESC LIMIT 1",
+            (source, client_id),
+        )
+        if current is None:
+            await self._c.execute(
+                "DELETE FROM dv_status WHERE source=? AND client_id=?", (source, client_id)
+            )
+            return
         await self._c.execute(
             "INSERT INTO dv_status (source, client_id, fleeing, updated_at) VALUES (?,?,?,?) "
             "ON CONFLICT (source, client_id) DO UPDATE SET fleeing=excluded.fleeing, "
             "updated_at=excluded.updated_at",
-            (source, client_id, int(fleeing), now_iso()),
+            (source, client_id, current[0], now_iso()),
         )
+
+    async def _withdraw_dv_words(self, kind: str, source: str, source_ids: Sequence[str]) -> None:
+        """Withdraw the DV words of deleted records and settle their clients' status."""
+        said = [f"{kind}/{i}" for i in source_ids]
+        clients: set[str] = set()
+        for start in range(0, len(said), _CHUNK):
+            chunk = said[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._c.fetch(
+                f"SELECT client_id FROM dv_words WHERE source=? AND said_by IN ({marks})",
+                [source, *chunk],
+            )
+            if not rows:
+                continue
+            clients.update(r[0] for r in rows)
+            await self._c.execute(
+                f"DELETE FROM dv_words WHERE source=? AND said_by IN ({marks})", [source, *chunk]
+            )
+        for client_id in sorted(clients):
+            await self._settle_dv_status(source, client_id)
 
     async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
         """See :meth:`hub.core.ports.Transaction.person_facts`."""

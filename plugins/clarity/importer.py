@@ -924,10 +924,21 @@ class _Import:
         digest: str,
         sensitivity: frozenset[str] = frozenset(),
         flags: frozenset[str] = frozenset(),
+        as_of: str = "",
     ) -> RecordMeta:
         agency, restricted = self.owners.items[owner]
         return make_meta(
-            self.bc, kind, rid, agency, restricted, version, deleted, digest, sensitivity, flags
+            self.bc,
+            kind,
+            rid,
+            agency,
+            restricted,
+            version,
+            deleted,
+            digest,
+            sensitivity,
+            flags,
+            as_of,
         )
 
     def _row(
@@ -935,6 +946,7 @@ class _Import:
     ) -> Record:
         cats, sensitivity = mapping.row_categories(lay, v)
         deleted = lay.deleted >= 0 and bool(v[lay.deleted])
+        flags = mapping.dv_flags(lay, v)
         meta = self._meta(
             RECORD_KINDS[lay.file],
             rid,
@@ -943,7 +955,8 @@ class _Import:
             deleted,
             digest,
             sensitivity,
-            mapping.dv_flags(lay, v),
+            flags,
+            mapping.facts_as_of(lay, v, flags),
         )
         return mapping.build_row(self.bc, lay, v, meta, cats)
 

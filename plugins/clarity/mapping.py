@@ -90,8 +90,10 @@ def make_meta(
     digest: str,
     sensitivity: frozenset[str] = frozenset(),
     flags: frozenset[str] = frozenset(),
+    as_of: str = "",
 ) -> RecordMeta:
-    """The envelope of one record."""
+    """The envelope of one record (``as_of``: the date its facts describe, see
+    :func:`facts_as_of`)."""
     return RecordMeta(
         kind,
         SourceKey(bc.source, rid),
@@ -102,6 +104,7 @@ def make_meta(
         sensitivity,
         restricted,
         flags,
+        as_of,
     )
 
 
@@ -317,6 +320,14 @@ def dv_flags(lay: Layout, v: list[str]) -> frozenset[str]:
     return frozenset()
 
 
+def facts_as_of(lay: Layout, v: list[str], flags: frozenset[str]) -> str:
+    """The date the facts of a flagged row describe: a HealthAndDV row's ``InformationDate``
+    (``YYYY-MM-DD`` as the row checks left it; ``""`` when blank or the row has no flag)."""
+    if not flags or lay.file != "HealthAndDV":
+        return ""
+    return v[lay.ix["InformationDate"]]
+
+
 def build_row(
     bc: BuildContext, lay: Layout, v: list[str], meta: RecordMeta, categories: Mapping[str, str]
 ) -> SourceRow:
@@ -337,7 +348,7 @@ _FIELD_ORDER: dict[type, tuple[str, ...]] = {
     Provenance: ("source_system", "received_at", "payload_hash"),
     RecordMeta: (
         *("kind", "key", "owner", "provenance", "version", "deleted", "sensitivity"),
-        *("restricted", "flags"),
+        *("restricted", "flags", "as_of"),
     ),
     Identifier: ("system", "value", "type"),
     HumanName: ("family", "given", "prefix", "suffix", "use"),

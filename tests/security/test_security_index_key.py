@@ -27,6 +27,7 @@ from hub.keys import IndexKeyMismatch, KeyRing, index_key_check, load_keyring
 from hub.store import StoreError
 from hub.store.base import SqlStore
 from hub.store.postgres import APPLICATION_NAME
+from hub.store.schema import LATEST_VERSION
 from hub.store.sqlite import SqliteStore
 from hub.synthetic import client
 from tests.conftest import fresh_pg_database, write_hub
@@ -159,11 +160,12 @@ async def test_a_store_from_schema_11_adopts_the_key_it_is_opened_with(
     async with hub_config(tmp_path, store) as config:
         person = await seed(config)
         async with opened(config) as ctx, ctx.store.transaction() as tx:
-            # back to schema 11, data and all
+            # back to schema 11, data and all (the later migrations undone as well)
             await tx._c.execute("DROP TABLE store_meta")
-            await tx._c.execute("DELETE FROM schema_migrations WHERE version = 12")
-        async with opened(config) as ctx:  # migrates to 12 and records the key's check
-            assert await ctx.store.schema_version() == 12
+            await tx._c.execute("DROP TABLE dv_words")  # 13
+            await tx._c.execute("DELETE FROM schema_migrations WHERE version >= 12")
+        async with opened(config) as ctx:  # migrates from 12 on and records the key's check
+            assert await ctx.store.schema_version() == LATEST_VERSION
             async with ctx.store.transaction() as tx:
                 assert await tx.store_meta("index_key_check") == ctx.keys.index_check
         await assert_still_the_same_person(config, person)
