@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from pathlib import Path
 
@@ -19,3 +21,19 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def locked_file(path: Path, operation: int) -> int | None:
+    """``path`` (created, mode 0600) opened and locked with ``operation`` (``LOCK_SH`` or
+    ``LOCK_EX``) at once, held until its descriptor is closed (or the process ends, however
+    it ends): the descriptor, or None when another process holds a lock that excludes it.
+    ``OSError`` when it cannot be opened or locked at all."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise
+    return fd

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import os
 import sqlite3
@@ -20,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from hub.fileio import locked_file
 from hub.store.base import SqlStore, StoreError
 from hub.store.checkpoints import WalCheckpointer
 from hub.store.sql import Connection, Row, SqlTransaction
@@ -210,19 +210,10 @@ class SqliteStore(SqlStore):
 
 
 def _locked_file(path: Path, operation: int) -> int | None:
-    """``path`` (created, mode 0600) opened and locked with ``operation`` (``LOCK_SH`` or
-    ``LOCK_EX``) at once, held until its descriptor is closed (or the process ends, however
-    it ends): the descriptor, or None when another process holds a lock that excludes it.
-    :class:`StoreError` naming the file when it cannot be opened or locked at all."""
+    """:func:`hub.fileio.locked_file`: the descriptor, or None when another process holds a
+    lock that excludes it; :class:`StoreError` naming the file when it cannot be opened or
+    locked at all."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        return locked_file(path, operation)
     except OSError as exc:
-        raise StoreError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None
-        raise StoreError(f"cannot lock {path}: {exc.strerror}") from None
-    return fd
+        raise StoreError(f"cannot open or lock {path}: {exc.strerror}") from None

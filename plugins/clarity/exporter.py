@@ -43,9 +43,13 @@ every record deleted without a ``DateDeleted`` of its own out, as it always did 
 receiver's full refresh deletes it).
 
 The files are written into a staging folder inside ``out`` and moved into place at the
-end: a refused or failed export leaves ``out`` as it was. An explicit ``export_date``
+end: a refused or failed export leaves ``out`` as it was. The writer holds its staging
+folder's lock while it runs; an export removes the staging folders in ``out`` left by
+exports no longer running (see :func:`_remove_stale_staging`). An explicit ``export_date``
 (``--export-date``) earlier than a written row's ``DateUpdated`` or ``DateDeleted`` is
-refused (see :func:`_check_export_date`), as is a ``since`` after it.
+refused (see :func:`_check_export_date`), as is a ``since`` after it; for a recipient's
+export the date is checked against the whole export of the source in its scope before any
+gate decision is made, so a refusal leaves no audit entry (see :func:`_refuse_late_rows`).
 
 Before anything is read, the stored data of organisations that became victim service
 providers is marked restricted (``ownership.restrict_vsp_data``). ``HashStatus`` in
@@ -56,6 +60,7 @@ Export.csv is the status the client rows carry: never clear text over hashed val
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -70,6 +75,7 @@ import orjson
 
 from consent.categories import PURPOSES
 from hub.core.ports import RecordRow
+from hub.fileio import locked_file
 from hub.plugin_api import Record, SourceRow
 from plugins.clarity import hashing
 from plugins.clarity.csvio import format_row, header_line
@@ -227,35 +233,24 @@ class _Converter:
                 dropped[name] += 1
 
 
-class _Writer:
-    """The 24 output files, written as rows arrive into a staging folder inside ``out`` and
-    moved into ``out`` only by :meth:`commit`: a refused or failed export leaves ``out`` as
-    it was (a folder it created is removed again).
+class _Rows:
+    """Where an export's rows go: converted to the target version and counted.
 
     With ``latest`` (an explicit ``ExportDate``, HUD ``T`` text), it counts the rows whose
-    ``DateUpdated`` or ``DateDeleted`` is later (:attr:`later`, :attr:`latest_seen`)."""
+    ``DateUpdated`` or ``DateDeleted`` is later (:attr:`later`, :attr:`latest_seen`). Writes
+    no file: :class:`_Writer` does; this alone serves the pass that checks a recipient's
+    export date before the gate decides anything (:func:`_refuse_late_rows`)."""
 
-    def __init__(self, out: Path, version: str, summary: ExportSummary, latest: str = "") -> None:
-        self.out = out
-        self.created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out))
-        self.committed = False
+    def __init__(self, version: str, summary: ExportSummary, latest: str = "") -> None:
         self.version = version
         self.summary = summary
         self.latest = latest
         self.later = 0
         self.latest_seen = ""
-        self.files: dict[str, IO[str]] = {}
-        self.quoted: dict[str, list[bool]] = {}
         self.converters: dict[str, _Converter] = {}
         self.times: dict[str, list[int]] = {}
         for file in FILES:
             cols = columns(version, file)
-            handle = (self.staging / f"{file}.csv").open("w", encoding="utf-8", newline="")
-            handle.write(header_line(cols))
-            self.files[file] = handle
-            self.quoted[file] = [c.type == "S" for c in cols]
             self.converters[file] = _Converter(file, version, summary)
             self.times[file] = [
                 i for i, c in enumerate(cols) if c.name in ("DateUpdated", "DateDeleted")
@@ -263,10 +258,9 @@ class _Writer:
             summary.files[f"{file}.csv"] = 0
 
     def write(self, file: str, values: Sequence[str]) -> None:
-        """Append one row (already in target column order)."""
+        """Take one row (already in target column order)."""
         if self.latest:
             self._note_times(file, values)
-        self.files[file].write(format_row(values, self.quoted[file]))
         self.summary.files[f"{file}.csv"] += 1
 
     def _note_times(self, file: str, values: Sequence[str]) -> None:
@@ -275,6 +269,46 @@ class _Writer:
         if later:
             self.later += 1
             self.latest_seen = max(self.latest_seen, *later)
+
+
+class _Writer(_Rows):
+    """The 24 output files, written as rows arrive into a staging folder inside ``out`` and
+    moved into ``out`` only by :meth:`commit`: a refused or failed export leaves ``out`` as
+    it was (a folder it created is removed again).
+
+    The writer holds an exclusive lock on its staging folder (:data:`_STAGING_LOCK`) until it
+    is done, so that a later export can tell the folder of a running export from one left by
+    an export that was killed, and removes only the latter (:func:`_remove_stale_staging`)."""
+
+    def __init__(self, out: Path, version: str, summary: ExportSummary, latest: str = "") -> None:
+        super().__init__(version, summary, latest)
+        self.out = out
+        self.created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        removed = _remove_stale_staging(out)
+        if removed:
+            log.info(
+                "clarity export: removed %d staging folders of exports no longer running", removed
+            )
+        self.staging, self._lock = _new_staging(out)
+        self.committed = False
+        self.files: dict[str, IO[str]] = {}
+        self.quoted: dict[str, list[bool]] = {}
+        try:
+            for file in FILES:
+                cols = columns(version, file)
+                handle = (self.staging / f"{file}.csv").open("w", encoding="utf-8", newline="")
+                self.files[file] = handle
+                handle.write(header_line(cols))
+                self.quoted[file] = [c.type == "S" for c in cols]
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, file: str, values: Sequence[str]) -> None:
+        """Append one row (already in target column order)."""
+        super().write(file, values)
+        self.files[file].write(format_row(values, self.quoted[file]))
 
     def close(self) -> None:
         """Close every file."""
@@ -286,18 +320,88 @@ class _Writer:
         self.close()
         for file in FILES:
             os.replace(self.staging / f"{file}.csv", self.out / f"{file}.csv")
-        self.staging.rmdir()
         self.committed = True
+        self._remove_staging()
 
     def discard(self) -> None:
         """Unless committed: remove the staging folder (and ``out`` when it made it)."""
         self.close()
         if self.committed:
             return
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._remove_staging()
         if self.created:
             with contextlib.suppress(OSError):
                 self.out.rmdir()
+
+    def _remove_staging(self) -> None:
+        """Remove the staging folder, then let go of its lock (once)."""
+        if self._lock < 0:
+            return
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.close(self._lock)
+        self._lock = -1
+
+
+_STAGING_PREFIX = ".export-"
+_STAGING_SUFFIX = ".partial"
+_STAGING_LOCK = ".lock"
+"""The file in a staging folder its export holds locked (``flock``, exclusive) while it runs:
+the lock goes when the process ends, however it ends."""
+_STAGING_TRIES = 5
+
+
+def _new_staging(out: Path) -> tuple[Path, int]:
+    """A new staging folder in ``out`` and the descriptor of its lock, held exclusive."""
+    for _ in range(_STAGING_TRIES):
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, suffix=_STAGING_SUFFIX, dir=out))
+        fd = _lock_staging(staging)
+        if fd is not None:
+            return staging, fd
+    raise ExportError(f"cannot lock a staging folder in {out}: other exports keep removing it")
+
+
+def _lock_staging(staging: Path) -> int | None:
+    """Lock a new staging folder: the lock's descriptor, or None when another export's
+    clean-up took the folder (for a dead export's) between its making and its locking."""
+    lock = staging / _STAGING_LOCK
+    try:
+        fd = locked_file(lock, fcntl.LOCK_EX)
+    except FileNotFoundError:  # removed already
+        return None
+    if fd is None:
+        return None
+    try:
+        # The clean-up may have removed the file this descriptor locks before it was locked.
+        if os.path.samestat(os.fstat(fd), os.stat(lock)):
+            return fd
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _remove_stale_staging(out: Path) -> int:
+    """Remove the staging folders in ``out`` whose export no longer runs (killed: a running
+    export holds its folder's lock); how many. A folder without a lock file (left by a hub
+    before the lock, or made a moment ago and not locked yet) is taken as well: its maker
+    finds it gone and makes another (:func:`_lock_staging`)."""
+    removed = 0
+    for folder in out.glob(f"{_STAGING_PREFIX}*{_STAGING_SUFFIX}"):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = locked_file(folder / _STAGING_LOCK, fcntl.LOCK_EX)
+        except OSError:  # gone meanwhile, or not ours to lock
+            continue
+        if fd is None:  # its export is running
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+        if not folder.exists():
+            removed += 1
+    return removed
 
 
 # ---- entry point --------------------------------------------------------------------------
@@ -361,6 +465,8 @@ async def export_hmis(
         job.scope = await job.delta_scope(parents=recipient is not None)
     statuses = await job.client_hash_statuses(hash_status, everything=recipient is None)
     job.hash_status = summary.hash_status = decide_hash_status(hash_status, statuses)
+    if recipient is not None and export_date is not None:
+        await _refuse_late_rows(job, stamp)
     writer = _Writer(out, version, summary, stamp if export_date is not None else "")
     try:
         if recipient is None:
@@ -369,6 +475,8 @@ async def export_hmis(
             await job.for_recipient(writer, recipient, purpose)
         writer.write("Export", job.export_values(export_row, when))
         writer.close()
+        # For a recipient, a backstop: what changed since _refuse_late_rows looked (rows
+        # imported, consents given meanwhile) can only be refused after it was audited.
         _check_export_date(writer, stamp)
         writer.commit()
     finally:
@@ -377,7 +485,22 @@ async def export_hmis(
     return summary
 
 
-def _check_export_date(writer: _Writer, stamp: str) -> None:
+async def _refuse_late_rows(job: _Export, stamp: str) -> None:
+    """Refuse (:func:`_check_export_date`) a recipient's export whose explicit export date is
+    earlier than a row of the source in its scope, before the export makes a decision the
+    gate audits: the audit log must not hold releases of rows that never left.
+
+    The rows counted are those the whole export of the source would write (no gate, no
+    audit, no file: what the hub's administrator, who runs the export, may see anyway). A
+    recipient gets a subset of them, so this can refuse a date that the recipient's rows
+    alone would allow; never the other way round."""
+    twin = job.counting_copy()
+    rows = _Rows(job.version, twin.summary, stamp)
+    await twin.everything(rows)
+    _check_export_date(rows, stamp)
+
+
+def _check_export_date(writer: _Rows, stamp: str) -> None:
     """Refuse an explicit ``--export-date`` earlier than a row the export wrote was updated
     or deleted (the files are not kept): a receiver skips a row dated after its export's
     ``ExportDate`` as a version from the future, and a deletion so skipped leaves the record
@@ -451,9 +574,21 @@ class _Export:
         """A delta's unchanged parents (set before anything is written)."""
         """The owner of the source's latest Export row (its import's default owner)."""
 
+    def counting_copy(self) -> _Export:
+        """The same export (source, version, delta scope …) afresh, with a summary of its
+        own: to count the rows it would write without writing them (see
+        :func:`_refuse_late_rows`)."""
+        summary = ExportSummary(out=self.summary.out, csv_version=self.summary.csv_version)
+        twin = _Export(
+            self.ctx, self.version, summary, self.source, None, self.hash_status, self.export_id
+        )
+        twin.since, twin.since_at = self.since, self.since_at
+        twin.default_owner, twin.scope = self.default_owner, self.scope
+        return twin
+
     # ---- rows ----------------------------------------------------------------------------
 
-    def _values(self, writer: _Writer, file: str, payload: Mapping[str, Any]) -> list[str] | None:
+    def _values(self, writer: _Rows, file: str, payload: Mapping[str, Any]) -> list[str] | None:
         conv = writer.converters[file]
         if file in TYPED_FILES:
             stored = payload.get("hmis_columns")
@@ -539,7 +674,7 @@ class _Export:
 
     def _deletion_row(
         self,
-        writer: _Writer,
+        writer: _Rows,
         file: str,
         values: list[str],
         row: Any,
@@ -582,7 +717,7 @@ class _Export:
         values[names.index("DateDeleted")] = (values[updated] if updated >= 0 else "") or stored
         return True
 
-    def _emit(self, writer: _Writer, file: str, values: list[str]) -> None:
+    def _emit(self, writer: _Rows, file: str, values: list[str]) -> None:
         names = writer.converters[file].names
         if "ProjectID" in names and values[names.index("ProjectID")]:
             self.projects.add(values[names.index("ProjectID")])
@@ -591,7 +726,7 @@ class _Export:
             self.users.add(values[names.index("UserID")])
         writer.write(file, values)
 
-    async def everything(self, writer: _Writer) -> None:
+    async def everything(self, writer: _Rows) -> None:
         """Every exportable record of the source, file by file, in id order.
 
         Organizations owned by the default owner come first: an import takes the agency of
@@ -701,7 +836,7 @@ class _Export:
                 if parents and row.deleted and not since and ck(row.source_id) in scope.clients:
                     scope.parents.append(("client", row.source_id, row.source_id))
 
-    async def for_recipient(self, writer: _Writer, recipient: str, purpose: str) -> None:
+    async def for_recipient(self, writer: _Rows, recipient: str, purpose: str) -> None:
         """What the gate releases to ``recipient``, person by person, then the descriptors.
 
         A person fleeing domestic violence has the location columns of their rows withheld by
@@ -845,7 +980,7 @@ class _Export:
         return found
 
     def _released_row(
-        self, writer: _Writer, rec: Record, redacted: Mapping[str, Any], row: RecordRow
+        self, writer: _Rows, rec: Record, redacted: Mapping[str, Any], row: RecordRow
     ) -> None:
         """Write a released record's stored row, its columns of withheld categories blank (a
         record marked deleted as its deletion row, see :meth:`_deletion_row`)."""
@@ -875,7 +1010,7 @@ class _Export:
             return
         self._emit(writer, file, values)
 
-    async def _descriptors(self, writer: _Writer) -> None:
+    async def _descriptors(self, writer: _Rows) -> None:
         """Organisations, projects, their descriptor rows and users the written rows name
         (in a delta, with those of them marked deleted since its date, as deletion rows; a
         deleted project or organisation a written row names, whenever deleted)."""
@@ -908,7 +1043,7 @@ class _Export:
         await self._filtered(writer, "User", lambda v, n: v[n.index("UserID")] in self.users)
 
     async def _filtered(
-        self, writer: _Writer, file: str, want: Any, *, parents: bool = False
+        self, writer: _Rows, file: str, want: Any, *, parents: bool = False
     ) -> None:
         """The rows of a descriptor file ``want`` picks (a deleted one: as a deletion row
         when deleted since the delta's date, or whenever deleted if ``parents``: the rows
@@ -1069,7 +1204,7 @@ def _stored_date_deleted(payload: Mapping[str, Any]) -> bool:
     return at < len(stored) and bool(stored[at])
 
 
-def _date_deleted(writer: _Writer, file: str, values: Sequence[str]) -> bool:
+def _date_deleted(writer: _Rows, file: str, values: Sequence[str]) -> bool:
     names = writer.converters[file].names
     return "DateDeleted" in names and bool(values[names.index("DateDeleted")])
 
