@@ -12,7 +12,12 @@ Rules (strongest first):
   candidates) or weaker (same name only, same birth date and family name) → a new person and
   an item on the review list; never an automatic merge.
 
-A birth date known only to the year or month takes no part in matching (no key holds it).
+A birth date known only to the year or month takes no part in matching (no key holds it),
+and neither does a value its source marks as not full (HUD data quality 2: a partial,
+street or code name; an approximate or partial SSN or birth date) or as unreliable (8, 9,
+99: a value the client did not know, refused or was not asked for should be blank): an
+approximate 1980-01-01 is shared by many people, and linking on it would let one person's
+consent release another's records.
 
 Match keys are blind: the caller passes a keyed hash, so the store keeps no readable PII.
 """
@@ -104,8 +109,15 @@ def identifier_value_key(value: str) -> str:
     return f"idv:{value}"
 
 
+FULL_QUALITY = frozenset({"", "1"})
+"""Data quality codes under which a name, SSN or birth date takes part in matching: HUD's
+``1`` (full value reported) and ``""`` (the source gives no quality: HL7, FHIR, partner
+CSV)."""
+
+
 def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
-    """The blind match keys of a client record."""
+    """The blind match keys of a client record (a name, SSN or birth date of a data quality
+    other than :data:`FULL_QUALITY` makes none)."""
     strong: list[str] = []
     values: list[str] = []
     for ident in client.identifiers:
@@ -114,7 +126,8 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
             values.append(blind(identifier_value_key(ident.value)))
     name = ""
     family = ""  # the first name's family name, folded
-    if client.names:
+    named = bool(client.names) and client.name_quality in FULL_QUALITY
+    if named:
         n = client.names[0]
         family = _fold(n.family)
         name = _joined(family, _fold(n.given[0] if n.given else ""))
@@ -124,10 +137,12 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
     # partial date counts here as no birth date, as it did before the hub kept them.
     dob = (
         client.birth_date.isoformat()
-        if client.birth_date is not None and not is_partial(client.birth_date_precision)
+        if client.birth_date is not None
+        and not is_partial(client.birth_date_precision)
+        and client.birth_date_quality in FULL_QUALITY
         else ""
     )
-    ssn = full_valid_ssn(client.ssn) or ""
+    ssn = (full_valid_ssn(client.ssn) if client.ssn_quality in FULL_QUALITY else None) or ""
     ssn_key = blind(f"ssn:{ssn}") if ssn else ""
     if ssn_key:
         strong.append(ssn_key)
@@ -141,7 +156,7 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
     weak: list[str] = []
     if name:
         weak.append(blind(f"n:{name}"))
-    if dob and client.names and client.names[0].family:
+    if dob and named and client.names[0].family:
         weak.append(blind(f"df:{dob}|{_joined(family, 'X')}"))
     return MatchKeys(
         tuple(strong), tuple(pair), tuple(weak), tuple(values), ssn_key, tuple(ssn_pairs)
