@@ -65,7 +65,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -316,10 +317,13 @@ class _Writer(_Rows):
             handle.close()
 
     def commit(self) -> None:
-        """Move the written files into ``out`` (each replacing the file of that name)."""
+        """Move the written files into ``out`` (each replacing the file of that name), holding
+        a lock on ``out`` (:func:`_commit_lock`), so that two exports finishing into one
+        folder at once leave the whole set of one of them, never a mix."""
         self.close()
-        for file in FILES:
-            os.replace(self.staging / f"{file}.csv", self.out / f"{file}.csv")
+        with _commit_lock(self.out):
+            for file in FILES:
+                os.replace(self.staging / f"{file}.csv", self.out / f"{file}.csv")
         self.committed = True
         self._remove_staging()
 
@@ -348,6 +352,31 @@ _STAGING_LOCK = ".lock"
 """The file in a staging folder its export holds locked (``flock``, exclusive) while it runs:
 the lock goes when the process ends, however it ends."""
 _STAGING_TRIES = 5
+_COMMIT_WAIT = 30.0
+"""Seconds an export waits for another one to finish moving its files into ``out``."""
+
+
+@contextlib.contextmanager
+def _commit_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder ``out`` itself (no file is left in it) while an
+    export moves its files in, waiting up to :data:`_COMMIT_WAIT` seconds for another
+    export's moves (24 renames) to end."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + _COMMIT_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ExportError(
+                        f"another export kept {out} locked for {_COMMIT_WAIT:g} s"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _new_staging(out: Path) -> tuple[Path, int]:

@@ -212,3 +212,39 @@ def _held_elsewhere(lock: Path) -> Iterator[subprocess.Popen[str]]:
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_exports_into_one_folder_move_their_files_in_one_at_a_time(
+    make_hub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another export moves its files into --out (it holds the folder's lock), an
+    export waits, and gives up with a clear error, leaving --out as it was, when it waits
+    too long: two exports never leave a mix of their files."""
+    import fcntl
+    import os
+    import threading
+
+    from plugins.clarity import exporter
+
+    gen = write_export(tmp_path / "gen", clients=6, seed=2, version="2026")
+    out = tmp_path / "out"
+    out.mkdir()
+    other = os.open(out, os.O_RDONLY | os.O_DIRECTORY)  # the other export, moving its files
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        async with make_hub() as ctx:
+            await import_export(ctx, gen)
+            monkeypatch.setattr(exporter, "_COMMIT_WAIT", 0.3)
+            with pytest.raises(ExportError, match=r"another export kept .* locked for 0.3 s"):
+                await export_hmis(ctx, out, csv_version="2026")
+            assert list(out.iterdir()) == []  # nothing moved in, no staging folder left
+
+            monkeypatch.setattr(exporter, "_COMMIT_WAIT", 10.0)
+            threading.Timer(0.3, fcntl.flock, (other, fcntl.LOCK_UN)).start()
+            summary = await export_hmis(ctx, out, csv_version="2026")
+            assert summary.files["Client.csv"] > 0
+            assert sorted(p.name for p in out.iterdir()) == sorted(
+                f"{name}.csv" for name in exporter.FILES
+            )
+    finally:
+        os.close(other)
