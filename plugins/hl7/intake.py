@@ -34,6 +34,12 @@ from plugins.hl7.strict import validate_strict
 
 log = logging.getLogger("hub.hl7")
 
+UNMAPPED_CERTIFICATE = ""
+"""``peer_agency`` of a connection whose verified client certificate no
+``[[auth.certificates]]`` entry maps, while some are configured: its messages are refused
+(AR, ``CERTIFICATE_NOT_MAPPED``), since the sender it claims in MSH-4 is then vouched for by
+nothing."""
+
 
 class IngestPort(Protocol):
     """What the intake needs of the engine: ``ingest`` with message de-duplication."""
@@ -191,7 +197,9 @@ class Hl7Intake:
         """The bytes to answer a frame with (possibly none); never raises.
 
         ``peer_agency`` is the agency the connection's client certificate is mapped to (mutual
-        TLS): a message whose sender (MSH-4) belongs to another agency is rejected.
+        TLS): a message whose sender (MSH-4) belongs to another agency is rejected, and so is
+        every message of a connection whose certificate no ``[[auth.certificates]]`` entry
+        maps while some are configured (:data:`UNMAPPED_CERTIFICATE`).
         """
         started = time.perf_counter()
         try:
@@ -233,6 +241,18 @@ class Hl7Intake:
             return b""
         try:
             sender, structure = self._check(message)
+            if peer_agency == UNMAPPED_CERTIFICATE:
+                raise Rejected(
+                    "unsupported",
+                    AckError(
+                        "207",
+                        "the client certificate is not mapped to an agency",
+                        "MSH",
+                        field=4,
+                        app_code="CERTIFICATE_NOT_MAPPED",
+                    ),
+                    "certificate_not_mapped",
+                )
             if peer_agency is not None and sender.agency != peer_agency:
                 raise Rejected(
                     "unsupported",

@@ -32,7 +32,7 @@ from plugins.hl7.framing import (
     OversizeStarted,
     Truncated,
 )
-from plugins.hl7.intake import Hl7Intake
+from plugins.hl7.intake import UNMAPPED_CERTIFICATE, Hl7Intake
 from plugins.hl7.parser import parse_header
 from plugins.hl7.settings import Hl7Settings, load_settings
 from plugins.hl7.tls import server_context
@@ -180,6 +180,11 @@ class MllpListener:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "unknown"
         conn = _Connection(peer, agency=self._certificate_agency(writer))
+        if conn.agency == UNMAPPED_CERTIFICATE:
+            log.warning(
+                "hl7 client certificate not mapped to an agency; its messages are refused",
+                extra={"peer": peer},
+            )
         self._connections[task] = conn
         try:
             await self._run(conn, reader, writer)
@@ -208,9 +213,17 @@ class MllpListener:
                 await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
 
     def _certificate_agency(self, writer: asyncio.StreamWriter) -> str | None:
-        """The agency a verified client certificate is mapped to (``[[auth.certificates]]``)."""
-        mapping = certificate_mapping(writer.get_extra_info("ssl_object"), self.certificates)
-        return None if mapping is None else mapping.agency
+        """The agency a verified client certificate is mapped to (``[[auth.certificates]]``);
+        :data:`UNMAPPED_CERTIFICATE` for a certificate no entry maps while some are
+        configured (its messages are refused); None without one, or with no entries (mutual
+        TLS then vouches for the transport, and MSH-4 alone names the sender)."""
+        ssl_object = writer.get_extra_info("ssl_object")
+        mapping = certificate_mapping(ssl_object, self.certificates)
+        if mapping is not None:
+            return mapping.agency
+        if self.certificates and ssl_object is not None and ssl_object.getpeercert(True):
+            return UNMAPPED_CERTIFICATE
+        return None
 
     async def _run(
         self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

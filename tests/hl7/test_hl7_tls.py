@@ -165,3 +165,26 @@ async def test_certificate_binds_the_connection_to_its_agency(tmp_path: Path, pk
             await client.close()
         finally:
             await asyncio.wait_for(service.stop(), 5)
+
+
+async def test_a_certificate_no_entry_maps_is_refused_once_certificates_are_mapped(
+    tmp_path: Path, pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``[[auth.certificates]]`` configured, a certificate the CA signed but no entry
+    maps vouches for no sender: its messages get AR, whatever MSH-4 claims."""
+    from tests.hl7.conftest import HL7_TOML, open_hub
+
+    mapping = '\n[[auth.certificates]]\nsubject_cn = "another-partner"\nagency = "hospital-x"\n'
+    async with open_hub(tmp_path, HL7_TOML + mapping) as ctx:
+        tls = TlsSettings(pki / "server.pem", pki / "server.key", pki / "ca.pem")
+        service = MllpListener(ctx, "127.0.0.1", 0, ssl_context=server_context(tls))
+        await service.start()
+        try:
+            client = await MllpTestClient.open(service.port, ssl=_client_ctx(pki, True))
+            ack = await client.request(adt("A01", "UNMAPPED"))
+            assert msa(ack)[1] == "AR"
+            assert "CERTIFICATE_NOT_MAPPED" in ack
+            await client.close()
+        finally:
+            await asyncio.wait_for(service.stop(), 5)
+    assert any("not mapped to an agency" in r.getMessage() for r in caplog.records)
