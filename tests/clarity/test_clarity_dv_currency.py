@@ -8,8 +8,6 @@ sees: the client's project address leaves their export blanked.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +20,7 @@ from plugins.clarity.generate import write_export
 from plugins.clarity.importer import import_export
 from plugins.clarity.spec import LOCATION_COLUMNS
 from tests.clarity.conftest import give_consents
-from tests.conftest import fresh_pg_database
+from tests.clarity.test_clarity_delta_deletions import _hub
 
 SOURCE = "hmis:synthetic"
 WHEN = datetime(2025, 11, 1, 10, 0, 0)
@@ -97,17 +95,6 @@ def _delta(tools: Any, gen: Path, out: Path, who: Client, *words: Word) -> Path:
     return out
 
 
-@asynccontextmanager
-async def _hub(make_hub: Any, name: str, dialect: str) -> AsyncIterator[Any]:
-    """A hub on SQLite, or on a fresh PostgreSQL database of the test server."""
-    if dialect == "sqlite":
-        async with make_hub(name) as ctx:
-            yield ctx
-    else:
-        async with fresh_pg_database() as url, make_hub(name, store_url=url) as ctx:
-            yield ctx
-
-
 async def _location_withheld(ctx: Any, tools: Any, out: Path, who: Client) -> bool:
     """Export the client to 211 and say whether their project's address was withheld (and
     checks that the export and its summary agree)."""
@@ -171,42 +158,61 @@ async def test_the_order_of_the_rows_does_not_matter(
     )
 
 
-@pytest.mark.parametrize("dialect", DIALECTS)
-async def test_a_later_correction_of_an_older_row_does_not_clear_fleeing(
-    make_hub: Any, tools: Any, tmp_path: Path, dialect: str
-) -> None:
-    gen = write_export(tmp_path / "gen", clients=20, seed=6, version="2026")
-    who = _client(tools, gen)
-    _write_words(tools, gen, who, [OLDER_CALM, NEWER_FLEEING])
+OLDER_FLEEING = Word("DV-OLD", OLD_DAY, "1")
+NEWER_CALM = Word("DV-NEW", NEW_DAY, "0")
+DELTAS = [
     # The old row corrected months later (a newer DateUpdated): it still describes OLD_DAY.
-    corrected = Word("DV-OLD", OLD_DAY, "0", CORRECTED)
-    delta = _delta(tools, gen, tmp_path / "delta", who, corrected)
-    async with _hub(make_hub, "hub", dialect) as ctx:
-        await import_export(ctx, gen)
-        assert await _location_withheld(ctx, tools, tmp_path / "before", who)
-        summary = (await import_export(ctx, delta, directive="delta")).to_json()
-        assert summary["errors"] == 0
-        assert summary["files"]["HealthAndDV.csv"]["updated"] == 1  # the correction is read
-        assert await _location_withheld(ctx, tools, tmp_path / "after", who)
+    (
+        "a later correction of an older row does not clear fleeing",
+        [OLDER_CALM, NEWER_FLEEING],
+        Word("DV-OLD", OLD_DAY, "0", CORRECTED),
+        True,
+        True,
+    ),
+    # The same row, same InformationDate, corrected: the client was not fleeing after all.
+    (
+        "a correction of the newest row itself clears fleeing",
+        [NEWER_FLEEING, OLDER_CALM],
+        Word("DV-NEW", NEW_DAY, "0", CORRECTED),
+        True,
+        False,
+    ),
+    # The HMIS deletes the newer row (entered in error): the older "fleeing" is current again.
+    (
+        "deleting the newest row brings back the word before it",
+        [OLDER_FLEEING, NEWER_CALM],
+        Word("DV-NEW", NEW_DAY, "0", CORRECTED, deleted=CORRECTED),
+        False,
+        True,
+    ),
+]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_a_correction_of_the_newest_row_itself_clears_fleeing(
-    make_hub: Any, tools: Any, tmp_path: Path, dialect: str
+@pytest.mark.parametrize(
+    ("first", "change", "before", "after"), [c[1:] for c in DELTAS], ids=[c[0] for c in DELTAS]
+)
+async def test_a_delta_changing_one_row(
+    make_hub: Any,
+    tools: Any,
+    tmp_path: Path,
+    dialect: str,
+    first: list[Word],
+    change: Word,
+    before: bool,
+    after: bool,
 ) -> None:
     gen = write_export(tmp_path / "gen", clients=20, seed=6, version="2026")
     who = _client(tools, gen)
-    _write_words(tools, gen, who, [NEWER_FLEEING, OLDER_CALM])
-    # The same row, same InformationDate, corrected: the client was not fleeing after all.
-    corrected = Word("DV-NEW", NEW_DAY, "0", CORRECTED)
-    delta = _delta(tools, gen, tmp_path / "delta", who, corrected)
+    _write_words(tools, gen, who, first)
+    delta = _delta(tools, gen, tmp_path / "delta", who, change)
     async with _hub(make_hub, "hub", dialect) as ctx:
         await import_export(ctx, gen)
-        assert await _location_withheld(ctx, tools, tmp_path / "before", who)
+        assert await _location_withheld(ctx, tools, tmp_path / "before", who) is before
         summary = (await import_export(ctx, delta, directive="delta")).to_json()
         assert summary["errors"] == 0
-        assert summary["files"]["HealthAndDV.csv"]["updated"] == 1
-        assert not await _location_withheld(ctx, tools, tmp_path / "after", who)
+        assert summary["files"]["HealthAndDV.csv"]["updated"] == 1  # the change is read
+        assert await _location_withheld(ctx, tools, tmp_path / "after", who) is after
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -217,28 +223,6 @@ async def test_two_rows_of_the_same_day_disagreeing_count_as_fleeing(
     calm = Word("DV-B", NEW_DAY, "0")
     assert await _import_and_look(make_hub, tools, tmp_path, dialect, "ab", fleeing, calm)
     assert await _import_and_look(make_hub, tools, tmp_path, dialect, "ba", calm, fleeing)
-
-
-OLDER_FLEEING = Word("DV-OLD", OLD_DAY, "1")
-NEWER_CALM = Word("DV-NEW", NEW_DAY, "0")
-
-
-@pytest.mark.parametrize("dialect", DIALECTS)
-async def test_deleting_the_newest_row_brings_back_the_word_before_it(
-    make_hub: Any, tools: Any, tmp_path: Path, dialect: str
-) -> None:
-    gen = write_export(tmp_path / "gen", clients=20, seed=6, version="2026")
-    who = _client(tools, gen)
-    _write_words(tools, gen, who, [OLDER_FLEEING, NEWER_CALM])
-    # The HMIS deletes the newer row (entered in error): the older "fleeing" is current again.
-    gone = Word("DV-NEW", NEW_DAY, "0", CORRECTED, deleted=CORRECTED)
-    delta = _delta(tools, gen, tmp_path / "delta", who, gone)
-    async with _hub(make_hub, "hub", dialect) as ctx:
-        await import_export(ctx, gen)
-        assert not await _location_withheld(ctx, tools, tmp_path / "before", who)
-        summary = (await import_export(ctx, delta, directive="delta")).to_json()
-        assert summary["errors"] == 0
-        assert await _location_withheld(ctx, tools, tmp_path / "after", who)
 
 
 async def test_a_full_refresh_without_the_newest_row_brings_back_the_word_before_it(

@@ -15,6 +15,7 @@ from hub.context import HubContext
 from hub.core.identity import match_keys
 from hub.core.records import Client
 from hub.synthetic import client
+from tests.core.test_core_identity_ssn import person_of
 
 ANY_STORE = pytest.mark.parametrize("any_hub", ["sqlite", "postgresql"], indirect=True)
 SSN = "512-34-5671"
@@ -62,13 +63,6 @@ def test_a_birth_date_not_full_makes_no_key(code: str) -> None:
     assert kinds(keys.all()) == {"id", "idv", "ssn", "ns", "n"}
 
 
-async def _person(ctx: HubContext, personal_id: str) -> str:
-    async with ctx.store.transaction() as tx:
-        row = await tx.get_record("client", "hmis:demo", personal_id)
-    assert row is not None and row.person_id
-    return row.person_id
-
-
 @ANY_STORE
 async def test_two_smiths_born_about_the_same_day_are_two_people(any_hub: HubContext) -> None:
     """Name + birth date is two of three and links, unless the birth date is approximate:
@@ -76,10 +70,10 @@ async def test_two_smiths_born_about_the_same_day_are_two_people(any_hub: HubCon
     engine = any_hub.engine
     await engine.ingest([smith("1", ssn=None, birth_date_quality="2")])
     result = await engine.ingest([smith("2", ssn=None, birth_date_quality="2")])
-    assert await _person(any_hub, "1") != await _person(any_hub, "2")
+    assert await person_of(any_hub, "1") != await person_of(any_hub, "2")
     assert result.reviews == 1
 
     # The same two records with full birth dates are one person (two of three agree).
     await engine.ingest([smith("3", ssn=None, birth_date_quality="1")])
     await engine.ingest([smith("4", ssn=None, birth_date_quality="1")])
-    assert await _person(any_hub, "3") == await _person(any_hub, "4")
+    assert await person_of(any_hub, "3") == await person_of(any_hub, "4")

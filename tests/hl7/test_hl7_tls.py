@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -144,27 +145,39 @@ def test_missing_tls_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "hl7.tls.cert_file: file not found" in str(info.value)
 
 
-async def test_certificate_binds_the_connection_to_its_agency(tmp_path: Path, pki: Path) -> None:
-    """A partner's client certificate may only carry messages of its own agency's senders."""
+@asynccontextmanager
+async def _mapped_client(
+    tmp_path: Path, pki: Path, mapped_cn: str
+) -> AsyncIterator[MllpTestClient]:
+    """A client (certificate CN "client") of a mutual-TLS listener on a hub whose
+    ``[[auth.certificates]]`` maps ``mapped_cn`` to hospital-x."""
     from tests.hl7.conftest import HL7_TOML, open_hub
 
-    mapping = '\n[[auth.certificates]]\nsubject_cn = "client"\nagency = "hospital-x"\n'
+    mapping = f'\n[[auth.certificates]]\nsubject_cn = "{mapped_cn}"\nagency = "hospital-x"\n'
     async with open_hub(tmp_path, HL7_TOML + mapping) as ctx:
         tls = TlsSettings(pki / "server.pem", pki / "server.key", pki / "ca.pem")
         service = MllpListener(ctx, "127.0.0.1", 0, ssl_context=server_context(tls))
         await service.start()
         try:
             client = await MllpTestClient.open(service.port, ssl=_client_ctx(pki, True))
-            # MERCY belongs to hospital-x, the certificate's agency: accepted
-            assert msa(await client.request(adt("A01", "OWN")))[1] == "AA"
-            # "IA Public Health Lab" belongs to cie-211: refused on this connection
-            other = adt("A01", "FOREIGN", facility="IA Public Health Lab")
-            ack = await client.request(other)
-            assert msa(ack)[1] == "AR"
-            assert "CERTIFICATE_MISMATCH" in ack
-            await client.close()
+            try:
+                yield client
+            finally:
+                await client.close()
         finally:
             await asyncio.wait_for(service.stop(), 5)
+
+
+async def test_certificate_binds_the_connection_to_its_agency(tmp_path: Path, pki: Path) -> None:
+    """A partner's client certificate may only carry messages of its own agency's senders."""
+    async with _mapped_client(tmp_path, pki, "client") as client:
+        # MERCY belongs to hospital-x, the certificate's agency: accepted
+        assert msa(await client.request(adt("A01", "OWN")))[1] == "AA"
+        # "IA Public Health Lab" belongs to cie-211: refused on this connection
+        other = adt("A01", "FOREIGN", facility="IA Public Health Lab")
+        ack = await client.request(other)
+        assert msa(ack)[1] == "AR"
+        assert "CERTIFICATE_MISMATCH" in ack
 
 
 async def test_a_certificate_no_entry_maps_is_refused_once_certificates_are_mapped(
@@ -172,19 +185,8 @@ async def test_a_certificate_no_entry_maps_is_refused_once_certificates_are_mapp
 ) -> None:
     """With ``[[auth.certificates]]`` configured, a certificate the CA signed but no entry
     maps vouches for no sender: its messages get AR, whatever MSH-4 claims."""
-    from tests.hl7.conftest import HL7_TOML, open_hub
-
-    mapping = '\n[[auth.certificates]]\nsubject_cn = "another-partner"\nagency = "hospital-x"\n'
-    async with open_hub(tmp_path, HL7_TOML + mapping) as ctx:
-        tls = TlsSettings(pki / "server.pem", pki / "server.key", pki / "ca.pem")
-        service = MllpListener(ctx, "127.0.0.1", 0, ssl_context=server_context(tls))
-        await service.start()
-        try:
-            client = await MllpTestClient.open(service.port, ssl=_client_ctx(pki, True))
-            ack = await client.request(adt("A01", "UNMAPPED"))
-            assert msa(ack)[1] == "AR"
-            assert "CERTIFICATE_NOT_MAPPED" in ack
-            await client.close()
-        finally:
-            await asyncio.wait_for(service.stop(), 5)
+    async with _mapped_client(tmp_path, pki, "another-partner") as client:
+        ack = await client.request(adt("A01", "UNMAPPED"))
+        assert msa(ack)[1] == "AR"
+        assert "CERTIFICATE_NOT_MAPPED" in ack
     assert any("not mapped to an agency" in r.getMessage() for r in caplog.records)

@@ -4,17 +4,15 @@ SQLite and PostgreSQL, withdrawal by deletion, and the migration of a store from
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from hub.store import schema
 from hub.store.base import SqlStore
-from hub.store.postgres import PostgresStore
-from hub.store.sqlite import SqliteStore
-from tests.conftest import fresh_pg_database
+from tests.store.test_store_deleted_at import postgres_store, sqlite_store
 
 SOURCE = "hmis:demo"
 OTHER = "hmis:other"
@@ -22,31 +20,6 @@ ALL_MIGRATIONS = list(schema.MIGRATIONS)
 """Every migration this code knows (taken before a test narrows the list)."""
 
 Opener = Callable[[Path], AbstractAsyncContextManager[SqlStore]]
-
-
-@asynccontextmanager
-async def sqlite_store(folder: Path) -> AsyncIterator[SqlStore]:
-    """A new SQLite store in ``folder``, migrated."""
-    store = SqliteStore(folder / "hub.db")
-    await store.open()
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
-
-
-@asynccontextmanager
-async def postgres_store(folder: Path) -> AsyncIterator[SqlStore]:
-    """A new PostgreSQL store in a fresh database of the test server, migrated."""
-    async with fresh_pg_database() as url:
-        store = PostgresStore(url)
-        await store.open()
-        try:
-            await store.migrate()
-            yield store
-        finally:
-            await store.close()
 
 
 OPENERS: dict[str, Opener] = {"sqlite": sqlite_store, "postgresql": postgres_store}
