@@ -17,7 +17,10 @@ and neither does a value its source marks as not full (HUD data quality 2: a par
 street or code name; an approximate or partial SSN or birth date) or as unreliable (8, 9,
 99: a value the client did not know, refused or was not asked for should be blank): an
 approximate 1980-01-01 is shared by many people, and linking on it would let one person's
-consent release another's records.
+consent release another's records. An SSN is still checked against such a record: with its
+name and birth date left out there is nothing to check it against, so it links only where a
+pair key agrees, else the record goes to review. A name left out still finds its person in
+a name search (a value-only key, never matched on).
 
 Match keys are blind: the caller passes a keyed hash, so the store keeps no readable PII.
 """
@@ -93,6 +96,10 @@ class MatchKeys:
     ssn_pairs: tuple[str, ...] = ()
     """The pair keys that hold the SSN with the name or with the birth date: a person
     carrying one shares the record's SSN *and* its name or birth date."""
+    quality_withheld: bool = False
+    """The record has a name or birth date left out of matching for its data quality: its
+    SSN cannot be checked against them, so it links only where a pair key agrees (never on
+    its own, as the SSN of a record with no name and no birth date does)."""
 
     def all(self) -> tuple[str, ...]:
         """Every key, to index under the person the record is linked to."""
@@ -127,21 +134,26 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
     name = ""
     family = ""  # the first name's family name, folded
     named = bool(client.names) and client.name_quality in FULL_QUALITY
-    if named:
+    if client.names:
         n = client.names[0]
         family = _fold(n.family)
         name = _joined(family, _fold(n.given[0] if n.given else ""))
+    searchable = name  # kept for name searches even when not for matching
+    if not named:
+        name = family = ""
     # Only a whole birth date makes keys. A year or a month is shared by far too many people
     # to link on (name + 1980 would merge two John Smiths, and one's consent would release
     # the other's records), and its first day must never pass for a real birth date: a
     # partial date counts here as no birth date, as it did before the hub kept them.
+    dated = client.birth_date is not None and not is_partial(client.birth_date_precision)
     dob = (
         client.birth_date.isoformat()
         if client.birth_date is not None
-        and not is_partial(client.birth_date_precision)
+        and dated
         and client.birth_date_quality in FULL_QUALITY
         else ""
     )
+    withheld = (bool(client.names) and not named) or (dated and not dob)
     ssn = (full_valid_ssn(client.ssn) if client.ssn_quality in FULL_QUALITY else None) or ""
     ssn_key = blind(f"ssn:{ssn}") if ssn else ""
     if ssn_key:
@@ -158,8 +170,18 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
         weak.append(blind(f"n:{name}"))
     if dob and named and client.names[0].family:
         weak.append(blind(f"df:{dob}|{_joined(family, 'X')}"))
+    if searchable and not name:
+        # A name of low quality still finds its person by name (FHIR Patient?name=); being
+        # among the value-only keys, it never decides a link.
+        values.append(blind(f"n:{searchable}"))
     return MatchKeys(
-        tuple(strong), tuple(pair), tuple(weak), tuple(values), ssn_key, tuple(ssn_pairs)
+        tuple(strong),
+        tuple(pair),
+        tuple(weak),
+        tuple(values),
+        ssn_key,
+        tuple(ssn_pairs),
+        withheld,
     )
 
 
@@ -187,7 +209,7 @@ def decide_link(keys: MatchKeys, found: dict[str, set[str]]) -> LinkDecision:
     shared_ssn: set[str] = set()
     if keys.ssn:
         ssn_holders = persons([keys.ssn])
-        if keys.ssn_pairs:
+        if keys.ssn_pairs or keys.quality_withheld:
             # A record with a name or birth date: the SSN links only to persons sharing one.
             agreeing = ssn_holders & persons(keys.ssn_pairs)
             shared_ssn = ssn_holders - agreeing

@@ -272,3 +272,22 @@ async def test_fhir_a_partial_birth_date_reads_back_as_sent(fhir_hub: FhirHubFac
             "hospital-x", "GET", "Patient", params={"family": "Yearonly"}
         )
         assert [e["resource"]["birthDate"] for e in found["entry"]] == ["1980"]
+
+
+async def test_a_name_of_partial_quality_is_found_by_a_name_search(
+    fhir_hub: FhirHubFactory,
+) -> None:
+    """HUD NameDataQuality 2 keeps a name out of identity matching, not out of search."""
+    import dataclasses
+
+    from hub.synthetic import client
+
+    async with fhir_hub() as hub:
+        for pid, quality in (("70", "1"), ("71", "2")):
+            record = client(pid, given=f"Quinta{pid}", family="Zorbek", owner="hospital-x")
+            await hub.ctx.engine.ingest([dataclasses.replace(record, name_quality=quality)])
+        for given in ("Quinta70", "Quinta71"):
+            _, by_name, _ = await hub.call(
+                "hospital-x", "GET", "Patient", params={"name": f"{given} Zorbek"}
+            )
+            assert by_name["total"] == 1, given
