@@ -148,9 +148,7 @@ def match_keys(client: Client, blind: BlindIndex) -> MatchKeys:
     dated = client.birth_date is not None and not is_partial(client.birth_date_precision)
     dob = (
         client.birth_date.isoformat()
-        if client.birth_date is not None
-        and dated
-        and client.birth_date_quality in FULL_QUALITY
+        if client.birth_date is not None and dated and client.birth_date_quality in FULL_QUALITY
         else ""
     )
     withheld = (bool(client.names) and not named) or (dated and not dob)
