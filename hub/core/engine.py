@@ -33,6 +33,7 @@ from hub.core.ports import (
     classify,
 )
 from hub.core.records import (
+    FLAG_DV_UNSAID,
     FLAG_FLEEING_DV,
     FLAG_NOT_FLEEING_DV,
     Client,
@@ -508,9 +509,10 @@ class Engine:
     async def _record_facts(
         self, tx: Transaction, changed: list[tuple[Record, RecordRow]], persons: dict[str, str]
     ) -> None:
-        """Keep each record's word on its client fleeing DV, dated (a deleted record's word
-        is withdrawn); the client's status is the latest word of each source, and any source
-        saying fleeing counts (:meth:`~hub.core.ports.Transaction.set_dv_status`)."""
+        """Keep each record's word on its client fleeing DV, dated (the word of a record
+        deleted, or now saying nothing definite, is withdrawn); the client's status is the
+        latest word of each source, and any source saying fleeing counts
+        (:meth:`~hub.core.ports.Transaction.set_dv_status`)."""
         for rec, _row in changed:
             meta = rec.meta
             flags = meta.flags
@@ -522,6 +524,8 @@ class Engine:
                 fleeing = True
             elif FLAG_NOT_FLEEING_DV in flags:
                 fleeing = False
+            elif FLAG_DV_UNSAID in flags:
+                fleeing = None
             else:
                 continue
             if meta.deleted:

@@ -464,20 +464,21 @@ class Transaction(Protocol):
         source: str,
         client_id: str,
         fleeing: bool | None,
-        as_of: str = "",
-        said_by: str = "",
+        as_of: str,
+        said_by: str,
     ) -> None:
         """Keep the word of the record ``said_by`` (its kind and source id) on its client
         fleeing domestic violence, as of the ISO date ``as_of`` (``""``: unknown); ``fleeing``
-        None withdraws that record's word (the record was deleted).
+        None withdraws that record's word (the record was deleted, or now says nothing
+        definite).
 
-        Each record keeps one word (a later version replaces it), and the client's status,
-        per source, is the word with the latest date, words of unknown date ranking below
-        dated ones; of the words of the latest date, any saying fleeing wins (so the
-        location is withheld). So neither the order in which rows are read nor a later
-        correction of an older row can clear a newer "fleeing", and withdrawing the newest
-        word brings the one before it back. :meth:`mark_deleted` withdraws the words of the
-        records it deletes.
+        Each record keeps one word, filed under the client its latest version names (a
+        word moves with its row), and the client's status, per source, is the word with the
+        latest date, words of unknown date ranking below dated ones; of the words of the
+        latest date, any saying fleeing wins (so the location is withheld). So neither the
+        order in which rows are read nor a later correction of an older row can clear a
+        newer "fleeing", and withdrawing the newest word brings the one before it back.
+        :meth:`mark_deleted` withdraws the words of the records it deletes.
         """
         ...
 

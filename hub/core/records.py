@@ -81,6 +81,10 @@ FLAG_FLEEING_DV = "fleeing_dv"
 """A record flag: the client is currently fleeing domestic violence (as of this record)."""
 FLAG_NOT_FLEEING_DV = "not_fleeing_dv"
 """A record flag: the client is, as of this record, not fleeing domestic violence."""
+FLAG_DV_UNSAID = "dv_unsaid"
+"""A record flag: the record is one that may say whether its client is fleeing domestic
+violence, and says nothing definite (blank, the client does not know or refused, not
+collected): whatever an earlier version of it said no longer counts."""
 
 
 @dataclass(frozen=True, slots=True)

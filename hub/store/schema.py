@@ -240,13 +240,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # reads, is derived from them (Transaction.set_dv_status): the word with the
             # latest date, fleeing winning a tie, so neither the order rows are read in nor
             # a later correction of an older row can clear a newer "fleeing", and deleting a
-            # row brings the word before it back. The words dv_status held are kept, undated.
+            # row brings the word before it back. The word dv_status held for a client is
+            # kept as a word of no record, failing closed: "fleeing" dated the day the hub
+            # learnt it (a correction of an older row cannot clear it; a row dated later
+            # can), "not fleeing" undated (any dated word outranks it).
             """CREATE TABLE dv_words (
                 source TEXT NOT NULL, client_id TEXT NOT NULL, said_by TEXT NOT NULL,
                 fleeing INTEGER NOT NULL, as_of TEXT NOT NULL, updated_at TEXT NOT NULL,
                 PRIMARY KEY (source, client_id, said_by))""",
+            "CREATE INDEX dv_words_said_by ON dv_words (source, said_by)",
             "INSERT INTO dv_words (source, client_id, said_by, fleeing, as_of, updated_at) "
-            "SELECT source, client_id, '', fleeing, '', updated_at FROM dv_status",
+            "SELECT source, client_id, '', fleeing, "
+            "CASE WHEN fleeing = 1 THEN substr(updated_at, 1, 10) ELSE '' END, updated_at "
+            "FROM dv_status",
         ],
     ),
 ]

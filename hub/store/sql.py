@@ -618,23 +618,29 @@ class SqlTransaction:
         source: str,
         client_id: str,
         fleeing: bool | None,
-        as_of: str = "",
-        said_by: str = "",
+        as_of: str,
+        said_by: str,
     ) -> None:
         """See :meth:`hub.core.ports.Transaction.set_dv_status`."""
-        if fleeing is None:
+        # The record's word goes wherever it was filed: a later version may name another
+        # client (a row moved to the right person), whose status must then be settled too.
+        filed = await self._c.fetch(
+            "SELECT client_id FROM dv_words WHERE source=? AND said_by=?", (source, said_by)
+        )
+        if fleeing is None and not filed:
+            return  # nothing said before, nothing now
+        if filed:
             await self._c.execute(
-                "DELETE FROM dv_words WHERE source=? AND client_id=? AND said_by=?",
-                (source, client_id, said_by),
+                "DELETE FROM dv_words WHERE source=? AND said_by=?", (source, said_by)
             )
-        else:
+        if fleeing is not None:
             await self._c.execute(
                 "INSERT INTO dv_words (source, client_id, said_by, fleeing, as_of, updated_at) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT (source, client_id, said_by) DO UPDATE SET "
-                "fleeing=excluded.fleeing, as_of=excluded.as_of, updated_at=excluded.updated_at",
+                "VALUES (?,?,?,?,?,?)",
                 (source, client_id, said_by, int(fleeing), as_of, now_iso()),
             )
-        await self._settle_dv_status(source, client_id)
+        for settled in sorted({client_id, *(r[0] for r in filed)}):
+            await self._settle_dv_status(source, settled)
 
     async def _settle_dv_status(self, source: str, client_id: str) -> None:
         """Derive a client's ``dv_status`` from its words: the latest dated (unknown dates

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from itertools import compress
 from operator import itemgetter
 
-from hub.core.records import FLAG_FLEEING_DV, FLAG_NOT_FLEEING_DV
+from hub.core.records import FLAG_DV_UNSAID, FLAG_FLEEING_DV, FLAG_NOT_FLEEING_DV
 from hub.plugin_api import HumanName, Identifier, Provenance, RecordMeta, SourceKey, SourceRow
 from plugins.clarity.records import HmisClient, HmisEnrollment, HmisExit, HmisService
 from plugins.clarity.spec import (
@@ -309,7 +309,9 @@ def row_categories(lay: Layout, v: list[str]) -> tuple[Mapping[str, str], frozen
 
 
 def dv_flags(lay: Layout, v: list[str]) -> frozenset[str]:
-    """FLAG_FLEEING_DV / FLAG_NOT_FLEEING_DV from a HealthAndDV row's CurrentlyFleeing."""
+    """FLAG_FLEEING_DV / FLAG_NOT_FLEEING_DV from a HealthAndDV row's CurrentlyFleeing (1 / 0);
+    FLAG_DV_UNSAID for any other value (blank, 8, 9, 99), so that what an earlier version of
+    the row said stops counting."""
     if lay.file != "HealthAndDV":
         return frozenset()
     fleeing = v[lay.ix["CurrentlyFleeing"]]
@@ -317,7 +319,7 @@ def dv_flags(lay: Layout, v: list[str]) -> frozenset[str]:
         return frozenset({FLAG_FLEEING_DV})
     if fleeing == "0":
         return frozenset({FLAG_NOT_FLEEING_DV})
-    return frozenset()
+    return frozenset({FLAG_DV_UNSAID})
 
 
 def facts_as_of(lay: Layout, v: list[str], flags: frozenset[str]) -> str:

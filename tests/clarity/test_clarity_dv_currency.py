@@ -33,6 +33,15 @@ DIALECTS = ["sqlite", "postgresql"]
 
 
 @dataclass(frozen=True)
+class Client:
+    """The client the rows are about: their PersonalID, enrollment and project."""
+
+    person: str
+    enrollment: str
+    project: str
+
+
+@dataclass(frozen=True)
 class Word:
     """One HealthAndDV row of the client: its id, InformationDate, CurrentlyFleeing and
     DateUpdated."""
@@ -42,20 +51,13 @@ class Word:
     fleeing: str
     updated: str = WRITTEN
     deleted: str = ""
+    about: Client | None = None
+    """The client the row is about, when not the one the test follows."""
 
 
-@dataclass(frozen=True)
-class Client:
-    """The client the rows are about: their PersonalID, enrollment and project."""
-
-    person: str
-    enrollment: str
-    project: str
-
-
-def _client(tools: Any, gen: Path) -> Client:
-    """The first enrolled client of a generated export."""
-    row = tools.read_csv(gen / "Enrollment.csv")[0]
+def _client(tools: Any, gen: Path, index: int = 0) -> Client:
+    """The first (or ``index``-th) enrolled client of a generated export."""
+    row = tools.read_csv(gen / "Enrollment.csv")[index]
     return Client(row["PersonalID"], row["EnrollmentID"], row["ProjectID"])
 
 
@@ -67,10 +69,11 @@ def _write_words(tools: Any, gen: Path, who: Client, words: list[Word]) -> None:
         out = [head]
         for word in words:
             values = dict.fromkeys(head, "")
+            about = word.about or who
             values.update(
                 HealthAndDVID=word.row_id,
-                EnrollmentID=who.enrollment,
-                PersonalID=who.person,
+                EnrollmentID=about.enrollment,
+                PersonalID=about.person,
                 InformationDate=word.day,
                 DomesticViolenceSurvivor="1",
                 WhenOccurred="4",
@@ -185,6 +188,20 @@ DELTAS = [
         False,
         True,
     ),
+    (
+        "a row whose answer becomes 'not collected' says nothing any more",
+        [OLDER_FLEEING, NEWER_CALM],
+        Word("DV-NEW", NEW_DAY, "99", CORRECTED),
+        False,
+        True,
+    ),
+    (
+        "a deleted row without an answer withdraws what it said",
+        [OLDER_FLEEING, NEWER_CALM],
+        Word("DV-NEW", NEW_DAY, "", CORRECTED, deleted=CORRECTED),
+        False,
+        True,
+    ),
 ]
 
 
@@ -236,5 +253,25 @@ async def test_a_full_refresh_without_the_newest_row_brings_back_the_word_before
         await import_export(ctx, gen)
         assert not await _location_withheld(ctx, tools, tmp_path / "before", who)
         summary = (await import_export(ctx, refreshed, directive="full")).to_json()
+        assert summary["errors"] == 0
+        assert await _location_withheld(ctx, tools, tmp_path / "after", who)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_row_moved_to_another_client_takes_its_word_along(
+    make_hub: Any, tools: Any, tmp_path: Path, dialect: str
+) -> None:
+    """The newer "not fleeing" row was entered on the wrong client and is moved: the client
+    left with only an older "fleeing" row is fleeing again."""
+    gen = write_export(tmp_path / "gen", clients=20, seed=6, version="2026")
+    who, other = _client(tools, gen), _client(tools, gen, 1)
+    assert who.person != other.person
+    _write_words(tools, gen, who, [OLDER_FLEEING, NEWER_CALM])
+    moved = Word("DV-NEW", NEW_DAY, "0", CORRECTED, about=other)
+    delta = _delta(tools, gen, tmp_path / "delta", who, moved)
+    async with _hub(make_hub, "hub", dialect) as ctx:
+        await import_export(ctx, gen)
+        assert not await _location_withheld(ctx, tools, tmp_path / "before", who)
+        summary = (await import_export(ctx, delta, directive="delta")).to_json()
         assert summary["errors"] == 0
         assert await _location_withheld(ctx, tools, tmp_path / "after", who)

@@ -159,9 +159,12 @@ async def test_a_deletion_by_id_withdraws_the_words_of_the_records_it_deletes(
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_words_of_an_existing_store_are_kept_undated(dialect: str, tmp_path: Path) -> None:
-    """A store at schema 12 holding a status per client migrates to 13 with each as an
-    undated word: the status stands, and the next dated word replaces it."""
+async def test_the_status_of_an_existing_store_is_kept_failing_closed(
+    dialect: str, tmp_path: Path
+) -> None:
+    """A store at schema 12 holding a status per client migrates to 13 with each as a word
+    of no record: "fleeing" dated the day the hub learnt it (an older row's correction
+    cannot clear it, a later row can), "not fleeing" undated (any dated word outranks it)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(schema, "MIGRATIONS", ALL_MIGRATIONS[:12])
         patch.setattr(schema, "LATEST_VERSION", 12)
@@ -180,7 +183,23 @@ async def test_words_of_an_existing_store_are_kept_undated(dialect: str, tmp_pat
             await store.check_schema()
             assert await _status(store, "C1") is True
             assert await _status(store, "C2") is False
-            await _say(store, B_JANUARY_CALM, client="C1")
-            await _say(store, A_JUNE_FLEEING, client="C2")
+            await _say(store, B_JANUARY_CALM, client="C1")  # 2024: before the hub learnt it
+            assert await _status(store, "C1") is True
+            await _say(store, A_JUNE_CALM, client="C1")  # 2025-06: after
             assert await _status(store, "C1") is False
+            await _say(store, B_JANUARY_FLEEING, client="C2")
             assert await _status(store, "C2") is True
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_word_moves_with_its_record_to_another_client(dialect: str, tmp_path: Path) -> None:
+    """A later version of a row naming another client takes its word along: the first
+    client's status is settled from the words left to it."""
+    async with OPENERS[dialect](tmp_path) as store:
+        await _say(store, B_JANUARY_FLEEING, A_JUNE_CALM)  # C1: row A's newer "not fleeing"
+        assert await _status(store, "C1") is False
+        await _say(store, A_JUNE_CALM, client="C2")  # row A now names C2
+        assert await _status(store, "C1") is True
+        assert await _status(store, "C2") is False
+        await _say(store, (None, "", A_JUNE_CALM[2]), client="C1")  # withdrawn wherever filed
+        assert await _status(store, "C2") is None
