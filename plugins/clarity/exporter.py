@@ -519,10 +519,11 @@ async def _refuse_late_rows(job: _Export, stamp: str) -> None:
     earlier than a row of the source in its scope, before the export makes a decision the
     gate audits: the audit log must not hold releases of rows that never left.
 
-    The rows counted are those the whole export of the source would write (no gate, no
-    audit, no file: what the hub's administrator, who runs the export, may see anyway). A
-    recipient gets a subset of them, so this can refuse a date that the recipient's rows
-    alone would allow; never the other way round."""
+    The rows counted are those the whole export of the source would write, restricted rows
+    included (the gate releases a victim service provider's rows to that provider): no
+    gate, no audit, no file, what the hub's administrator, who runs the export, may see
+    anyway. A recipient gets a subset of them, so this can refuse a date that the
+    recipient's rows alone would allow; never the other way round."""
     twin = job.counting_copy()
     rows = _Rows(job.version, twin.summary, stamp)
     await twin.everything(rows)
@@ -601,6 +602,9 @@ class _Export:
         self.default_owner = ""
         self.scope: _DeltaScope | None = None
         """A delta's unchanged parents (set before anything is written)."""
+        self.with_restricted = False
+        """Whether restricted rows are taken too (only by the pass that counts rows, see
+        :meth:`counting_copy`: an operator's export never writes them)."""
         """The owner of the source's latest Export row (its import's default owner)."""
 
     def counting_copy(self) -> _Export:
@@ -613,6 +617,7 @@ class _Export:
         )
         twin.since, twin.since_at = self.since, self.since_at
         twin.default_owner, twin.scope = self.default_owner, self.scope
+        twin.with_restricted = True  # the gate releases them to their owner
         return twin
 
     # ---- rows ----------------------------------------------------------------------------
@@ -685,7 +690,7 @@ class _Export:
     def _exportable(self, row: Any, *, whole: bool = False) -> bool:
         """Not restricted, and updated since ``since`` (unless ``whole``: a descriptor file,
         which a delta carries whole)."""
-        if row.restricted:
+        if row.restricted and not self.with_restricted:
             self.summary.restricted_skipped += 1
             return False
         return whole or not (self.since and row.version < self.since)
@@ -771,7 +776,7 @@ class _Export:
             whole = file in _DESCRIPTORS  # a delta carries the descriptor files whole
             async for rows in self.ctx.store.iter_records(RECORD_KINDS[file], self.source):
                 for row in rows:
-                    if row.restricted:
+                    if row.restricted and not self.with_restricted:
                         self.summary.restricted_skipped += 1
                         continue
                     if (

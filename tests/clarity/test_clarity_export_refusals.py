@@ -248,3 +248,39 @@ async def test_exports_into_one_folder_move_their_files_in_one_at_a_time(
             )
     finally:
         os.close(other)
+
+
+async def test_an_export_to_a_providers_own_restricted_rows_is_refused_before_the_gate(
+    make_hub: Any, tools: Any, tmp_path: Path
+) -> None:
+    """A victim service provider gets its own restricted rows, which an operator's export
+    never carries: the date check counts them too, so the refusal still comes first."""
+    from tests.clarity.test_clarity_recipient import VSP_PROJECT, projects_of
+
+    gen = write_export(tmp_path / "gen", clients=40, seed=6, version="2026", vsp=True)
+    sheltered = min(p for p, project in projects_of(tools, gen).items() if project == VSP_PROJECT)
+
+    def edit(rows: list[list[str]]) -> list[list[str]]:
+        at, pid = rows[0].index("DateUpdated"), rows[0].index("PersonalID")
+        for row in rows[1:]:
+            if row[pid] == sheltered:
+                row[at] = LATE
+        return rows
+
+    tools.rewrite(gen / "Client.csv", edit)
+    async with make_hub() as ctx:
+        await import_export(ctx, gen)
+        provider = "hmis-org-4"
+        assert ctx.gate.agencies[provider].kind == "vsp"
+        own = await export_hmis(ctx, tmp_path / "own", csv_version="2026", recipient=provider)
+        assert own.persons > 0
+        before = await _audit_entries(ctx)
+        with pytest.raises(ExportError, match="the latest at 2025-06-01 00:00:00"):
+            await export_hmis(
+                ctx,
+                tmp_path / "refused",
+                csv_version="2026",
+                recipient=provider,
+                export_date=datetime.fromisoformat(LATE) - timedelta(days=1),
+            )
+        assert await _audit_entries(ctx) == before, "a refused export left audit entries"
