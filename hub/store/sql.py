@@ -624,22 +624,16 @@ class SqlTransaction:
         """See :meth:`hub.core.ports.Transaction.set_dv_status`."""
         # The record's word goes wherever it was filed: a later version may name another
         # client (a row moved to the right person), whose status must then be settled too.
-        filed = await self._c.fetch(
-            "SELECT client_id FROM dv_words WHERE source=? AND said_by=?", (source, said_by)
-        )
+        filed = await self._take_dv_words(source, [said_by])
         if fleeing is None and not filed:
             return  # nothing said before, nothing now
-        if filed:
-            await self._c.execute(
-                "DELETE FROM dv_words WHERE source=? AND said_by=?", (source, said_by)
-            )
         if fleeing is not None:
             await self._c.execute(
                 "INSERT INTO dv_words (source, client_id, said_by, fleeing, as_of, updated_at) "
                 "VALUES (?,?,?,?,?,?)",
                 (source, client_id, said_by, int(fleeing), as_of, now_iso()),
             )
-        for settled in sorted({client_id, *(r[0] for r in filed)}):
+        for settled in sorted({client_id, *filed}):
             await self._settle_dv_status(source, settled)
 
     async def _settle_dv_status(self, source: str, client_id: str) -> None:
@@ -664,23 +658,28 @@ class SqlTransaction:
 
     async def _withdraw_dv_words(self, kind: str, source: str, source_ids: Sequence[str]) -> None:
         """Withdraw the DV words of deleted records and settle their clients' status."""
-        said = [f"{kind}/{i}" for i in source_ids]
+        clients = await self._take_dv_words(source, [f"{kind}/{i}" for i in source_ids])
+        for client_id in sorted(clients):
+            await self._settle_dv_status(source, client_id)
+
+    async def _take_dv_words(self, source: str, said_by: Sequence[str]) -> set[str]:
+        """Remove the DV words these records (kind/source id) said; the clients they were
+        filed under."""
         clients: set[str] = set()
-        for start in range(0, len(said), _CHUNK):
-            chunk = said[start : start + _CHUNK]
+        for start in range(0, len(said_by), _CHUNK):
+            chunk = said_by[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = await self._c.fetch(
                 f"SELECT client_id FROM dv_words WHERE source=? AND said_by IN ({marks})",
                 [source, *chunk],
             )
-            if not rows:
-                continue
-            clients.update(r[0] for r in rows)
-            await self._c.execute(
-                f"DELETE FROM dv_words WHERE source=? AND said_by IN ({marks})", [source, *chunk]
-            )
-        for client_id in sorted(clients):
-            await self._settle_dv_status(source, client_id)
+            if rows:
+                clients.update(r[0] for r in rows)
+                await self._c.execute(
+                    f"DELETE FROM dv_words WHERE source=? AND said_by IN ({marks})",
+                    [source, *chunk],
+                )
+        return clients
 
     async def person_facts(self, person_id: str) -> tuple[str | None, bool]:
         """See :meth:`hub.core.ports.Transaction.person_facts`."""
