@@ -103,10 +103,10 @@ class SqlProfile:
                 finally:
                     profile.add(self._sql, time.perf_counter() - started, call=False)
 
-            def fetchmany(self, size: int | None = 1) -> list[Any]:
+            def fetchmany(self, size: int | None = None) -> list[Any]:
                 started = time.perf_counter()
                 try:
-                    return super().fetchmany(size)
+                    return super().fetchmany(self.arraysize if size is None else size)
                 finally:
                     profile.add(self._sql, time.perf_counter() - started, call=False)
 
